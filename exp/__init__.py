@@ -1,0 +1,1 @@
+"""Modules exported from the notebooks in nbs/ by notebook2script.py."""
