@@ -1,0 +1,321 @@
+"""Tests for notebook2script.py, each in a throwaway repo: tmp/nbs (notebooks) + tmp/exp (modules)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / 'notebook2script.py'
+sys.path.insert(0, str(ROOT))
+import notebook2script as n2s  # noqa: E402
+from notebook2script import ExportError  # noqa: E402
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    (tmp_path / 'nbs').mkdir()
+    (tmp_path / 'exp').mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_nb(repo, name, *cells):
+    """Write nbs/<name>.ipynb; a str is a code cell, anything else is a ready-made cell."""
+    cells = [new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    path = repo / 'nbs' / f'{name}.ipynb'
+    nbformat.write(new_notebook(cells=cells), str(path))
+    return path
+
+
+def header(nb_name):
+    return (f'# Generated from nbs/{nb_name}.ipynb by notebook2script.py: '
+            'edit the notebook, not this file.')
+
+
+def run_cli(repo, *args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=repo,
+                          capture_output=True, text=True, encoding='utf-8')
+
+
+def snapshot(folder):
+    """{name: bytes} of every file in `folder`, to show nothing was written or left behind."""
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+# --- the export marker ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('marker', ['# export', '#export', '# EXPORT', '#Export', '  #   export  ',
+                                    '# export\t'])
+def test_marker_variants_are_exported(repo, marker):
+    write_nb(repo, '01_a', f'{marker}\nx = 1')
+    out = n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
+    assert out == repo / 'exp' / 'nb_01.py'
+    assert out.read_text(encoding='utf-8') == f'{header("01_a")}\n\n\nx = 1\n'
+
+
+@pytest.mark.parametrize('source', ['#exports\nx = 1', '# export foo\nx = 1', '# exported\nx = 1',
+                                    '## export\nx = 1', 'x = 1\n# export', '\n# export\nx = 1',
+                                    'export\nx = 1'])
+def test_non_markers_are_not_exported(repo, source):
+    write_nb(repo, '01_a', source)
+    assert n2s.export_notebook(repo / 'nbs' / '01_a.ipynb') is None
+    assert not (repo / 'exp' / 'nb_01.py').exists()
+
+
+def test_markdown_cell_with_marker_is_not_exported(repo):
+    write_nb(repo, '01_a', new_markdown_cell('# export\nsome prose'), '# export\ny = 2')
+    text = n2s.export_notebook(repo / 'nbs' / '01_a.ipynb').read_text(encoding='utf-8')
+    assert 'prose' not in text and text.endswith('\ny = 2\n')
+
+
+def test_marker_dropped_order_kept_cells_two_blank_lines_apart(repo):
+    write_nb(repo, '02_b', new_markdown_cell('# Title'), '# export\na = 1', 'b = 2  # not exported',
+             '#export\ndef f():\n    return a', 'print(f())', '# Export\nc = 3')
+    text = n2s.export_notebook(repo / 'nbs' / '02_b.ipynb').read_text(encoding='utf-8')
+    assert text == f'{header("02_b")}\n\n\na = 1\n\n\ndef f():\n    return a\n\n\nc = 3\n'
+
+
+def test_cell_whitespace_trimmed_and_file_ends_with_one_newline(repo):
+    write_nb(repo, '01_a', '# export\n\n\nx = 1   \n\n\n', '# export\r\ny = "  "\r\n\t\n', '# export\n  ')
+    n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
+    data = (repo / 'exp' / 'nb_01.py').read_bytes()
+    assert data == f'{header("01_a")}\n\n\nx = 1\n\n\ny = "  "\n'.encode()
+    assert b'\r' not in data
+
+
+# --- names and header -------------------------------------------------------------------------
+
+@pytest.mark.parametrize('nb_name, module', [('01_matmul', 'nb_01.py'), ('07a_lsuv', 'nb_07a.py'),
+                                             ('05b_early_stopping', 'nb_05b.py'), ('10', 'nb_10.py')])
+def test_module_name_is_prefix_before_first_underscore(repo, nb_name, module):
+    write_nb(repo, nb_name, '# export\nx = 1')
+    assert n2s.export_notebook(repo / 'nbs' / f'{nb_name}.ipynb') == repo / 'exp' / module
+    assert [p.name for p in (repo / 'exp').iterdir()] == [module]
+
+
+def test_header_names_notebook_relative_to_repo_wherever_we_run(repo, tmp_path_factory, monkeypatch):
+    nb = write_nb(repo, '01_matmul', '# export\nx = 1')
+    monkeypatch.chdir(tmp_path_factory.mktemp('elsewhere'))
+    out = n2s.export_notebook(nb)
+    first = out.read_text(encoding='utf-8').splitlines()[0]
+    assert first == header('01_matmul')
+    assert 'nbs/01_matmul.ipynb' in first and str(repo) not in first
+
+
+def test_dest_can_be_overridden(repo, tmp_path_factory):
+    nb = write_nb(repo, '01_a', '# export\nx = 1')
+    other = tmp_path_factory.mktemp('other')
+    assert n2s.export_notebook(nb, dest=other) == other / 'nb_01.py'
+    assert not (repo / 'exp' / 'nb_01.py').exists()
+
+
+# --- determinism, encoding, file handling -----------------------------------------------------
+
+def test_export_is_deterministic_and_skips_identical_rewrite(repo):
+    nb = write_nb(repo, '01_a', '# export\nimport math', '# export\ndef g(x): return math.pi * x')
+    out = n2s.export_notebook(nb)
+    first = out.read_bytes()
+    os.utime(out, ns=(1_000_000_000, 1_000_000_000))  # an old mtime we can recognise
+    assert n2s.export_notebook(nb) == out
+    assert out.read_bytes() == first
+    assert out.stat().st_mtime_ns == 1_000_000_000
+
+
+def test_utf8_round_trips(repo):
+    nb = write_nb(repo, '01_a', '# export\nUNIT = "µs"  # π ≈ 3.14\nπ = 3.14159')
+    data = n2s.export_notebook(nb).read_bytes()
+    assert 'UNIT = "µs"  # π ≈ 3.14\nπ = 3.14159\n'.encode('utf-8') in data
+    namespace = {}
+    exec(data.decode('utf-8'), namespace)
+    assert namespace['UNIT'] == 'µs' and namespace['π'] == 3.14159
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='POSIX file modes')
+def test_module_is_not_left_private_like_a_temp_file(repo):
+    out = n2s.export_notebook(write_nb(repo, '01_a', '# export\nx = 1'))
+    mask = n2s.umask()
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_failed_write_keeps_old_module_and_leaves_no_temp(repo, monkeypatch):
+    nb = write_nb(repo, '01_a', '# export\nx = 2')
+    (repo / 'exp' / 'nb_01.py').write_bytes(b'x = 1  # old\n')
+    before = snapshot(repo / 'exp')
+
+    def failing_replace(src, dst):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(n2s.os, 'replace', failing_replace)
+    with pytest.raises(ExportError, match=r'nb_01\.py: cannot write'):
+        n2s.export_notebook(nb)
+    assert snapshot(repo / 'exp') == before
+
+
+def test_no_export_cells_writes_no_module(repo):
+    write_nb(repo, '03_c', new_markdown_cell('# export'), 'x = 1')
+    assert n2s.export_notebook(repo / 'nbs' / '03_c.ipynb') is None
+    assert snapshot(repo / 'exp') == {}
+    result = run_cli(repo, 'nbs/03_c.ipynb')
+    assert result.returncode == 0 and 'no export cells' in result.stdout
+    assert snapshot(repo / 'exp') == {}
+
+
+def test_export_all_in_sorted_order(repo):
+    for name in ['02_b', '00_base', '01_a']:
+        write_nb(repo, name, f'# export\nNAME = {name!r}')
+    write_nb(repo, '03_none', 'x = 1')
+    written = n2s.export_all(repo / 'nbs')
+    assert written == [repo / 'exp' / m for m in ['nb_00.py', 'nb_01.py', 'nb_02.py']] + [None]
+    assert "NAME = '02_b'" in (repo / 'exp' / 'nb_02.py').read_text(encoding='utf-8')
+
+
+def test_cli_exports_one_notebook_and_all(repo):
+    write_nb(repo, '01_matmul', '# export\nx = 1')
+    write_nb(repo, '02_fully', '# export\ny = 2')
+    result = run_cli(repo, 'nbs/01_matmul.ipynb')
+    assert result.returncode == 0, result.stderr
+    assert list(snapshot(repo / 'exp')) == ['nb_01.py']
+    result = run_cli(repo, '--all')
+    assert result.returncode == 0, result.stderr
+    assert list(snapshot(repo / 'exp')) == ['nb_01.py', 'nb_02.py']
+    assert snapshot(repo / 'exp')['nb_01.py'] == f'{header("01_matmul")}\n\n\nx = 1\n'.encode()
+
+
+# --- --check ----------------------------------------------------------------------------------
+
+def test_check_is_clean_after_export(repo):
+    write_nb(repo, '00_base', '# export\nx = 1')
+    write_nb(repo, '01_a', 'no = "exports"')
+    assert n2s.check_all(repo / 'nbs') != []
+    n2s.export_all(repo / 'nbs')
+    assert n2s.check_all(repo / 'nbs') == []
+    result = run_cli(repo, '--all', '--check')
+    assert result.returncode == 0, result.stderr
+    assert 'in sync' in result.stdout and result.stderr == ''
+
+
+def test_check_reports_differing_orphan_missing_and_stale_modules(repo):
+    for name in ['00_base', '01_a', '02_b']:
+        write_nb(repo, name, f'# export\nNAME = {name!r}')
+    write_nb(repo, '03_none', 'x = 1')
+    n2s.export_all(repo / 'nbs')
+    write_nb(repo, '01_a', '# export\nNAME = "edited"')            # module now differs
+    (repo / 'exp' / 'nb_02.py').unlink()                            # module missing
+    (repo / 'exp' / 'nb_03.py').write_text('old = 1\n')             # notebook exports nothing now
+    (repo / 'exp' / 'nb_09.py').write_text('gone = 1\n')            # notebook deleted
+    before = snapshot(repo / 'exp')
+
+    problems = n2s.check_all(repo / 'nbs')
+    assert len(problems) == 4
+    for module, word in [('nb_01.py', 'differs'), ('nb_02.py', 'missing'),
+                         ('nb_03.py', 'stale'), ('nb_09.py', 'orphan')]:
+        assert any(module in p and word in p for p in problems), (module, problems)
+
+    result = run_cli(repo, '--all', '--check')
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 5 and all(line.startswith('notebook2script: ') for line in lines)
+    for module in ['nb_01.py', 'nb_02.py', 'nb_03.py', 'nb_09.py']:
+        assert module in result.stderr
+    assert snapshot(repo / 'exp') == before  # --check writes nothing
+
+
+def test_check_of_one_notebook(repo):
+    nb = write_nb(repo, '01_a', '# export\nx = 1')
+    assert 'missing' in n2s.check_notebooks([nb])[0]
+    assert run_cli(repo, 'nbs/01_a.ipynb', '--check').returncode == 1
+    n2s.export_notebook(nb)
+    assert n2s.check_notebooks([nb]) == []
+    assert run_cli(repo, 'nbs/01_a.ipynb', '--check').returncode == 0
+
+
+# --- bad input: one-line error, exit 1, nothing written ---------------------------------------
+
+def bad_missing(repo):
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'no such notebook']
+
+
+def bad_json(repo):
+    (repo / 'nbs' / '01_a.ipynb').write_text('{"cells": [', encoding='utf-8')
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'not valid JSON']
+
+
+def bad_not_a_notebook(repo):
+    (repo / 'nbs' / '01_a.ipynb').write_text('{"name": "a settings file"}', encoding='utf-8')
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'not a notebook']
+
+
+def bad_json_list(repo):
+    (repo / 'nbs' / '01_a.ipynb').write_text('[1, 2, 3]', encoding='utf-8')
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'not a notebook']
+
+
+def bad_invalid_notebook(repo):
+    (repo / 'nbs' / '01_a.ipynb').write_text(
+        '{"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
+        encoding='utf-8')
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'not a valid notebook']
+
+
+def bad_syntax(repo):
+    write_nb(repo, '01_a', new_markdown_cell('intro'), '# export\nx = 1',
+             '# export\ny = 2\ndef f(:\n    pass')
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'cell 3, line 3']
+
+
+def bad_magic(repo):
+    write_nb(repo, '01_a', '# export\n%time x = 1')
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'cell 1, line 2']
+
+
+def bad_one_of_all(repo):
+    write_nb(repo, '00_base', '# export\nfine = True')
+    write_nb(repo, '01_a', '# export\nx = = 1')
+    return ['--all'], ['01_a.ipynb', 'cell 1, line 2']
+
+
+def bad_duplicate_modules(repo):
+    write_nb(repo, '00_base', '# export\nfine = True')
+    write_nb(repo, '01_a', '# export\nx = 1')
+    write_nb(repo, '01_b', '# export\nx = 2')
+    return ['--all'], ['01_a.ipynb', '01_b.ipynb', 'nb_01.py']
+
+
+BAD_INPUTS = [bad_missing, bad_json, bad_not_a_notebook, bad_json_list, bad_invalid_notebook,
+              bad_syntax, bad_magic, bad_one_of_all, bad_duplicate_modules]
+
+
+@pytest.mark.parametrize('make_bad', BAD_INPUTS, ids=lambda f: f.__name__)
+def test_bad_input_is_one_line_exit_1_and_leaves_modules_untouched(repo, make_bad):
+    (repo / 'exp' / 'nb_01.py').write_bytes('OLD = "µ"  # hand-kept\n'.encode('utf-8'))
+    args, words = make_bad(repo)
+    before = snapshot(repo / 'exp')
+    for extra in [[], ['--check']]:
+        result = run_cli(repo, *args, *extra)
+        assert result.returncode == 1, result
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith('notebook2script: '), result.stderr
+        for word in words:
+            assert word in lines[0]
+        assert 'Traceback' not in result.stderr and 'Usage' not in result.stdout
+        assert snapshot(repo / 'exp') == before
+
+
+@pytest.mark.parametrize('make_bad', BAD_INPUTS, ids=lambda f: f.__name__)
+def test_bad_input_raises_export_error_from_functions(repo, make_bad):
+    args, words = make_bad(repo)
+    export = (lambda: n2s.export_all('nbs')) if args == ['--all'] else \
+        (lambda: n2s.export_notebook(args[0]))
+    with pytest.raises(ExportError) as info:
+        export()
+    assert all(word in str(info.value) for word in words)
+    assert snapshot(repo / 'exp') == {}
+
+
+def test_cli_without_notebooks_is_an_error(repo):
+    result = run_cli(repo)
+    assert result.returncode == 1
+    assert result.stderr.startswith('notebook2script: ') and len(result.stderr.splitlines()) == 1

@@ -1,0 +1,189 @@
+"""Tests for run_notebook.py, each in a throwaway repo: tmp/nbs/*.ipynb plus tmp/helper_mod.py.
+
+Every kernel start costs a couple of seconds, so each test that runs a notebook checks
+several things about that one run.
+"""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / 'run_notebook.py'
+sys.path.insert(0, str(ROOT))
+import run_notebook as rn  # noqa: E402
+from run_notebook import Result, format_result, run_notebook  # noqa: E402
+
+KERNELSPEC = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
+
+
+@pytest.fixture
+def repo(tmp_path):
+    "A fake repo: a module at its root (to import from a notebook) and an empty nbs/."
+    (tmp_path / 'helper_mod.py').write_text('ANSWER = 42\n')
+    (tmp_path / 'nbs').mkdir()
+    return tmp_path
+
+
+def write_nb(repo, name, *cells):
+    "Write nbs/<name>; a str is a code cell, anything else a ready-made cell."
+    cells = [new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    path = repo / 'nbs' / name
+    nbformat.write(new_notebook(cells=cells, metadata={'kernelspec': KERNELSPEC}), str(path))
+    return path
+
+
+def run_cli(repo, *args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+
+
+def no_temp_files(folder):
+    return sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in folder.glob('*.ipynb'))
+
+
+# ---- notebooks that run --------------------------------------------------------------
+
+def test_pass_runs_in_notebook_folder_with_repo_root_importable(repo):
+    nbs = repo / 'nbs'
+    path = write_nb(repo, 'ok.ipynb', new_markdown_cell('# A title'),
+                    f'import os\nassert os.getcwd() == {str(nbs.resolve())!r}, os.getcwd()',
+                    'import helper_mod\nassert helper_mod.ANSWER == 42',
+                    'open("made_here.txt", "w").close()')
+    before = path.read_bytes()
+    result = run_notebook(path)
+    assert result == Result(path, True, result.seconds, '')
+    assert result.seconds > 0
+    assert (nbs / 'made_here.txt').exists()  # relative paths resolve in the notebook's folder
+    assert path.read_bytes() == before       # no --save: the notebook is not touched
+
+
+def test_save_writes_outputs_atomically(repo):
+    path = write_nb(repo, 'ok.ipynb', 'print("hello")', '6 * 7')
+    path.chmod(0o644)
+    result = run_notebook(path, save=True)
+    assert result.ok, result.message
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].outputs[0].text == 'hello\n'
+    assert nb.cells[1].outputs[0].data['text/plain'] == '42'
+    assert [c.execution_count for c in nb.cells] == [1, 2]
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert no_temp_files(repo / 'nbs')
+
+
+# ---- notebooks that fail -------------------------------------------------------------
+
+def test_failing_cell_names_cell_source_and_error(repo):
+    path = write_nb(repo, 'bad.ipynb', new_markdown_cell('# Title'), 'x = 1', new_markdown_cell('text'),
+                    'def f(a):\n    return a / 0\ny = 2\nLINE_FOUR = 4\nf(y)',
+                    'open("never.txt", "w").close()')
+    before = path.read_bytes()
+    result = run_notebook(path, save=True)
+    assert not result.ok
+    msg = result.message
+    assert 'cell 4 (code cell 2)' in msg
+    assert 'def f(a):' in msg and 'return a / 0' in msg and 'y = 2' in msg
+    assert 'LINE_FOUR' not in msg.split('ZeroDivisionError')[0]  # only the first 3 source lines
+    assert 'ZeroDivisionError: division by zero' in msg
+    assert '----> 2' in msg             # the traceback's last lines point into f
+    assert '\x1b' not in msg            # ANSI colours stripped
+    assert not (repo / 'nbs' / 'never.txt').exists()  # stops at the failing cell
+    assert path.read_bytes() == before  # a failed run with --save leaves the file alone
+    assert no_temp_files(repo / 'nbs')
+
+
+def test_kernel_death_is_a_failure_naming_the_cell(repo):
+    path = write_nb(repo, 'dies.ipynb', 'x = 1', 'import os; os._exit(1)')
+    result = run_notebook(path)
+    assert not result.ok
+    assert 'cell 2 (code cell 2)' in result.message
+    assert 'import os; os._exit(1)' in result.message
+    assert 'kernel died' in result.message
+
+
+def test_cell_timeout_is_a_failure_naming_the_cell(repo):
+    path = write_nb(repo, 'slow.ipynb', 'x = 1', 'import time\ntime.sleep(30)')
+    start = time.perf_counter()
+    result = run_notebook(path, timeout=2)
+    assert time.perf_counter() - start < 20
+    assert not result.ok
+    assert 'cell 2 (code cell 2)' in result.message
+    assert 'time.sleep(30)' in result.message
+    assert 'timed out' in result.message and '2 s' in result.message
+
+
+def test_missing_file(repo):
+    result = run_notebook(repo / 'nbs' / 'nope.ipynb')
+    assert not result.ok
+    assert result.message == f"no such file: {repo / 'nbs' / 'nope.ipynb'}"
+
+
+@pytest.mark.parametrize('text', ['{not json', '{"cells": 3}'], ids=['bad-json', 'not-a-notebook'])
+def test_invalid_notebook(repo, text):
+    path = repo / 'nbs' / 'junk.ipynb'
+    path.write_text(text)
+    result = run_notebook(path, save=True)
+    assert not result.ok
+    assert result.message.startswith(f'not a valid notebook: {path}')
+    assert len(result.message.splitlines()) == 1
+    assert path.read_text() == text
+
+
+# ---- output format and command line --------------------------------------------------
+
+def test_format_result_aligns_names_and_indents_details():
+    ok = format_result(Result(Path('nbs/01_a.ipynb'), True, 12.34), width=13)
+    bad = format_result(Result(Path('nbs/02_long.ipynb'), False, 3.0, 'cell 1\nboom'), width=13)
+    assert ok == 'pass  01_a.ipynb' + ' ' * 3 + '    12.3s'
+    assert bad.splitlines() == ['FAIL  02_long.ipynb     3.0s', '      cell 1', '      boom']
+
+
+def test_all_notebooks_sorted(repo):
+    for name in ['10_b.ipynb', '02_a.ipynb', '02b_c.ipynb']: write_nb(repo, name)
+    (repo / 'nbs' / 'notes.txt').write_text('not a notebook')
+    assert [p.name for p in rn.all_notebooks(repo / 'nbs')] == ['02_a.ipynb', '02b_c.ipynb', '10_b.ipynb']
+
+
+def test_main_all_with_no_notebooks(repo, monkeypatch, capsys):
+    monkeypatch.setattr(rn, 'NBS', repo / 'nbs')
+    rn.main(all=True)  # no SystemExit: nothing failed
+    assert 'no notebooks' in capsys.readouterr().out
+
+
+def test_cli_keeps_going_past_failures_and_exits_1(repo):
+    write_nb(repo, '01_ok.ipynb', 'x = 1')
+    write_nb(repo, '02_bad.ipynb', 'raise ValueError("nope")')
+    proc = run_cli(repo, 'nbs/01_ok.ipynb', 'nbs/02_bad.ipynb', 'nbs/03_missing.ipynb')
+    assert proc.returncode == 1, proc.stderr
+    status = [l for l in proc.stdout.splitlines() if not l.startswith(' ')]
+    assert [l.split()[:2] for l in status] == [
+        ['pass', '01_ok.ipynb'], ['FAIL', '02_bad.ipynb'], ['FAIL', '03_missing.ipynb']]
+    assert len({l.index(l.split()[2]) for l in status}) == 1  # times line up
+    assert all(l.endswith('s') for l in status)
+    assert 'ValueError: nope' in proc.stdout
+    assert 'no such file: nbs/03_missing.ipynb' in proc.stdout
+
+
+def test_cli_save_passes_and_exits_0(repo):
+    path = write_nb(repo, '01_ok.ipynb', 'print(1 + 1)')
+    proc = run_cli(repo, 'nbs/01_ok.ipynb', '--save', '--timeout', '60')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0].split()[:2] == ['pass', '01_ok.ipynb']
+    assert len(proc.stdout.splitlines()) == 1
+    assert nbformat.read(path, as_version=4).cells[0].outputs[0].text == '2\n'
+
+
+@pytest.mark.parametrize('args, says', [
+    ([], 'no notebooks given'),
+    (['--save', 'nbs/x.ipynb'], '--save takes no value'),
+    (['--all', 'nbs/x.ipynb'], '--all takes no value'),
+    (['nbs/x.ipynb', '--timeout', 'soon'], '--timeout must be a positive number'),
+])
+def test_cli_bad_arguments(repo, args, says):
+    proc = run_cli(repo, *args)
+    assert proc.returncode == 1
+    assert says in proc.stderr
