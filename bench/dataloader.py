@@ -1,0 +1,86 @@
+"""Our DataLoader (nbs/03_minibatch_training.ipynb) against torch.utils.data.DataLoader, one run.
+
+    python bench/dataloader.py [--repeat 5] [--bs 64,512]
+
+Every loader serves one shuffled epoch of normalized in-memory MNIST (x_train 50000×784, y_train)
+in batches of `bs`; nothing is done with the batches. For each loader: median and best epoch time
+over `repeat` epochs, throughput in samples/s (from the median), and the speed-up over PyTorch's
+default loader (TensorDataset, per-item fetch + default_collate), all measured in this same run.
+
+- ours, whole-batch index: DataLoader(ds, bs, shuffle=True), one `ds[idxs]` per batch
+- ours, per item + collate: the same with collate_fn=collate (the general path)
+- torch default: torch DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True)
+- torch BatchSampler: torch DataLoader(our Dataset, batch_size=None,
+  sampler=BatchSampler(RandomSampler(ds), bs, False)), torch's own way to index whole batches
+"""
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import fire
+import torch
+from torch.utils.data import BatchSampler, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader as TorchDataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from exp.nb_03 import DataLoader, Dataset, collate, get_data, normalize  # noqa: E402
+
+BASELINE = 'torch default'
+
+
+def loaders(x, y, bs):
+    "name -> a function building a fresh loader over the same tensors."
+    ds = Dataset(x, y)
+    return {
+        'ours, whole-batch index': lambda: DataLoader(ds, bs, shuffle=True),
+        'ours, per item + collate': lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate),
+        BASELINE: lambda: TorchDataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True),
+        'torch BatchSampler': lambda: TorchDataLoader(
+            ds, batch_size=None, sampler=BatchSampler(RandomSampler(ds), bs, drop_last=False)),
+    }
+
+
+def epoch_time(dl, n, bs):
+    "Seconds for one full epoch of `dl`; checks that it served every sample in batches of `bs`."
+    start, seen, first = time.perf_counter(), 0, None
+    for xb, yb in dl:
+        if first is None: first = xb.shape[0]
+        seen += len(yb)
+    elapsed = time.perf_counter() - start
+    assert seen == n and first == min(bs, n), f'served {seen} samples (first batch {first}), expected {n}'
+    return elapsed
+
+
+def measure(x, y, bs, repeat):
+    "name -> list of epoch times; the loaders take turns so slow drifts hit all of them alike."
+    makers = loaders(x, y, bs)
+    times = {name: [] for name in makers}
+    for name, make in makers.items(): epoch_time(make(), len(x), bs)  # warm-up
+    for _ in range(repeat):
+        for name, make in makers.items(): times[name].append(epoch_time(make(), len(x), bs))
+    return times
+
+
+def report(bs, n, times):
+    base = statistics.median(times[BASELINE])
+    print(f'\nbs={bs}: {-(-n // bs)} batches per epoch')
+    print(f'{"loader":<27}{"median":>10}{"best":>10}{"samples/s":>13}{"batches/s":>11}{"vs torch default":>18}')
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f'{name:<27}{med * 1e3:>8.1f}ms{min(ts) * 1e3:>8.1f}ms{n / med:>13,.0f}'
+              f'{-(-n // bs) / med:>11,.0f}{base / med:>17.1f}×')
+
+
+def main(repeat=5, bs=(64, 512)):
+    bs = [bs] if isinstance(bs, int) else list(bs)
+    x_train, y_train, *_ = get_data()
+    x_train = normalize(x_train, x_train.mean(), x_train.std())
+    torch.manual_seed(0)
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; '
+          f'x_train {tuple(x_train.shape)}, one shuffled epoch per timing, {repeat} repeats')
+    for b in bs: report(b, len(x_train), measure(x_train, y_train, b, repeat))
+
+
+if __name__ == '__main__':
+    fire.Fire(main)

@@ -1,0 +1,142 @@
+# Generated from nbs/03_minibatch_training.ipynb by notebook2script.py: edit the notebook, not this file.
+
+
+from exp.nb_02 import *
+import torch.nn as nn, torch.nn.functional as F, torch.optim as optim
+
+
+def_device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def logsumexp(x):
+    "log(sum(exp(x))) over the last axis, computed without overflow by factoring out the max."
+    a = x.max(-1)[0]
+    a = a.masked_fill(~a.isfinite(), 0)  # a row of all -inf (or an inf) must not give inf - inf
+    return a + (x - a[..., None]).exp().sum(-1).log()
+
+def log_softmax(x):
+    "log(softmax(x)) over the last axis: x - logsumexp(x), shifting by the max first."
+    z = x - x.max(-1, keepdim=True)[0]
+    return z - logsumexp(z)[..., None]
+
+
+def _check_class_shapes(fname, inp, target):
+    "Raise a ValueError naming both shapes unless inp is (N, C) and target is (N,)."
+    if inp.ndim != 2 or target.ndim != 1 or inp.shape[0] != target.shape[0]:
+        raise ValueError(f"{fname} expects input (N, C) and target (N,), "
+                         f"got input {tuple(inp.shape)} and target {tuple(target.shape)}")
+
+def nll(input, target):
+    "Negative log likelihood: the mean of -input[i, target[i]]."
+    _check_class_shapes('nll', input, target)
+    return -input[torch.arange(len(target), device=input.device), target].mean()
+
+
+def accuracy(out, yb):
+    "Fraction of rows of `out` whose largest score is at the target class `yb`."
+    _check_class_shapes('accuracy', out, yb)
+    return (out.argmax(dim=1) == yb).float().mean()
+
+
+class Optimizer:
+    "Plain SGD: `step` moves each parameter by -lr * gradient; `zero_grad` resets the gradients."
+    def __init__(self, params, lr=0.5): self.params, self.lr = list(params), lr
+
+    def step(self):
+        with torch.no_grad():
+            for p in self.params:
+                if p.grad is not None: p -= p.grad * self.lr
+
+    def zero_grad(self):
+        for p in self.params:
+            if p.grad is not None: p.grad.zero_()
+
+
+def _take(t, i):
+    "`t[i]`; for a 1-d tensor of int64 indices `index_select` makes the same copy about twice as fast."
+    if torch.is_tensor(t) and torch.is_tensor(i) and i.ndim == 1 and i.dtype == torch.long:
+        return t.index_select(0, i.to(t.device))
+    return t[i]
+
+class Dataset:
+    "Inputs `x` paired with targets `y`; index with an int, a slice, or a tensor/list of indices."
+    def __init__(self, x, y):
+        if len(x) != len(y):
+            raise ValueError(f"Dataset: x and y must have the same length, got len(x)={len(x)} "
+                             f"and len(y)={len(y)}")
+        self.x, self.y = x, y
+    def __len__(self): return len(self.x)
+    def __getitem__(self, i): return _take(self.x, i), _take(self.y, i)
+
+
+def _check_batching(n, bs):
+    "Batching needs at least one item and a batch size of at least 1; anything else is a mistake."
+    if not isinstance(bs, int) or bs < 1:
+        raise ValueError(f"batch size must be a positive integer, got {bs!r}")
+    if n == 0: raise ValueError("cannot make batches from an empty dataset (0 items)")
+
+class Sampler:
+    "Yields tensors of indices, `bs` at a time, in order or freshly shuffled on every iteration."
+    def __init__(self, ds_or_n, bs, shuffle=False, drop_last=False):
+        self.n = ds_or_n if isinstance(ds_or_n, int) else len(ds_or_n)
+        _check_batching(self.n, bs)
+        self.bs, self.shuffle, self.drop_last = bs, shuffle, drop_last
+
+    def __len__(self): return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
+
+    def __iter__(self):
+        idxs = torch.randperm(self.n) if self.shuffle else torch.arange(self.n)
+        for i in range(0, len(self) * self.bs, self.bs): yield idxs[i:i+self.bs]
+
+
+def collate(b):
+    "Stack a list of (x, y) pairs into one batch (xb, yb)."
+    xs, ys = zip(*b)
+    return torch.stack(xs), torch.stack(ys)
+
+class DataLoader:
+    """Iterates (xb, yb) batches of `ds` in the order given by `sampler` (by default a `Sampler`).
+    Without `collate_fn` each batch is one `ds[idxs]` lookup, so `ds` must accept a tensor of
+    indices; with `collate_fn` items are fetched one by one and passed to it as a list."""
+    def __init__(self, ds, bs=64, shuffle=False, sampler=None, collate_fn=None, drop_last=False):
+        _check_batching(len(ds), bs)
+        if sampler is None: sampler = Sampler(ds, bs, shuffle, drop_last)
+        self.ds, self.bs, self.sampler, self.collate_fn = ds, bs, sampler, collate_fn
+
+    def __len__(self): return len(self.sampler)
+
+    def __iter__(self):
+        for idxs in self.sampler:
+            if self.collate_fn is None: yield self.ds[idxs]
+            else: yield self.collate_fn([self.ds[i] for i in idxs.tolist()])
+
+
+def fit(epochs, model, loss_func, opt, train_dl, valid_dl):
+    "Train for `epochs`; return [(valid_loss, valid_acc)] per epoch, averaged over all examples."
+    hist = []
+    for epoch in range(epochs):
+        model.train()
+        for xb, yb in train_dl:
+            xb, yb = xb.to(def_device), yb.to(def_device)
+            loss_func(model(xb), yb).backward()
+            opt.step()
+            opt.zero_grad()
+
+        model.eval()
+        tot_loss, tot_acc, count = 0., 0., 0
+        with torch.no_grad():
+            for xb, yb in valid_dl:
+                xb, yb = xb.to(def_device), yb.to(def_device)
+                pred, nb = model(xb), len(xb)   # weight each batch's means by its size
+                tot_loss += loss_func(pred, yb).item() * nb
+                tot_acc += accuracy(pred, yb).item() * nb
+                count += nb
+        hist.append((tot_loss / count, tot_acc / count))
+        print(f'epoch {epoch}: valid loss {hist[-1][0]:.4f}, valid accuracy {hist[-1][1]:.4f}')
+    return hist
+
+
+def get_dls(train_ds, valid_ds, bs, **kwargs):
+    "Training DataLoader (shuffled, batch size `bs`) and validation DataLoader (in order, 2*bs)."
+    return (DataLoader(train_ds, bs, shuffle=True, **kwargs),
+            DataLoader(valid_ds, bs * 2, **kwargs))
