@@ -1,0 +1,232 @@
+# Generated from nbs/04_callbacks.ipynb by notebook2script.py: edit the notebook, not this file.
+
+
+from exp.nb_03 import *
+import re, time, types
+from functools import partial
+from collections.abc import Iterable
+
+
+class DataBunch:
+    "A training and a validation `DataLoader`, plus `c`: how many outputs (classes) a model needs."
+    def __init__(self, train_dl, valid_dl, c=None): self.train_dl,self.valid_dl,self.c = train_dl,valid_dl,c
+    @property
+    def train_ds(self): return self.train_dl.ds
+    @property
+    def valid_ds(self): return self.valid_dl.ds
+
+
+def get_model(data, lr=0.5, nh=50):
+    "An MLP with one hidden layer of `nh`, sized from `data`, on `def_device`; and plain SGD for it."
+    if data.c is None: raise ValueError("get_model needs data.c, the number of outputs: pass c= to DataBunch")
+    n_in = data.train_ds.x.shape[1]
+    model = nn.Sequential(nn.Linear(n_in, nh), nn.ReLU(), nn.Linear(nh, data.c)).to(def_device)
+    return model, optim.SGD(model.parameters(), lr=lr)
+
+
+class Learner:
+    "Everything a training run needs, in one place: the model, its optimizer, the loss and the data."
+    def __init__(self, model, opt, loss_func, data):
+        self.model,self.opt,self.loss_func,self.data = model,opt,loss_func,data
+
+
+def listify(o):
+    "`o` as a list: None -> [], a list as is, a string or tensor wrapped, any other iterable expanded."
+    if o is None: return []
+    if isinstance(o, list): return o
+    if isinstance(o, (str, torch.Tensor)): return [o]
+    if isinstance(o, Iterable): return list(o)
+    return [o]
+
+
+_camel_re1 = re.compile('(.)([A-Z][a-z]+)')
+_camel_re2 = re.compile('([a-z0-9])([A-Z])')
+def camel2snake(name):
+    "'AvgStatsCallback' -> 'avg_stats_callback': an underscore before each capitalised word, then lower case."
+    snake = _camel_re2.sub(r'\1_\2', _camel_re1.sub(r'\1_\2', name)).lower()
+    return re.sub('__+', '_', snake)   # 'LR_Find' would otherwise give 'lr__find'
+
+
+class Callback:
+    "Base class: define methods named after events (`begin_fit`, `after_loss`, ...); return True to skip what follows."
+    _order = 0
+    def set_runner(self, run): self.run = run
+    def __getattr__(self, k):
+        # Only reached when normal lookup fails: lets `self.loss`, `self.model`... read the runner's state.
+        if k == 'run': raise AttributeError(f"{type(self).__name__} is not attached to a Runner yet")
+        return getattr(self.run, k)
+    @property
+    def name(self): return camel2snake(re.sub(r'Callback$', '', type(self).__name__) or 'callback')
+    def __call__(self, event_name):
+        f = getattr(self, event_name, None)
+        return bool(f and f())
+
+
+class TrainEvalCallback(Callback):
+    "Switches the model between train and eval mode; counts training iterations and (fractional) epochs."
+    def begin_fit(self): self.run.n_epochs,self.run.n_iter = 0.,0
+    def begin_epoch(self):
+        self.run.n_epochs = float(self.run.epoch)   # re-sync: adding 1/iters again and again drifts
+        self.run.model.train()
+    def after_batch(self):
+        if not self.run.in_train: return
+        self.run.n_epochs += 1/self.run.iters
+        self.run.n_iter += 1
+    def begin_validate(self): self.run.model.eval()
+    def after_fit(self): self.run.model.eval()   # even when fit was cut short mid-epoch
+
+
+class TerminateOnNaNCallback(Callback):
+    "Stops fitting, naming the epoch and batch, as soon as the loss is NaN or infinite."
+    name = 'terminate_on_nan'   # camel2snake would split 'NaN' into 'na_n'
+    def after_loss(self):
+        loss = self.run.loss.item()   # one number per batch: cheap on CPU, a sync on GPU
+        if math.isfinite(loss): return
+        r = self.run
+        raise FloatingPointError(
+            f"loss is {loss} in epoch {r.epoch}, {'training' if r.in_train else 'validation'} batch {r.iter} "
+            f"(0-based; {r.iters} batches per pass): stopped before this batch's step. Is the learning rate too high?")
+
+
+def handles(cb, event):
+    "Does callback `cb` act on `event`? (One with its own `__call__` might act on any event.)"
+    return (type(cb).__call__ is not Callback.__call__ or event in vars(cb)
+            or getattr(type(cb), event, None) is not None)
+
+
+class Runner:
+    "The training loop. At each event it calls the callbacks, in `_order`; see the table above for what True does."
+    default_cb_funcs = (TrainEvalCallback, TerminateOnNaNCallback)   # added unless one of the same class is passed
+
+    def __init__(self, cbs=None, cb_funcs=None):
+        self.learn,self.in_train,self.cbs,self._handlers = None,False,[],{}
+        self.epochs = self.epoch = self.iters = self.iter = self.n_iter = 0
+        self.n_epochs = 0.
+        self.xb = self.yb = self.pred = self.loss = None
+        cbs = listify(cbs) + [f() for f in listify(cb_funcs)]
+        defaults = [f() for f in self.default_cb_funcs if not any(isinstance(cb, f) for cb in cbs)]
+        self.add_cbs(defaults + cbs)
+
+    def add_cbs(self, cbs):
+        "Attach callbacks; each becomes reachable as `run.<its name>`."
+        for cb in listify(cbs):
+            if not isinstance(cb, Callback):
+                raise TypeError(f"{cb!r} is not a Callback instance (classes and factories go in cb_funcs)")
+            if hasattr(type(self), cb.name) or not isinstance(vars(self).get(cb.name, cb), Callback):
+                raise ValueError(f"{type(cb).__name__} is named {cb.name!r}, which is already a Runner attribute")
+            cb.set_runner(self)
+            setattr(self, cb.name, cb)
+            self.cbs.append(cb)
+        self._handlers = {}
+
+    def remove_cbs(self, cbs):
+        for cb in listify(cbs):
+            self.cbs.remove(cb)
+            if vars(self).get(cb.name) is cb: delattr(self, cb.name)
+        self._handlers = {}
+
+    @property
+    def opt(self): return self.learn.opt
+    @property
+    def model(self): return self.learn.model
+    @property
+    def loss_func(self): return self.learn.loss_func
+    @property
+    def data(self): return self.learn.data
+
+    def one_batch(self, xb, yb):
+        self.xb,self.yb = xb.to(def_device),yb.to(def_device)   # the one place batches move to the device
+        if self('begin_batch'): return
+        self.pred = self.model(self.xb)
+        if self('after_pred'): return
+        self.loss = self.loss_func(self.pred, self.yb)
+        if self('after_loss') or not self.in_train: return
+        self.loss.backward()
+        if self('after_backward'): return
+        self.opt.step()
+        if self('after_step'): return
+        self.opt.zero_grad()
+
+    def all_batches(self, dl):
+        self.iters = len(dl)
+        for self.iter,(xb,yb) in enumerate(dl):
+            self.one_batch(xb, yb)
+            if self('after_batch'): break
+
+    def do_epoch(self):
+        self.in_train = True
+        if not self('begin_epoch'): self.all_batches(self.data.train_dl)
+        self.in_train = False
+        with torch.no_grad():
+            if not self('begin_validate'): self.all_batches(self.data.valid_dl)
+
+    def do_fit(self):
+        if self('begin_fit'): return
+        for self.epoch in range(self.epochs):
+            self.do_epoch()
+            if self('after_epoch'): break
+
+    def fit(self, epochs, learn):
+        "Train `learn` for `epochs` epochs. `after_fit` runs however fitting ends: done, stopped, error or Ctrl-C."
+        self.epochs,self.learn,self.epoch,self.iter,self.loss = epochs,learn,0,0,tensor(0.)
+        for cb in self.cbs: cb.set_runner(self)
+        self._handlers = {}
+        learn.opt.zero_grad()   # no stale gradients left by an earlier, interrupted fit
+        try: self.do_fit()
+        finally: self('after_fit')
+
+    def _handlers_for(self, event):
+        "(callback, function to call) for each callback acting on `event`, sorted by `_order`."
+        cbs = sorted((cb for cb in self.cbs if handles(cb, event)), key=lambda cb: cb._order)
+        # Call the method itself, skipping Callback.__call__'s lookup, unless a callback has its own __call__.
+        return [(cb, getattr(cb, event) if type(cb).__call__ is Callback.__call__ else partial(cb, event)) for cb in cbs]
+
+    def __call__(self, event):
+        "Call each callback acting on `event`, in order; True if any of them returned something truthy."
+        hs = self._handlers.get(event)   # worked out once per event and cached: this runs ~7 times a batch
+        if hs is None: hs = self._handlers[event] = self._handlers_for(event)
+        res = False
+        for cb,f in hs:
+            try:
+                if f(): res = True
+            except BaseException as e:
+                e.add_note(f"raised in {type(cb).__name__}.{event}")
+                raise
+        return res
+
+
+def add_weighted(total, x, n):
+    "`total + x*n`, detached from autograd; in place after the first batch. Stays a tensor: no GPU sync."
+    x = x.detach() if isinstance(x, torch.Tensor) else torch.tensor(x)
+    return x*n if total is None else total.add_(x, alpha=n)
+
+class AvgStats:
+    "The loss and `metrics` averaged over one pass through a data loader, weighting each batch by its size."
+    def __init__(self, metrics, in_train):
+        self.metrics,self.in_train = listify(metrics),in_train
+        self.reset()
+    def reset(self): self.tot_loss,self.tot_mets,self.count = None,[None]*len(self.metrics),0
+    @property
+    def names(self): return ['loss'] + [getattr(m, '__name__', type(m).__name__) for m in self.metrics]
+    @property
+    def all_stats(self): return [0. if t is None else t.item() for t in [self.tot_loss, *self.tot_mets]]
+    @property
+    def avg_stats(self): return [t/self.count for t in self.all_stats] if self.count else []
+    def accumulate(self, run):
+        bn = run.xb.shape[0]
+        self.tot_loss = add_weighted(self.tot_loss, run.loss, bn)
+        for i,m in enumerate(self.metrics): self.tot_mets[i] = add_weighted(self.tot_mets[i], m(run.pred, run.yb), bn)
+        self.count += bn
+    def __repr__(self):
+        if not self.count: return f"{'train' if self.in_train else 'valid'}: -"
+        return f"{'train' if self.in_train else 'valid'}: " + ', '.join(f"{n} {v:.4f}" for n,v in zip(self.names, self.avg_stats))
+
+
+class AvgStatsCallback(Callback):
+    "Averages the loss and `metrics` over each epoch, for training and validation, and prints them."
+    def __init__(self, metrics): self.train_stats,self.valid_stats = AvgStats(metrics, True),AvgStats(metrics, False)
+    def begin_epoch(self):
+        self.train_stats.reset()
+        self.valid_stats.reset()
+    def after_loss(self): (self.train_stats if self.run.in_train else self.valid_stats).accumulate(self.run)
+    def after_epoch(self): print(f"epoch {self.run.epoch} | {self.train_stats} | {self.valid_stats}")

@@ -1,0 +1,341 @@
+"""The Runner and callbacks of notebook 04 (exp.nb_04): event order, control flow, stats, failures.
+
+Small synthetic data sets in float64, so every run takes milliseconds and numbers can be compared
+tightly with a hand-written computation.
+"""
+import copy
+import math
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from exp.nb_04 import (AvgStats, AvgStatsCallback, Callback, DataBunch, DataLoader, Dataset, Learner,
+                       Runner, TerminateOnNaNCallback, TrainEvalCallback, accuracy, camel2snake, def_device,
+                       fit, get_model, listify)
+
+# One training batch fires all six batch events; a validation batch has no backward pass and no step.
+TRAIN_BATCH = ['begin_batch', 'after_pred', 'after_loss', 'after_backward', 'after_step', 'after_batch']
+VALID_BATCH = ['begin_batch', 'after_pred', 'after_loss', 'after_batch']
+# One epoch over 3 training batches and 2 validation batches.
+EPOCH = (['begin_epoch'] + TRAIN_BATCH * 3 + ['begin_validate'] + VALID_BATCH * 2 + ['after_epoch'])
+# The whole 2-epoch fit: 1 + 2 * (1 + 18 + 1 + 8 + 1) + 1 = 60 events.
+EXPECTED_2_EPOCHS = ['begin_fit'] + EPOCH * 2 + ['after_fit']
+
+
+def make_data(n_train=6, n_valid=8, bs=2, valid_bs=4, n_in=4, c=3, seed=0):
+    """Float64 random data; loaders in a fixed order (no shuffling) so runs can be replayed by hand."""
+    g = torch.Generator().manual_seed(seed)
+    x_t, x_v = torch.randn(n_train, n_in, generator=g, dtype=torch.float64), torch.randn(n_valid, n_in, generator=g, dtype=torch.float64)
+    y_t, y_v = torch.randint(0, c, (n_train,), generator=g), torch.randint(0, c, (n_valid,), generator=g)
+    return DataBunch(DataLoader(Dataset(x_t, y_t), bs), DataLoader(Dataset(x_v, y_v), valid_bs), c=c)
+
+
+def make_learner(data, lr=0.1, seed=0, loss_func=F.cross_entropy):
+    torch.manual_seed(seed)
+    model, opt = get_model(data, lr=lr, nh=5)
+    return Learner(model.double(), opt, loss_func, data)
+
+
+def on_device(*ts): return [t.to(def_device) for t in ts]
+
+
+def params(model): return [p.detach().clone() for p in model.parameters()]
+
+
+def assert_params_equal(a, b):
+    for p, q in zip(a, b): assert torch.equal(p, q)
+
+
+class EventLog(Callback):
+    """Called for every event (its own __call__) and writes each one down."""
+    _order = -10   # first, so it sees an event even when a later callback raises at it
+    def __init__(self): self.events = []
+    def __call__(self, event): self.events.append(event)
+
+
+class FitEnd(Callback):
+    def begin_fit(self): self.ended = False
+    def after_fit(self): self.ended = True
+
+
+def fit_events(epochs=2, cbs=(), **kw):
+    data = make_data(**kw)
+    run = Runner(cbs=[*cbs, EventLog()])
+    learn = make_learner(data)
+    run.fit(epochs, learn)
+    return run, learn
+
+
+# --- event order -----------------------------------------------------------------------------
+
+def test_exact_event_sequence_two_epochs_three_batches():
+    run, _ = fit_events(2)
+    assert len(run.data.train_dl) == 3 and len(run.data.valid_dl) == 2
+    assert len(EXPECTED_2_EPOCHS) == 60
+    assert run.event_log.events == EXPECTED_2_EPOCHS
+
+
+def test_callbacks_run_in_order_of_their__order_attribute():
+    calls = []
+    def make(name, order):
+        return type(name, (Callback,), {'_order': order, 'begin_fit': lambda self: calls.append(name)})()
+    run = Runner(cbs=[make('C', 5), make('A', -3), make('B', 0), make('D', 5)])
+    run.fit(0, make_learner(make_data()))
+    assert calls == ['A', 'B', 'C', 'D']   # ties (C, D) keep the order they were given in
+
+
+def test_every_callback_runs_even_when_an_earlier_one_returned_true():
+    calls = []
+    class First(Callback):
+        _order = -1
+        def begin_epoch(self): calls.append('first'); return True
+    class Second(Callback):
+        def begin_epoch(self): calls.append('second')
+    run, _ = fit_events(1, cbs=[Second(), First()])
+    assert calls == ['first', 'second']
+    assert 'after_pred' not in run.event_log.events[:run.event_log.events.index('begin_validate')]
+
+
+# --- names ------------------------------------------------------------------------------------
+
+def test_camel2snake_and_listify():
+    assert camel2snake('AvgStatsCallback') == 'avg_stats_callback'
+    assert camel2snake('ParamScheduler') == 'param_scheduler'
+    assert camel2snake('LR_Find') == 'lr_find'
+    assert listify(None) == [] and listify((1, 2)) == [1, 2] and listify('ab') == ['ab'] and listify(3) == [3]
+
+
+def test_callbacks_reachable_by_snake_case_name():
+    class MyFancyCallback(Callback): pass
+    fancy = MyFancyCallback()
+    run = Runner(cbs=fancy, cb_funcs=[lambda: AvgStatsCallback(accuracy)])
+    assert run.my_fancy is fancy
+    assert isinstance(run.avg_stats, AvgStatsCallback)
+    assert isinstance(run.train_eval, TrainEvalCallback)
+    assert isinstance(run.terminate_on_nan, TerminateOnNaNCallback)
+    assert [cb.name for cb in run.cbs] == ['train_eval', 'terminate_on_nan', 'my_fancy', 'avg_stats']
+
+
+def test_defaults_not_duplicated_and_bad_callbacks_rejected():
+    te = TrainEvalCallback()
+    run = Runner(cbs=[te])
+    assert sum(isinstance(cb, TrainEvalCallback) for cb in run.cbs) == 1 and run.train_eval is te
+    with pytest.raises(TypeError, match='cb_funcs'):
+        Runner(cbs=[AvgStatsCallback])   # a class where an instance belongs
+    class ModelCallback(Callback): pass
+    with pytest.raises(ValueError, match="'model'"):
+        Runner(cbs=ModelCallback())      # would hide run.model
+
+
+def test_callback_reads_runner_state_and_writes_through_run():
+    class Halve(Callback):
+        def after_loss(self):
+            assert self.loss is self.run.loss   # reading forwards to the runner
+            self.run.loss = self.loss / 2       # writing must go through self.run
+    data = make_data()
+    # one batch per pass: halving the loss halves the gradient, so SGD moves the weights half as far
+    first_a, first_b = make_learner(data), make_learner(data)
+    Runner(cbs=Stop1()).fit(1, first_a)
+    Runner(cbs=[Stop1(), Halve()]).fit(1, first_b)
+    for p0, p1, p2 in zip(params(make_learner(data).model), params(first_a.model), params(first_b.model)):
+        torch.testing.assert_close(p2 - p0, (p1 - p0) / 2)
+    with pytest.raises(AttributeError, match='not attached'):
+        Halve().loss
+
+
+class Stop1(Callback):
+    """Ends every pass through a data loader after its first batch."""
+    def after_batch(self): return True
+
+
+# --- control flow -----------------------------------------------------------------------------
+
+def test_begin_batch_true_skips_that_batch():
+    class SkipSecondTrainBatch(Callback):
+        def begin_batch(self): return self.run.in_train and self.run.iter == 1
+    data = make_data()
+    run, learn = fit_events(1, cbs=[SkipSecondTrainBatch()])
+    # by hand: SGD on training batches 0 and 2 only
+    ref = make_learner(data)
+    for i, (xb, yb) in enumerate(data.train_dl):
+        if i == 1: continue
+        xb, yb = on_device(xb, yb)
+        F.cross_entropy(ref.model(xb), yb).backward()
+        ref.opt.step(); ref.opt.zero_grad()
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
+    ev = run.event_log.events
+    assert ev[1:10] == ['begin_epoch', *TRAIN_BATCH, 'begin_batch', 'after_batch']   # batch 1: nothing but begin/after
+    assert ev.count('after_step') == 2 and run.n_iter == 3                           # still counted
+
+
+def test_after_loss_true_skips_backward_and_step():
+    class NoUpdate(Callback):
+        def after_loss(self): return True
+    data = make_data()
+    run, learn = fit_events(1, cbs=[NoUpdate()])
+    assert_params_equal(params(learn.model), params(make_learner(data).model))
+    assert 'after_backward' not in run.event_log.events and 'after_step' not in run.event_log.events
+
+
+def test_after_backward_true_accumulates_gradients():
+    class AccumulateAll(Callback):
+        def after_backward(self): return True
+    data = make_data()
+    run, learn = fit_events(1, cbs=[AccumulateAll()])
+    ref = make_learner(data)
+    for xb, yb in data.train_dl: F.cross_entropy(ref.model(xb.to(def_device)), yb.to(def_device)).backward()
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(p, q)             # never stepped
+        torch.testing.assert_close(p.grad, q.grad)   # gradients of all 3 batches added up
+
+
+def test_after_batch_begin_validate_after_epoch_and_begin_fit_stop_things():
+    run, _ = fit_events(2, cbs=[Stop1()])
+    assert run.event_log.events.count('after_batch') == 2 * (1 + 1) and run.n_iter == 2
+
+    class NoValid(Callback):
+        def begin_validate(self): return True
+    run, _ = fit_events(1, cbs=[NoValid()])
+    assert run.event_log.events[-3:] == ['begin_validate', 'after_epoch', 'after_fit']
+
+    class OneEpoch(Callback):
+        def after_epoch(self): return True
+    run, _ = fit_events(5, cbs=[OneEpoch()])
+    assert run.event_log.events.count('begin_epoch') == 1 and run.event_log.events[-1] == 'after_fit'
+
+    class NoFit(Callback):
+        def begin_fit(self): return True
+    run, _ = fit_events(5, cbs=[NoFit()])
+    assert run.event_log.events == ['begin_fit', 'after_fit']
+
+
+# --- TrainEvalCallback --------------------------------------------------------------------------
+
+def test_train_eval_modes_and_fractional_epochs():
+    seen = []
+    class Watch(Callback):
+        _order = 1   # after TrainEvalCallback has updated the counters
+        def begin_batch(self): seen.append(('mode', self.run.in_train, self.model.training))
+        def after_batch(self): seen.append(('count', self.run.in_train, self.run.n_epochs, self.run.n_iter))
+    run, learn = fit_events(2, cbs=[Watch()])
+    train_counts = [(e, i) for kind, tr, *rest in seen if kind == 'count' and tr for e, i in [rest]]
+    third = 1 / 3
+    expected = [third, 2 * third, 1, 1 + third, 1 + 2 * third, 2]
+    assert [i for _, i in train_counts] == [1, 2, 3, 4, 5, 6]
+    for (e, _), x in zip(train_counts, expected): assert math.isclose(e, x, rel_tol=1e-12)
+    # validation batches leave the counters alone and run in eval mode
+    valid_counts = [rest for kind, tr, *rest in seen if kind == 'count' and not tr]
+    assert [tuple(v) for v in valid_counts] == [(pytest.approx(1.), 3)] * 2 + [(pytest.approx(2.), 6)] * 2
+    assert all(tr == training for kind, tr, training in (s for s in seen if s[0] == 'mode'))
+    assert not learn.model.training
+
+
+# --- AvgStats -------------------------------------------------------------------------------------
+
+def test_avg_stats_weights_batches_by_size():
+    stats = AvgStats([], in_train=True)
+    for n, loss in [(4, 1.), (4, 1.), (2, 4.)]:
+        stats.accumulate(types.SimpleNamespace(xb=torch.zeros(n, 3), loss=torch.tensor(loss, device=def_device)))
+    assert stats.count == 10
+    assert stats.avg_stats == [pytest.approx((4 + 4 + 2 * 4.) / 10)]   # 1.6; unweighted mean would be 2
+
+
+def test_avg_stats_callback_matches_whole_data_with_short_last_batch():
+    # 10 validation items in batches of 4: 4, 4, 2
+    data = make_data(n_valid=10, valid_bs=4)
+    assert [len(xb) for xb, _ in data.valid_dl] == [4, 4, 2]
+    learn = make_learner(data)
+    run = Runner(cb_funcs=lambda: AvgStatsCallback([accuracy]))
+    run.fit(1, learn)
+    x, y = on_device(data.valid_ds.x, data.valid_ds.y)
+    with torch.no_grad(): out = learn.model(x)
+    loss, acc = run.avg_stats.valid_stats.avg_stats
+    assert run.avg_stats.valid_stats.count == 10
+    assert loss == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-10)
+    assert acc == pytest.approx(accuracy(out, y).item(), rel=1e-6)   # accuracy is float32
+    assert run.avg_stats.train_stats.count == 6
+
+
+def test_runner_matches_nb03_fit():
+    data = make_data(n_train=20, n_valid=10, bs=4, valid_bs=3)
+    a, b = make_learner(data), make_learner(data)
+    hist = fit(2, a.model, a.loss_func, a.opt, data.train_dl, data.valid_dl)
+    run = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    run.fit(2, b)
+    (loss, acc), (loss03, acc03) = run.avg_stats.valid_stats.avg_stats, hist[-1]
+    assert loss == pytest.approx(loss03, rel=1e-10) and acc == pytest.approx(acc03, rel=1e-6)   # accuracy is float32
+    for p, q in zip(a.model.parameters(), b.model.parameters()): torch.testing.assert_close(p, q)
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+class MyError(RuntimeError): pass
+
+
+def test_exception_in_callback_keeps_type_and_names_callback_and_event():
+    boom = MyError('boom')
+    class Exploding(Callback):
+        def after_backward(self): raise boom
+    run = Runner(cbs=[Exploding(), FitEnd()])
+    with pytest.raises(MyError) as info:
+        run.fit(1, make_learner(make_data()))
+    assert info.value is boom                                    # the same object, same type
+    assert info.value.__notes__ == ['raised in Exploding.after_backward']
+    assert run.fit_end.ended
+
+
+def test_nan_loss_stops_with_epoch_and_batch_in_message():
+    calls = []
+    def loss_nan_at_epoch1_batch1(pred, yb):
+        calls.append(1)
+        loss = F.cross_entropy(pred, yb)
+        # training batches 0-2 and validation batches 0-1 make 5 calls per epoch; call 7 is epoch 1, training batch 1
+        return loss * float('nan') if len(calls) == 7 else loss
+    data = make_data()
+    learn = make_learner(data, loss_func=loss_nan_at_epoch1_batch1)
+    run = Runner(cbs=[FitEnd(), EventLog()])
+    with pytest.raises(FloatingPointError, match=r'epoch 1, training batch 1\b') as info:
+        run.fit(3, learn)
+    assert 'nan' in str(info.value)
+    assert info.value.__notes__ == ['raised in TerminateOnNaNCallback.after_loss']
+    assert run.fit_end.ended and run.event_log.events[-2:] == ['after_loss', 'after_fit']
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())   # the NaN batch never stepped
+
+
+def test_absurd_learning_rate_is_stopped():
+    data = make_data(n_train=64, bs=8)
+    learn = make_learner(data, lr=1e8)
+    with pytest.raises(FloatingPointError, match=r'epoch \d+, (training|validation) batch \d+'):
+        Runner().fit(50, learn)
+
+
+def test_keyboard_interrupt_runs_after_fit_and_leaves_model_usable():
+    class CtrlC(Callback):
+        def after_backward(self):   # mid-epoch, between backward and step: gradients are half-used
+            if self.run.iter == 1: raise KeyboardInterrupt
+    data = make_data()
+    learn = make_learner(data)
+    run = Runner(cbs=[CtrlC(), FitEnd(), EventLog()])
+    with pytest.raises(KeyboardInterrupt) as info:
+        run.fit(2, learn)
+    assert info.value.__notes__ == ['raised in CtrlC.after_backward']
+    assert run.fit_end.ended and run.event_log.events[-1] == 'after_fit'
+    assert run.n_iter == 1 and not learn.model.training
+    # the model still predicts, and the same model and optimizer train on
+    with torch.no_grad(): out = learn.model(data.valid_ds.x.to(def_device))
+    assert out.shape == (8, 3) and torch.isfinite(out).all()
+    before = params(learn.model)
+    run2 = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    run2.fit(1, learn)
+    assert run2.n_iter == 3 and run2.avg_stats.train_stats.count == 6
+    # the next fit started from zeroed gradients: one clean epoch of SGD from `before`
+    ref = copy.deepcopy(learn)
+    for p, b in zip(ref.model.parameters(), before): p.data.copy_(b)
+    ref.opt = torch.optim.SGD(ref.model.parameters(), lr=0.1)
+    for xb, yb in data.train_dl:
+        xb, yb = on_device(xb, yb)
+        F.cross_entropy(ref.model(xb), yb).backward()
+        ref.opt.step(); ref.opt.zero_grad()
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
