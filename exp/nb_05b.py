@@ -1,0 +1,102 @@
+# Generated from nbs/05b_early_stopping.ipynb by notebook2script.py: edit the notebook, not this file.
+
+
+from exp.nb_05 import *
+import copy
+
+
+class CancelTrainException(Exception): "Raised by a callback: end `fit` now (`after_cancel_train` and `after_fit` still run)."
+class CancelEpochException(Exception): "Raised by a callback: skip the rest of this epoch, training and validation."
+class CancelBatchException(Exception): "Raised by a callback: skip the rest of this batch."
+
+
+class Runner(Runner):
+    "04's Runner, plus: callbacks may raise CancelBatchException, CancelEpochException or CancelTrainException."
+    def one_batch(self, xb, yb):
+        try: super().one_batch(xb, yb)
+        except CancelBatchException: self('after_cancel_batch')
+        except (CancelEpochException, CancelTrainException):
+            self('after_batch')   # the batch ends even when cut short: counters and recorders see it
+            raise
+
+    def do_epoch(self):
+        try: super().do_epoch()
+        except CancelEpochException:
+            self.in_train = False   # as after a complete epoch
+            self('after_cancel_epoch')
+
+    def do_fit(self):
+        try: super().do_fit()
+        except CancelTrainException: self('after_cancel_train')
+
+
+def check_optimizer(opt, who):
+    "`who` needs a torch.optim-like optimizer: `param_groups`, `state_dict` and `load_state_dict`."
+    missing = [a for a in ('param_groups', 'state_dict', 'load_state_dict') if not hasattr(opt, a)]
+    if missing: raise TypeError(f"{who} needs an optimizer with {', '.join(missing)} (like torch.optim's); got {type(opt).__name__}")
+
+def snapshot(model, opt):
+    "Deep copies of the model's and the optimizer's state dicts, safe from later training."
+    return copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+
+def restore(model, opt, snap):
+    "Load a `snapshot` back into `model` and `opt`."
+    model.load_state_dict(snap[0]); opt.load_state_dict(snap[1])
+
+
+class LR_Find(Callback):
+    "LR range test (Smith 2015): raise the lr exponentially from min_lr to max_lr, batch by batch, until the loss explodes."
+    _order = -1   # before TerminateOnNaNCallback: an infinite loss ends the search, not the program
+    def __init__(self, max_iter=100, min_lr=1e-6, max_lr=10, explode=10.):
+        self.max_iter,self.min_lr,self.max_lr,self.explode = max_iter,min_lr,max_lr,explode
+        self.snap = None
+    def begin_fit(self):
+        check_optimizer(self.opt, 'LR_Find')
+        self.lrs,self.losses,self.best_loss = [],[],math.inf
+        self.snap = snapshot(self.model, self.opt)
+    def begin_batch(self):
+        if not self.in_train: return
+        lr = sched_exp(self.min_lr, self.max_lr)(self.n_iter / self.max_iter)
+        for pg in self.opt.param_groups: pg['lr'] = lr
+    def after_loss(self):
+        if not self.in_train: return
+        loss = self.loss.item()
+        self.lrs.append(self.opt.param_groups[-1]['lr']); self.losses.append(loss)
+        if not math.isfinite(loss) or loss > self.explode*self.best_loss: raise CancelTrainException()
+        self.best_loss = min(self.best_loss, loss)
+    def after_step(self):
+        if self.n_iter + 1 >= self.max_iter: raise CancelTrainException()   # n_iter counts this batch at after_batch
+    def begin_validate(self): return True
+    def after_fit(self):
+        if self.snap is None: return   # begin_fit never got to take one (an earlier begin_fit raised)
+        restore(self.model, self.opt, self.snap)
+        self.opt.zero_grad()
+        self.snap = None
+    def plot(self, skip_last=0):
+        "Loss against learning rate, on a log axis; `skip_last` drops the last (exploded) points."
+        n = len(self.lrs) - skip_last
+        plt.plot(self.lrs[:n], self.losses[:n]); plt.xscale('log')
+        plt.xlabel('learning rate (log scale)'); plt.ylabel('loss')
+
+
+class EarlyStoppingCallback(Callback):
+    "Ends fit once the validation loss hasn't improved by more than `min_delta` for `patience` epochs."
+    _order = 100
+    def __init__(self, patience=3, min_delta=0.):
+        if patience < 1: raise ValueError(f"EarlyStoppingCallback: patience must be >= 1, got {patience}")
+        self.patience,self.min_delta = patience,min_delta
+    def begin_fit(self):
+        self.valid_losses,self.best,self.best_epoch,self.wait,self.stopped_epoch = [],math.inf,None,0,None
+    def begin_epoch(self): self.tot,self.count = None,0
+    def after_loss(self):
+        if self.in_train: return
+        self.tot = add_weighted(self.tot, self.loss, len(self.yb)); self.count += len(self.yb)
+    def after_epoch(self):
+        if not self.count: return                # no validation this epoch
+        loss = self.tot.item() / self.count
+        self.valid_losses.append(loss)
+        if loss < self.best - self.min_delta: self.best,self.best_epoch,self.wait = loss,self.epoch,0
+        else: self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = self.epoch
+            raise CancelTrainException()

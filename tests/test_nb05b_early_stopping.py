@@ -1,0 +1,236 @@
+"Cancel exceptions, the redefined Runner, LR_Find and EarlyStoppingCallback from nbs/05b_early_stopping.ipynb."
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn, optim, tensor
+import torch.nn.functional as F
+
+import exp.nb_04
+from exp.nb_05b import (AvgStatsCallback, CancelBatchException, CancelEpochException, CancelTrainException,
+                        Callback, DataBunch, Dataset, EarlyStoppingCallback, LR_Find, Learner, Recorder, Runner,
+                        accuracy, get_dls, snapshot)
+
+
+def tiny_data(n_train=30, n_valid=20, bs=10, seed=0):
+    "3 training batches of 10, 1 validation batch of 20 (validation uses 2*bs)."
+    g = torch.Generator().manual_seed(seed)
+    x, xv = torch.randn(n_train, 5, generator=g), torch.randn(n_valid, 5, generator=g)
+    return DataBunch(*get_dls(Dataset(x, (x[:, 0] > 0).long()), Dataset(xv, (xv[:, 0] > 0).long()), bs), c=2)
+
+
+def learner(data=None, opt_func=lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+    return Learner(model, opt_func(model.parameters()), F.cross_entropy, data or tiny_data())
+
+
+class EventLog(Callback):
+    def __init__(self): self.events = []
+    def __call__(self, event): self.events.append((event, self.run.in_train))
+    def count(self, event, in_train=None):
+        return sum(e == event and (in_train is None or t == in_train) for e, t in self.events)
+    def names(self): return [e for e, _ in self.events]
+
+
+class Raise(Callback):
+    def __init__(self, exc, event, when=lambda run: True):
+        self.exc, self.when = exc, when
+        setattr(self, event, self._maybe)
+    def _maybe(self):
+        if self.when(self.run): raise self.exc()
+
+
+def fit(*cbs, epochs=2, learn=None):
+    learn = learn or learner()
+    w0 = [p.detach().clone() for p in learn.model.parameters()]
+    run = Runner(cbs=[EventLog(), *cbs])
+    run.fit(epochs, learn)
+    moved = any(not torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))
+    return run, run.event_log, moved
+
+
+def test_runner_is_a_subclass_of_04s():
+    assert issubclass(Runner, exp.nb_04.Runner) and Runner is not exp.nb_04.Runner
+
+
+# ---------------------------------------------------------------- the three exceptions
+
+def test_cancel_batch_skips_the_rest_of_the_batch_only():
+    run, log, moved = fit(Raise(CancelBatchException, 'after_pred', lambda r: r.in_train))
+    assert not moved                                        # no training batch reached its step
+    assert log.count('after_loss', True) == 0 and log.count('after_step') == 0
+    assert log.count('after_cancel_batch') == 2*3
+    assert log.count('after_batch') == 2*(3+1)              # every batch still ends
+    assert log.count('begin_validate') == 2 and log.count('after_epoch') == 2
+    assert run.n_iter == 6
+
+
+def test_cancel_batch_after_backward_skips_the_step():
+    run, log, moved = fit(Raise(CancelBatchException, 'after_backward'))
+    assert not moved and log.count('after_backward') == 6 and log.count('after_step') == 0
+
+
+def test_cancel_batch_on_some_batches():
+    run, log, moved = fit(Raise(CancelBatchException, 'after_backward', lambda r: r.iter == 0), epochs=3)
+    assert moved and log.count('after_step') == 3*2 and log.count('after_cancel_batch') == 3
+
+
+def test_cancel_epoch_skips_the_rest_of_the_epoch():
+    run, log, moved = fit(Raise(CancelEpochException, 'after_step', lambda r: r.iter == 0), epochs=3)
+    assert moved
+    assert log.count('after_step') == 3                     # one training batch per epoch
+    assert log.count('begin_batch', True) == 3 and log.count('begin_batch', False) == 0
+    assert log.count('begin_validate') == 0                 # validation is part of the rest of the epoch
+    assert log.count('after_cancel_epoch') == 3 and log.count('after_epoch') == 3
+    assert run.n_iter == 3                                  # the interrupted batch was counted
+    names = log.names()
+    i = names.index('after_cancel_epoch')
+    assert names[i-2:i+3] == ['after_step', 'after_batch', 'after_cancel_epoch', 'after_epoch', 'begin_epoch']
+
+
+def test_cancel_epoch_from_begin_validate_and_during_validation():
+    _, log, _ = fit(Raise(CancelEpochException, 'begin_validate'))
+    assert log.count('begin_batch', False) == 0 and log.count('after_epoch') == 2 and log.count('after_step') == 6
+    _, log, _ = fit(Raise(CancelEpochException, 'after_loss', lambda r: not r.in_train))
+    assert log.count('after_cancel_epoch') == 2 and log.count('after_epoch') == 2 and log.count('after_step') == 6
+
+
+def test_cancel_train_stops_fit_and_after_fit_still_runs():
+    run, log, moved = fit(Raise(CancelTrainException, 'after_step', lambda r: r.n_iter == 3), epochs=10)
+    assert log.count('after_step') == 4 and log.count('begin_epoch') == 2 and run.n_iter == 4
+    assert log.names()[-4:] == ['after_step', 'after_batch', 'after_cancel_train', 'after_fit']
+    assert log.count('after_fit') == 1 and not run.model.training   # 04's TrainEvalCallback.after_fit ran
+
+
+@pytest.mark.parametrize('event', ['begin_fit', 'begin_epoch', 'begin_validate', 'after_epoch'])
+def test_cancel_train_from_outside_batches(event):
+    run, log, _ = fit(Raise(CancelTrainException, event), epochs=3)
+    assert log.count('after_cancel_train') == 1 and log.names()[-1] == 'after_fit'
+    assert log.count('begin_epoch') == (0 if event == 'begin_fit' else 1)
+
+
+def test_other_exceptions_and_misplaced_cancels_still_propagate():
+    with pytest.raises(ZeroDivisionError) as e: fit(Raise(ZeroDivisionError, 'after_loss'))
+    assert e.value.__notes__ == ['raised in Raise.after_loss']
+    with pytest.raises(CancelTrainException): fit(Raise(CancelTrainException, 'after_fit'))
+    with pytest.raises(CancelEpochException): fit(Raise(CancelEpochException, 'begin_fit'))
+
+
+def test_runner_usable_again_after_a_cancel():
+    learn = learner()
+    fit(Raise(CancelTrainException, 'after_step'), learn=learn)
+    run, log, moved = fit(learn=learn)
+    assert moved and log.count('after_step') == 6
+
+
+# ---------------------------------------------------------------- LR_Find
+
+class Watch(Callback):
+    "Copies the weights just before LR_Find restores them (LR_Find's _order is -1)."
+    _order = -2
+    def after_fit(self): self.final = [p.detach().clone() for p in self.run.model.parameters()]
+
+
+def warmed_up(opt_func):
+    "A learner whose optimizer already has state (momentum buffers / Adam moments) from 4 batches."
+    learn = learner(opt_func=opt_func)
+    Runner(cbs=Raise(CancelTrainException, 'begin_batch', lambda r: r.n_iter == 4)).fit(2, learn)
+    return learn
+
+
+def assert_same_state(a, b):
+    (ma, oa), (mb, ob) = a, b
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert oa['param_groups'] == ob['param_groups']
+    assert oa['state'].keys() == ob['state'].keys()
+    for k, st in oa['state'].items():
+        assert st.keys() == ob['state'][k].keys()
+        for n, v in st.items(): assert torch.equal(torch.as_tensor(v), torch.as_tensor(ob['state'][k][n])), n
+
+
+@pytest.mark.parametrize('opt_func', [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                      lambda ps: optim.Adam(ps, lr=1e-3)], ids=['sgd_momentum', 'adam'])
+def test_lr_find_stops_on_explosion_and_restores_everything(opt_func):
+    learn = warmed_up(opt_func)
+    assert learn.opt.state_dict()['state']                    # there is optimizer state to protect
+    before = snapshot(learn.model, learn.opt)
+    lrf = LR_Find(max_iter=200, min_lr=1e-4, max_lr=1e6)
+    run = Runner(cbs=[lrf, Watch()])
+    run.fit(100, learn)
+    assert len(lrf.losses) < lrf.max_iter                      # stopped early...
+    last = lrf.losses[-1]
+    assert not math.isfinite(last) or last > lrf.explode*lrf.best_loss   # ...because the loss exploded
+    best = list(itertools.accumulate(lrf.losses, min))
+    assert all(l <= lrf.explode*b for l, b in zip(lrf.losses[1:-1], best))  # and not before
+    assert any(not torch.equal(a, b) for a, b in zip(run.watch.final, before[0].values()))   # it did train
+    assert_same_state(snapshot(learn.model, learn.opt), before)
+    assert all(p.grad is None or not p.grad.any() for p in learn.model.parameters())
+
+
+def test_lr_find_runs_max_iter_when_the_loss_does_not_explode():
+    learn = warmed_up(lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9))
+    before = snapshot(learn.model, learn.opt)
+    lrf = LR_Find(max_iter=10, min_lr=1e-6, max_lr=1e-3)
+    run = Runner(cbs=[lrf, EventLog()])
+    run.fit(20, learn)
+    assert len(lrf.losses) == 10 and run.n_iter == 10 and run.event_log.count('after_backward') == 10
+    assert run.event_log.count('begin_batch', False) == 0     # validation skipped
+    for i, lr in enumerate(lrf.lrs): assert math.isclose(lr, 1e-6*(1e-3/1e-6)**(i/10), rel_tol=1e-9)
+    assert_same_state(snapshot(learn.model, learn.opt), before)
+
+
+def test_lr_find_catches_nan_before_terminate_on_nan():
+    learn = learner(opt_func=lambda ps: optim.SGD(ps, lr=0.1))
+    lrf = LR_Find(max_iter=50, min_lr=1e30, max_lr=1e35)      # the first step already blows up
+    Runner(cbs=lrf).fit(5, learn)                               # no FloatingPointError
+    assert len(lrf.losses) < 50 and (not math.isfinite(lrf.losses[-1]) or lrf.losses[-1] > 10*lrf.best_loss)
+
+
+def test_lr_find_needs_a_torch_like_optimizer():
+    from exp.nb_05b import Optimizer
+    data = tiny_data()
+    model = nn.Sequential(nn.Linear(5, 2))
+    with pytest.raises(TypeError, match='LR_Find needs an optimizer'):
+        Runner(cbs=LR_Find()).fit(1, Learner(model, Optimizer(model.parameters()), F.cross_entropy, data))
+
+
+# ---------------------------------------------------------------- early stopping
+
+class ScriptedValidLoss(Callback):
+    "Replaces every validation loss of epoch e by vals[e] (so the epoch's valid loss is vals[e])."
+    def __init__(self, vals): self.vals = vals
+    def after_loss(self):
+        if not self.run.in_train: self.run.loss = tensor(self.vals[self.run.epoch])
+
+
+@pytest.mark.parametrize('vals,patience,min_delta,best,stop', [
+    ([1.0, 0.8, 0.9, 0.85, 0.95, 0.7, 0.6, 0.5], 3, 0., 1, 4),
+    ([1.0, 0.8, 0.9, 0.85, 0.95, 0.7, 0.6, 0.5], 4, 0., 7, None),   # patient enough to see the late gains
+    ([1.0, 0.99, 0.98, 0.97, 0.96, 0.95], 2, 0.05, 0, 2),           # improvements below min_delta don't count
+    ([1.0, 0.99, 0.98, 0.97, 0.96, 0.95], 2, 0., 5, None),
+    ([1.0, 1.0, 1.0], 1, 0., 0, 1),                                 # equal is not better
+])
+def test_early_stopping(vals, patience, min_delta, best, stop):
+    es = EarlyStoppingCallback(patience=patience, min_delta=min_delta)
+    run, log, _ = fit(ScriptedValidLoss(vals), es, epochs=len(vals))
+    assert es.best_epoch == best and es.stopped_epoch == stop
+    n_epochs = len(vals) if stop is None else stop + 1
+    assert log.count('after_epoch') == n_epochs and log.count('begin_epoch') == n_epochs
+    assert log.names()[-1] == 'after_fit'
+    assert es.valid_losses == pytest.approx(vals[:n_epochs])
+    if stop is not None: assert stop - best >= patience and log.count('after_cancel_train') == 1
+
+
+def test_early_stopping_valid_loss_is_the_weighted_average():
+    "Uneven validation batches (20, 20, 5): the same number AvgStatsCallback reports."
+    data = tiny_data(n_valid=45)
+    es, stats = EarlyStoppingCallback(patience=5), AvgStatsCallback(accuracy)
+    stats.after_epoch = lambda: None
+    Runner(cbs=[stats, es]).fit(2, learner(data))
+    assert es.valid_losses[-1] == pytest.approx(stats.valid_stats.avg_stats[0], rel=1e-5)
+
+
+def test_early_stopping_bad_patience():
+    with pytest.raises(ValueError, match='patience'): EarlyStoppingCallback(patience=0)
