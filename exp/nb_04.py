@@ -7,6 +7,13 @@ from functools import partial
 from collections.abc import Iterable
 
 
+def normalized_mnist():
+    "MNIST's training and validation images, both normalized with the training set's mean and std."
+    x_train,y_train,x_valid,y_valid = get_data()
+    m,s = x_train.mean(),x_train.std()
+    return normalize(x_train, m, s),y_train,normalize(x_valid, m, s),y_valid
+
+
 class DataBunch:
     "A training and a validation `DataLoader`, plus `c`: how many outputs (classes) a model needs."
     def __init__(self, train_dl, valid_dl, c=None): self.train_dl,self.valid_dl,self.c = train_dl,valid_dl,c
@@ -14,6 +21,12 @@ class DataBunch:
     def train_ds(self): return self.train_dl.ds
     @property
     def valid_ds(self): return self.valid_dl.ds
+
+
+def mnist_databunch(bs=64):
+    "Normalized MNIST in a DataBunch: shuffled training batches of `bs`, validation batches of `2*bs`."
+    x_train,y_train,x_valid,y_valid = normalized_mnist()
+    return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), c=int(y_train.max())+1)
 
 
 def get_model(data, lr=0.5, nh=50):
