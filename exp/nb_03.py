@@ -52,8 +52,8 @@ class Optimizer:
             if p.grad is not None: p.grad.zero_()
 
 
-def _take(t, i):
-    "`t[i]`; for a 1-d tensor of int64 indices `index_select` makes the same copy about twice as fast."
+def _index_rows(t, i):
+    "`t[i]`, via `index_select` for a 1-d int64 index tensor: the same rows, copied faster on CPU."
     if torch.is_tensor(t) and torch.is_tensor(i) and i.ndim == 1 and i.dtype == torch.long:
         return t.index_select(0, i.to(t.device))
     return t[i]
@@ -66,12 +66,12 @@ class Dataset:
                              f"and len(y)={len(y)}")
         self.x, self.y = x, y
     def __len__(self): return len(self.x)
-    def __getitem__(self, i): return _take(self.x, i), _take(self.y, i)
+    def __getitem__(self, i): return _index_rows(self.x, i), _index_rows(self.y, i)
 
 
 def _check_batching(n, bs):
     "Batching needs at least one item and a batch size of at least 1; anything else is a mistake."
-    if not isinstance(bs, int) or bs < 1:
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:  # bool is an int: True would mean 1
         raise ValueError(f"batch size must be a positive integer, got {bs!r}")
     if n == 0: raise ValueError("cannot make batches from an empty dataset (0 items)")
 
@@ -94,14 +94,24 @@ def collate(b):
     xs, ys = zip(*b)
     return torch.stack(xs), torch.stack(ys)
 
+def _check_sampler_args(sampler, bs, shuffle, drop_last):
+    "A given sampler decides the batches: refuse loader arguments it would silently override."
+    for name, value in (('shuffle', shuffle), ('drop_last', drop_last)):
+        if value: raise ValueError(f"DataLoader: {name}={value!r} would be ignored because a sampler "
+                                   f"is given; set it on the sampler")
+    if bs is not None and getattr(sampler, 'bs', bs) != bs:
+        raise ValueError(f"DataLoader: bs={bs!r} disagrees with the sampler's batch size {sampler.bs!r}")
+
 class DataLoader:
-    """Iterates (xb, yb) batches of `ds` in the order given by `sampler` (by default a `Sampler`).
+    """Iterates (xb, yb) batches of `ds` in the order given by `sampler`. Without one it builds a
+    `Sampler` from `bs` (default 64), `shuffle` and `drop_last`; a given sampler decides those itself.
     Without `collate_fn` each batch is one `ds[idxs]` lookup, so `ds` must accept a tensor of
     indices; with `collate_fn` items are fetched one by one and passed to it as a list."""
-    def __init__(self, ds, bs=64, shuffle=False, sampler=None, collate_fn=None, drop_last=False):
-        _check_batching(len(ds), bs)
-        if sampler is None: sampler = Sampler(ds, bs, shuffle, drop_last)
-        self.ds, self.bs, self.sampler, self.collate_fn = ds, bs, sampler, collate_fn
+    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False):
+        if sampler is None: sampler = Sampler(ds, 64 if bs is None else bs, shuffle, drop_last)
+        else: _check_sampler_args(sampler, bs, shuffle, drop_last)
+        self.ds, self.sampler, self.collate_fn = ds, sampler, collate_fn
+        self.bs = getattr(sampler, 'bs', bs)  # None when a custom sampler does not say
 
     def __len__(self): return len(self.sampler)
 
@@ -111,27 +121,35 @@ class DataLoader:
             else: yield self.collate_fn([self.ds[i] for i in idxs.tolist()])
 
 
+def train_epoch(model, loss_func, opt, dl):
+    "One pass over `dl` in training mode: forward, backward, optimizer step, zero the gradients."
+    model.train()
+    for xb, yb in dl:
+        xb, yb = xb.to(def_device), yb.to(def_device)
+        loss_func(model(xb), yb).backward()
+        opt.step()
+        opt.zero_grad()
+
+def evaluate(model, loss_func, dl):
+    "(loss, accuracy) over all of `dl` in eval mode without gradients, averaged over examples."
+    model.eval()
+    tot_loss, tot_acc, count = 0., 0., 0
+    with torch.no_grad():
+        for xb, yb in dl:
+            xb, yb = xb.to(def_device), yb.to(def_device)
+            pred, nb = model(xb), len(xb)   # weight each batch's means by its size
+            tot_loss += loss_func(pred, yb).item() * nb
+            tot_acc += accuracy(pred, yb).item() * nb
+            count += nb
+    return tot_loss / count, tot_acc / count
+
+
 def fit(epochs, model, loss_func, opt, train_dl, valid_dl):
     "Train for `epochs`; return [(valid_loss, valid_acc)] per epoch, averaged over all examples."
     hist = []
     for epoch in range(epochs):
-        model.train()
-        for xb, yb in train_dl:
-            xb, yb = xb.to(def_device), yb.to(def_device)
-            loss_func(model(xb), yb).backward()
-            opt.step()
-            opt.zero_grad()
-
-        model.eval()
-        tot_loss, tot_acc, count = 0., 0., 0
-        with torch.no_grad():
-            for xb, yb in valid_dl:
-                xb, yb = xb.to(def_device), yb.to(def_device)
-                pred, nb = model(xb), len(xb)   # weight each batch's means by its size
-                tot_loss += loss_func(pred, yb).item() * nb
-                tot_acc += accuracy(pred, yb).item() * nb
-                count += nb
-        hist.append((tot_loss / count, tot_acc / count))
+        train_epoch(model, loss_func, opt, train_dl)
+        hist.append(evaluate(model, loss_func, valid_dl))
         print(f'epoch {epoch}: valid loss {hist[-1][0]:.4f}, valid accuracy {hist[-1][1]:.4f}')
     return hist
 

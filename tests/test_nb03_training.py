@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exp.nb_03 import (Dataset, DataLoader, Optimizer, Sampler, accuracy, collate, def_device, fit,
-                       get_dls, log_softmax, logsumexp, nll, nn, optim)
+from exp.nb_03 import (Dataset, DataLoader, Optimizer, Sampler, accuracy, collate, def_device, evaluate,
+                       fit, get_dls, log_softmax, logsumexp, nll, nn, optim, train_epoch)
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +134,7 @@ def test_sampler_drop_last(shuffle):
     assert len(list(Sampler(2, 3, drop_last=True))) == 0
 
 
-@pytest.mark.parametrize('bs', [0, -1, 2.5])
+@pytest.mark.parametrize('bs', [0, -1, 2.5, True, False, '4'])
 def test_bad_batch_size(bs):
     with pytest.raises(ValueError, match='batch size'):
         Sampler(10, bs)
@@ -204,6 +204,30 @@ def test_dataloader_with_given_sampler():
     ds = make_ds(10)
     dl = DataLoader(ds, sampler=Sampler(ds, 5))
     assert len(dl) == 2 and [len(yb) for _, yb in dl] == [5, 5]
+    assert dl.bs == 5  # from the sampler, not a default
+    assert DataLoader(ds, 5, sampler=Sampler(ds, 5)).bs == 5  # a bs that agrees is fine
+
+
+def test_dataloader_default_batch_size():
+    dl = DataLoader(make_ds(100))
+    assert dl.bs == 64 and [len(yb) for _, yb in dl] == [64, 36]
+
+
+def test_dataloader_sampler_without_bs():
+    ds = make_ds(7)
+    class Pairs:  # any iterable of index tensors with a length will do
+        def __iter__(self): return iter(torch.arange(7).split(2))
+        def __len__(self): return 4
+    dl = DataLoader(ds, sampler=Pairs())
+    assert dl.bs is None and [yb.tolist() for _, yb in dl] == [[0, 1], [2, 3], [4, 5], [6]]
+
+
+@pytest.mark.parametrize('kwargs,match', [({'bs': 4}, r'bs=4.*5'), ({'shuffle': True}, 'shuffle'),
+                                          ({'drop_last': True}, 'drop_last')])
+def test_dataloader_refuses_args_a_sampler_would_override(kwargs, match):
+    ds = make_ds(10)
+    with pytest.raises(ValueError, match=match):
+        DataLoader(ds, sampler=Sampler(ds, 5), **kwargs)
 
 
 def test_matches_torch_dataloader_ordered():
@@ -274,6 +298,38 @@ def test_optimizer_skips_params_without_grad():
 
 
 def on_device(*ts): return [t.to(def_device) for t in ts]
+
+
+def test_evaluate_weights_batches_by_size():
+    model = tiny_model().to(def_device)
+    x_va, y_va = on_device(torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 3, (7,)))
+    valid_dl = DataLoader(Dataset(x_va, y_va), 3)  # batches of 3, 3, 1
+    model.train()
+    loss, acc = evaluate(model, F.cross_entropy, valid_dl)
+    assert not model.training
+    with torch.no_grad():
+        full_loss = F.cross_entropy(model(x_va), y_va).item()
+        full_acc = accuracy(model(x_va), y_va).item()
+        batch_means = [F.cross_entropy(model(xb), yb).item() for xb, yb in valid_dl]
+    assert loss == pytest.approx(full_loss, rel=1e-12)
+    assert acc == pytest.approx(full_acc, rel=1e-6)  # accuracy is a float32 mean
+    assert sum(batch_means) / len(batch_means) != pytest.approx(full_loss, rel=1e-6)
+
+
+def test_train_epoch_is_one_step_per_batch():
+    m1 = tiny_model().to(def_device)
+    m2 = copy.deepcopy(m1)
+    x, y = on_device(torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,)))
+    m1.eval()
+    train_epoch(m1, F.cross_entropy, Optimizer(m1.parameters(), 0.1), DataLoader(Dataset(x, y), 4))
+    assert m1.training
+    opt = optim.SGD(m2.parameters(), lr=0.1)
+    for i in range(0, 10, 4):  # the same three batches, by hand
+        F.cross_entropy(m2(x[i:i+4]), y[i:i+4]).backward()
+        opt.step()
+        opt.zero_grad()
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(p1, p2)
 
 
 def test_fit_weighted_validation_average_is_full_set_loss():
