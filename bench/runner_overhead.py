@@ -17,26 +17,24 @@ the wall clock counts). Default: one torch thread. This tiny model gains little
 from more, it keeps the timing steady on a busy machine, and the shorter each batch takes the
 larger the loop's relative overhead, so it is the demanding case.
 """
-import argparse
 import contextlib
 import copy
 import io
+import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
+import fire
 import torch
+import torch.nn.functional as F
 
-from exp.nb_04 import (AvgStatsCallback, DataBunch, Dataset, F, Learner, Runner, TerminateOnNaNCallback,
-                       TrainEvalCallback, accuracy, def_device, get_data, get_dls, get_model, math, normalize)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from exp.nb_04 import (AvgStatsCallback, Learner, Runner, TerminateOnNaNCallback, TrainEvalCallback,  # noqa: E402
+                       accuracy, def_device, get_model, mnist_databunch)
 
 BS, LR, SEED, SHUFFLE_SEED = 64, 0.1, 42, 1
-
-
-def load_data():
-    x_train, y_train, x_valid, y_valid = get_data()
-    m, s = x_train.mean(), x_train.std()
-    x_train, x_valid = normalize(x_train, m, s), normalize(x_valid, m, s)
-    return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), BS), c=int(y_train.max()) + 1)
 
 
 def add_weighted(total, x, n):
@@ -82,8 +80,9 @@ def clocks():
 
 
 def main(repeats=9, threads=1):
+    """Time `repeats` epochs each way; `threads` torch threads (0 leaves torch's default)."""
     if threads: torch.set_num_threads(threads)
-    data = load_data()
+    data = mnist_databunch(BS)
     torch.manual_seed(SEED)
     init = copy.deepcopy(get_model(data)[0].state_dict())
 
@@ -124,16 +123,10 @@ def main(repeats=9, threads=1):
     print(f'median epoch (wall): runner {med(t_run):.3f}s, plain {med(t_plain):.3f}s, bare {med(t_bare):.3f}s; '
           f'per batch: runner {1e6*med(t_run)/n_batches:.0f}us, plain {1e6*med(t_plain)/n_batches:.0f}us')
     print(f"stats and NaN check, plain/bare (median ratio, wall): {med_ratio(t_plain, t_bare, 'wall'):.3f}")
-    ratio = med_ratio(t_run, t_plain, 'wall')
     for k in ('wall', 'cpu'):
         r = med_ratio(t_run, t_plain, k)
         print(f'runner/plain, median ratio ({k:4s}): {r:.3f} -> runner overhead {100*(r-1):+.1f}% (goal: at most +3%)')
-    return ratio
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=9)
-    parser.add_argument('--threads', type=int, default=1, help='torch threads; 0 leaves the default')
-    args = parser.parse_args()
-    main(args.repeats, args.threads)
+    fire.Fire(main)

@@ -29,7 +29,7 @@ def mnist_databunch(bs=64):
     return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), c=int(y_train.max())+1)
 
 
-def get_model(data, lr=0.5, nh=50):
+def get_model(data, lr=0.1, nh=50):
     "An MLP with one hidden layer of `nh`, sized from `data`, on `def_device`; and plain SGD for it."
     if data.c is None: raise ValueError("get_model needs data.c, the number of outputs: pass c= to DataBunch")
     n_in = data.train_ds.x.shape[1]
@@ -101,10 +101,17 @@ class TerminateOnNaNCallback(Callback):
             f"(0-based; {r.iters} batches per pass): stopped before this batch's step. Is the learning rate too high?")
 
 
+def _has_own_call(cb): return type(cb).__call__ is not Callback.__call__
+
 def handles(cb, event):
-    "Does callback `cb` act on `event`? (One with its own `__call__` might act on any event.)"
-    return (type(cb).__call__ is not Callback.__call__ or event in vars(cb)
-            or getattr(type(cb), event, None) is not None)
+    "Does callback `cb` act on `event`?"
+    if _has_own_call(cb): return True                  # its own __call__ may act on any event
+    if event in vars(cb): return True                   # a method attached to this one instance
+    return getattr(type(cb), event, None) is not None   # a method of its class (not the runner's, via __getattr__)
+
+def _handler(cb, event):
+    "What the runner calls for `cb` at `event`: the method itself (no lookup per call), or `cb(event)` for an own __call__."
+    return partial(cb, event) if _has_own_call(cb) else getattr(cb, event)
 
 
 class Runner:
@@ -125,12 +132,17 @@ class Runner:
         for cb in listify(cbs):
             if not isinstance(cb, Callback):
                 raise TypeError(f"{cb!r} is not a Callback instance (classes and factories go in cb_funcs)")
-            if hasattr(type(self), cb.name) or not isinstance(vars(self).get(cb.name, cb), Callback):
+            if self._name_taken(cb.name):
                 raise ValueError(f"{type(cb).__name__} is named {cb.name!r}, which is already a Runner attribute")
             cb.set_runner(self)
             setattr(self, cb.name, cb)
             self.cbs.append(cb)
         self._handlers = {}
+
+    def _name_taken(self, name):
+        "Is `name` the runner's own: a method, a property or state (`fit`, `model`, `loss`...)? A callback's name may be reused."
+        if hasattr(type(self), name): return True    # methods and properties
+        return name in vars(self) and not isinstance(vars(self)[name], Callback)   # state, even while it is None
 
     def remove_cbs(self, cbs):
         for cb in listify(cbs):
@@ -190,9 +202,9 @@ class Runner:
 
     def _handlers_for(self, event):
         "(callback, function to call) for each callback acting on `event`, sorted by `_order`."
-        cbs = sorted((cb for cb in self.cbs if handles(cb, event)), key=lambda cb: cb._order)
-        # Call the method itself, skipping Callback.__call__'s lookup, unless a callback has its own __call__.
-        return [(cb, getattr(cb, event) if type(cb).__call__ is Callback.__call__ else partial(cb, event)) for cb in cbs]
+        cbs = [cb for cb in self.cbs if handles(cb, event)]
+        cbs.sort(key=lambda cb: cb._order)   # a stable sort: ties keep the order the callbacks were added in
+        return [(cb, _handler(cb, event)) for cb in cbs]
 
     def __call__(self, event):
         "Call each callback acting on `event`, in order; True if any of them returned something truthy."

@@ -6,14 +6,16 @@ import functools, itertools
 from bisect import bisect_right
 
 
-def _check_param_groups(opt, who):
-    if not hasattr(opt, 'param_groups'):
-        raise TypeError(f"{who} needs an optimizer with `param_groups` (like torch.optim's); got {type(opt).__name__}")
+def _check_optimizer(opt, who, needs=('param_groups',)):
+    "Raise a TypeError when `opt` lacks any attribute in `needs` that callback `who` relies on."
+    missing = [a for a in needs if not hasattr(opt, a)]
+    if missing: raise TypeError(f"{who} needs an optimizer with {', '.join(f'`{a}`' for a in missing)} "
+                                f"(like torch.optim's); got {type(opt).__name__}")
 
 class Recorder(Callback):
     "After every training batch, records each param group's learning rate (`lrs[i]`) and the loss."
     def begin_fit(self):
-        _check_param_groups(self.opt, 'Recorder')
+        _check_optimizer(self.opt, 'Recorder')
         self.lrs = [[] for _ in self.opt.param_groups]
         self.losses = []
     def after_batch(self):
@@ -86,7 +88,7 @@ class ParamScheduler(Callback):
     _order = 1
     def __init__(self, pname, sched_funcs): self.pname,self.sched_funcs = pname,sched_funcs
     def begin_fit(self):
-        _check_param_groups(self.opt, 'ParamScheduler')
+        _check_optimizer(self.opt, 'ParamScheduler')
         pgs = self.opt.param_groups
         fs = self.sched_funcs
         self.funcs = list(fs) if isinstance(fs, (list, tuple)) else [fs]*len(pgs)

@@ -2,6 +2,7 @@
 
 
 from exp.nb_05 import *
+from exp.nb_05 import _check_optimizer   # private in 05 (so not in `import *`); LR_Find needs the same check
 import copy
 
 
@@ -30,17 +31,12 @@ class Runner(Runner):
         except CancelTrainException: self('after_cancel_train')
 
 
-def check_optimizer(opt, who):
-    "`who` needs a torch.optim-like optimizer: `param_groups`, `state_dict` and `load_state_dict`."
-    missing = [a for a in ('param_groups', 'state_dict', 'load_state_dict') if not hasattr(opt, a)]
-    if missing: raise TypeError(f"{who} needs an optimizer with {', '.join(missing)} (like torch.optim's); got {type(opt).__name__}")
-
-def snapshot(model, opt):
+def _snapshot(model, opt):
     "Deep copies of the model's and the optimizer's state dicts, safe from later training."
     return copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
 
-def restore(model, opt, snap):
-    "Load a `snapshot` back into `model` and `opt`."
+def _restore(model, opt, snap):
+    "Load a `_snapshot` back into `model` and `opt`."
     model.load_state_dict(snap[0]); opt.load_state_dict(snap[1])
 
 
@@ -51,9 +47,9 @@ class LR_Find(Callback):
         self.max_iter,self.min_lr,self.max_lr,self.explode = max_iter,min_lr,max_lr,explode
         self.snap = None
     def begin_fit(self):
-        check_optimizer(self.opt, 'LR_Find')
+        _check_optimizer(self.opt, 'LR_Find', needs=('param_groups', 'state_dict', 'load_state_dict'))
         self.lrs,self.losses,self.best_loss = [],[],math.inf
-        self.snap = snapshot(self.model, self.opt)
+        self.snap = _snapshot(self.model, self.opt)
     def begin_batch(self):
         if not self.in_train: return
         lr = sched_exp(self.min_lr, self.max_lr)(self.n_iter / self.max_iter)
@@ -69,7 +65,7 @@ class LR_Find(Callback):
     def begin_validate(self): return True
     def after_fit(self):
         if self.snap is None: return   # begin_fit never got to take one (an earlier begin_fit raised)
-        restore(self.model, self.opt, self.snap)
+        _restore(self.model, self.opt, self.snap)
         self.opt.zero_grad()
         self.snap = None
     def plot(self, skip_last=0):
@@ -92,7 +88,7 @@ class EarlyStoppingCallback(Callback):
         if self.in_train: return
         self.tot = add_weighted(self.tot, self.loss, len(self.yb)); self.count += len(self.yb)
     def after_epoch(self):
-        if not self.count: return                # no validation this epoch
+        if self.count < len(self.data.valid_ds): return   # validation skipped or cut short: no loss
         loss = self.tot.item() / self.count
         self.valid_losses.append(loss)
         if loss < self.best - self.min_delta: self.best,self.best_epoch,self.wait = loss,self.epoch,0

@@ -129,6 +129,23 @@ def test_defaults_not_duplicated_and_bad_callbacks_rejected():
         Runner(cbs=ModelCallback())      # would hide run.model
 
 
+def test_callback_names_may_not_hide_runner_state_but_may_replace_a_callback():
+    for state in ['loss', 'xb', 'epoch', 'n_epochs']:   # `xb` is None until the first batch: still taken
+        cls = type(state.title().replace('_', '') + 'Callback', (Callback,), {})
+        assert cls().name == state
+        with pytest.raises(ValueError, match=f"'{state}'"): Runner(cbs=cls())
+    class Spy(Callback): pass
+    first, second = Spy(), Spy()
+    run = Runner(cbs=[first, second])
+    assert run.spy is second and run.cbs[-2:] == [first, second]
+
+
+def test_get_model_default_learning_rate():
+    model, opt = get_model(make_data())
+    assert [pg['lr'] for pg in opt.param_groups] == [0.1]
+    assert next(model.parameters()).device.type == def_device.type
+
+
 def test_callback_reads_runner_state_and_writes_through_run():
     class Halve(Callback):
         def after_loss(self):

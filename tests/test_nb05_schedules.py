@@ -116,6 +116,17 @@ def test_one_cycle_shape(lr_max, pct):
     assert v[-1] < v[0]                                            # ends below where it started
 
 
+@pytest.mark.parametrize('lr_max,pct,div_start,div_end', [(0.5, 0.3, 25., 1e4), (2., 0.25, 10., 100.)])
+def test_one_cycle_is_the_piecewise_cosine_formula(lr_max, pct, div_start, div_end):
+    "Warm-up from lr_max/div_start to lr_max over pct of training, then down to lr_max/div_end, both half cosines."
+    eta0, eta1 = lr_max/div_start, lr_max/div_end
+    def formula(p):
+        if p < pct: return lr_max + (eta0 - lr_max)*(1 + math.cos(math.pi*p/pct))/2
+        return eta1 + (lr_max - eta1)*(1 + math.cos(math.pi*(p - pct)/(1 - pct)))/2
+    f = one_cycle(lr_max, pct_start=pct, div_start=div_start, div_end=div_end)
+    for i in range(201): assert close(f(i/200), formula(i/200), 1e-9), i/200
+
+
 def test_cos_1cycle_anneal_pieces():
     up, down = cos_1cycle_anneal(0.95, 0.85, 0.95)
     assert close(up(0), 0.95) and close(up(1), 0.85) and close(down(0), 0.85) and close(down(1), 0.95)

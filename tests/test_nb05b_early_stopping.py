@@ -8,9 +8,10 @@ from torch import nn, optim, tensor
 import torch.nn.functional as F
 
 import exp.nb_04
-from exp.nb_05b import (AvgStatsCallback, CancelBatchException, CancelEpochException, CancelTrainException,
+from exp.nb_05b import (CancelBatchException, CancelEpochException, CancelTrainException,
                         Callback, DataBunch, Dataset, EarlyStoppingCallback, LR_Find, Learner, Recorder, Runner,
-                        accuracy, get_dls, snapshot)
+                        def_device, get_dls)
+from exp.nb_05b import _snapshot as snapshot   # private: not part of `import *`
 
 
 def tiny_data(n_train=30, n_valid=20, bs=10, seed=0):
@@ -22,7 +23,7 @@ def tiny_data(n_train=30, n_valid=20, bs=10, seed=0):
 
 def learner(data=None, opt_func=lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), seed=0):
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2)).to(def_device)   # where the Runner puts batches
     return Learner(model, opt_func(model.parameters()), F.cross_entropy, data or tiny_data())
 
 
@@ -224,12 +225,44 @@ def test_early_stopping(vals, patience, min_delta, best, stop):
 
 
 def test_early_stopping_valid_loss_is_the_weighted_average():
-    "Uneven validation batches (20, 20, 5): the same number AvgStatsCallback reports."
+    "Uneven validation batches (20, 20, 5): the loss of the trained model on the whole validation set at once."
     data = tiny_data(n_valid=45)
-    es, stats = EarlyStoppingCallback(patience=5), AvgStatsCallback(accuracy)
-    stats.after_epoch = lambda: None
-    Runner(cbs=[stats, es]).fit(2, learner(data))
-    assert es.valid_losses[-1] == pytest.approx(stats.valid_stats.avg_stats[0], rel=1e-5)
+    assert [len(yb) for _, yb in data.valid_dl] == [20, 20, 5]
+    es, learn = EarlyStoppingCallback(patience=5), learner(data)
+    Runner(cbs=es).fit(2, learn)
+    with torch.no_grad():   # validation comes after the last step, so the final model is the one it measured
+        whole = F.cross_entropy(learn.model(data.valid_ds.x.to(def_device)), data.valid_ds.y.to(def_device))
+    batch_means = [F.cross_entropy(learn.model(xb.to(def_device)), yb.to(def_device)).item() for xb, yb in data.valid_dl]
+    assert sum(batch_means) / 3 != pytest.approx(whole.item(), rel=1e-5)   # the unweighted mean would be wrong
+    assert es.valid_losses[-1] == pytest.approx(whole.item(), rel=1e-5)
+
+
+class EndValidationPass(Callback):
+    "Returns True from after_batch at validation batch `i` of epoch `epoch`: the rest of that pass is skipped."
+    def __init__(self, epoch, i): self.at_epoch, self.i = epoch, i
+    def after_batch(self): return not self.run.in_train and self.run.epoch == self.at_epoch and self.run.iter == self.i
+
+
+def cancel_valid_epoch(epoch, i):
+    "CancelEpochException at validation batch `i` of epoch `epoch`."
+    return Raise(CancelEpochException, 'after_loss', lambda r: not r.in_train and r.epoch == epoch and r.iter == i)
+
+
+@pytest.mark.parametrize('cut', ['cancel_epoch', 'end_pass'])
+@pytest.mark.parametrize('vals,patience,best,stop', [
+    ([1.0, 2.0, 0.9, 0.8], 1, 3, None),   # counted, the partial 2.0 of epoch 1 would stop the run at epoch 1
+    ([1.0, 0.1, 1.1, 1.2], 2, 0, 3),      # counted, the partial 0.1 would be the best epoch
+])
+def test_early_stopping_ignores_an_epoch_whose_validation_was_cut_short(cut, vals, patience, best, stop):
+    data = tiny_data(n_valid=45)                  # validation batches of 20, 20, 5
+    stopper = cancel_valid_epoch(1, 1) if cut == 'cancel_epoch' else EndValidationPass(1, 1)
+    es = EarlyStoppingCallback(patience=patience)
+    run, log, _ = fit(stopper, ScriptedValidLoss(vals), es, epochs=len(vals), learn=learner(data))
+    assert log.count('after_cancel_epoch') == (cut == 'cancel_epoch')
+    assert log.count('after_epoch') == (len(vals) if stop is None else stop + 1)
+    kept = [v for e, v in enumerate(vals) if e != 1][:len(es.valid_losses)]
+    assert es.valid_losses == pytest.approx(kept) and len(es.valid_losses) == log.count('after_epoch') - 1
+    assert es.best_epoch == best and es.stopped_epoch == stop
 
 
 def test_early_stopping_bad_patience():
