@@ -32,14 +32,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from exp.nb_04 import (AvgStatsCallback, Learner, Runner, TerminateOnNaNCallback, TrainEvalCallback,  # noqa: E402
-                       accuracy, def_device, get_model, mnist_databunch)
+                       accuracy, add_weighted, def_device, get_model, mnist_databunch)
 
 BS, LR, SEED, SHUFFLE_SEED = 64, 0.1, 42, 1
-
-
-def add_weighted(total, x, n):
-    x = x.detach()
-    return x * n if total is None else total.add_(x, alpha=n)
 
 
 def plain_epoch(model, opt, loss_func, data, stats=True):
