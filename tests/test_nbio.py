@@ -1,0 +1,179 @@
+"""Tests for nbio.py: atomic writes and notebook reading, shared by the tools and notebook 01."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import nbio  # noqa: E402
+from nbio import NotebookError, atomic_open, atomic_write, read_notebook  # noqa: E402
+
+
+def files(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+# --- atomic_open / atomic_write ---------------------------------------------------------------
+
+def test_atomic_write_bytes_and_str(tmp_path):
+    atomic_write(tmp_path / 'a.bin', b'\x00\x01')
+    atomic_write(tmp_path / 'b.txt', 'π\nline\r\n')
+    assert (tmp_path / 'a.bin').read_bytes() == b'\x00\x01'
+    assert (tmp_path / 'b.txt').read_bytes() == 'π\nline\r\n'.encode('utf-8')  # no newline translation
+    assert files(tmp_path) == ['a.bin', 'b.txt']
+
+
+def test_atomic_write_refuses_other_types(tmp_path):
+    with pytest.raises(TypeError, match='str or bytes'):
+        atomic_write(tmp_path / 'a', 42)
+    assert files(tmp_path) == []
+
+
+def test_text_mode_is_utf8_by_default(tmp_path):
+    with atomic_open(tmp_path / 't.txt', 'w') as f:
+        f.write('µs\n')
+    assert (tmp_path / 't.txt').read_bytes() == 'µs\n'.encode('utf-8')
+
+
+@pytest.mark.parametrize('mode', ['r', 'a', 'w+', 'rb', 'xb'])
+def test_bad_mode_is_refused(tmp_path, mode):
+    with pytest.raises(ValueError, match='mode'):
+        with atomic_open(tmp_path / 'x', mode):
+            pass
+    assert files(tmp_path) == []
+
+
+def test_exception_inside_keeps_old_file_and_removes_temp(tmp_path):
+    dest = tmp_path / 'd.txt'
+    dest.write_text('old')
+    with pytest.raises(RuntimeError, match='boom'):
+        with atomic_open(dest, 'w') as f:
+            f.write('new, half written')
+            raise RuntimeError('boom')
+    assert dest.read_text() == 'old' and files(tmp_path) == ['d.txt']
+
+
+def test_keyboard_interrupt_also_cleans_up(tmp_path):
+    dest = tmp_path / 'd.bin'
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(dest) as f:
+            f.write(b'partial')
+            raise KeyboardInterrupt
+    assert files(tmp_path) == []
+
+
+def test_check_sees_complete_temp_file_and_can_veto(tmp_path):
+    dest = tmp_path / 'd.bin'
+    dest.write_bytes(b'old')
+    seen = []
+
+    def check(tmp):
+        seen.append(Path(tmp).read_bytes())  # closed and flushed by now
+        assert Path(tmp).parent == tmp_path  # same folder: the rename is atomic
+        raise ValueError('checksum mismatch')
+
+    with pytest.raises(ValueError, match='checksum'):
+        with atomic_open(dest, check=check) as f:
+            f.write(b'new bytes')
+    assert seen == [b'new bytes']
+    assert dest.read_bytes() == b'old' and files(tmp_path) == ['d.bin']
+
+
+def test_check_passing_lets_the_file_through(tmp_path):
+    with atomic_open(tmp_path / 'd.bin', check=lambda tmp: None) as f:
+        f.write(b'ok')
+    assert (tmp_path / 'd.bin').read_bytes() == b'ok'
+
+
+def test_failed_replace_keeps_old_file(tmp_path, monkeypatch):
+    dest = tmp_path / 'd.txt'
+    dest.write_text('old')
+
+    def no_space(src, dst):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(nbio.os, 'replace', no_space)
+    with pytest.raises(OSError, match='No space'):
+        atomic_write(dest, 'new')
+    assert dest.read_text() == 'old' and files(tmp_path) == ['d.txt']
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='POSIX file modes')
+def test_permissions_kept_for_existing_and_umask_for_new(tmp_path):
+    old = tmp_path / 'old.txt'
+    old.write_text('x')
+    old.chmod(0o640)
+    atomic_write(old, 'y')
+    assert old.stat().st_mode & 0o777 == 0o640
+    new = tmp_path / 'new.txt'
+    atomic_write(new, 'z')
+    assert new.stat().st_mode & 0o777 == 0o666 & ~nbio._umask()  # not mkstemp's private 0o600
+
+
+def test_missing_folder_is_an_os_error_and_nothing_created(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / 'no' / 'such' / 'file', 'x')
+    assert files(tmp_path) == []
+
+
+# --- read_notebook ----------------------------------------------------------------------------
+
+def test_reads_v4_notebook(tmp_path):
+    path = tmp_path / 'a.ipynb'
+    nbformat.write(new_notebook(cells=[new_code_cell('x = 1')]), str(path))
+    nb = read_notebook(path)
+    assert nb.nbformat == 4 and nb.cells[0].source == 'x = 1'
+
+
+def test_nbformat_3_is_converted(tmp_path):
+    from nbformat import v3
+    old = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[v3.new_code_cell(input='# export\nx = 1')])])
+    path = tmp_path / 'old.ipynb'
+    path.write_text(nbformat.writes(old, version=3), encoding='utf-8')
+    assert json.loads(path.read_text())['nbformat'] == 3
+    nb = read_notebook(path)
+    assert nb.nbformat == 4
+    assert [c.cell_type for c in nb.cells] == ['code']
+    assert ''.join(nb.cells[0].source) == '# export\nx = 1'
+
+
+@pytest.mark.parametrize('content, says', [
+    (None, 'no such notebook'),
+    (b'{"cells": [', 'not valid JSON (line 1'),
+    (b'[1, 2]', 'not a notebook (the JSON is a list'),
+    (b'{"nbformat": 4}', 'not a notebook (no list of cells)'),
+    (b'{"nbformat": 2, "cells": []}', 'nbformat 2 is not supported'),
+    (b'{"nbformat": 3, "worksheets": 7}', 'nbformat 3'),
+    (b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "nope"}]}',
+     'not a valid notebook'),
+    (b'\xff\xfe{}', 'not UTF-8'),
+])
+def test_bad_files_give_one_line_naming_the_file(tmp_path, monkeypatch, content, says):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / 'bad.ipynb'
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(NotebookError) as info:
+        read_notebook(path)
+    message = str(info.value)
+    assert message.startswith('bad.ipynb: ') and says in message, message
+    assert '\n' not in message
+    assert info.value.path == path
+
+
+def test_folder_and_who_in_message(tmp_path):
+    with pytest.raises(NotebookError, match='is a folder, not a lesson'):
+        read_notebook(tmp_path, who='lesson')
+
+
+@pytest.mark.skipif(os.name != 'posix' or os.geteuid() == 0, reason='root reads anything')
+def test_unreadable_file(tmp_path):
+    path = tmp_path / 'a.ipynb'
+    path.write_text('{}')
+    path.chmod(0)
+    with pytest.raises(NotebookError, match='cannot read'):
+        read_notebook(path)
