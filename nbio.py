@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ['atomic_open', 'atomic_write', 'read_notebook', 'parse_notebook', 'NotebookError']
+__all__ = ['atomic_open', 'atomic_write', 'read_notebook', 'parse_notebook', 'NotebookError', 'show_path']
 
 
 class NotebookError(ValueError):
@@ -25,10 +25,10 @@ class NotebookError(ValueError):
 
     def __init__(self, path, reason):
         self.path, self.reason = path, ' '.join(str(reason).split())  # always one line
-        super().__init__(f'{_show(path)}: {self.reason}')
+        super().__init__(f'{show_path(path)}: {self.reason}')
 
 
-def _show(path):
+def show_path(path):
     """`path` relative to the working directory when inside it (shorter messages), else absolute."""
     path = Path(path).absolute()
     try:

@@ -11,6 +11,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'notebook2script.py'
 sys.path.insert(0, str(ROOT))
+import nbio  # noqa: E402
 import notebook2script as n2s  # noqa: E402
 from notebook2script import ExportError  # noqa: E402
 
@@ -20,6 +21,7 @@ def repo(tmp_path, monkeypatch):
     (tmp_path / 'nbs').mkdir()
     (tmp_path / 'exp').mkdir()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(n2s, 'ROOT', tmp_path)  # the functions' repo; the CLI gets --root
     return tmp_path
 
 
@@ -36,8 +38,15 @@ def header(nb_name):
             'edit the notebook, not this file.')
 
 
+def code_of(text):
+    """A module's text without the generated __all__ block at its end (tested on its own)."""
+    head, sep, tail = text.partition('\n\n\n# What `from exp.')
+    assert sep and tail.count('__all__ = ') == 1, text
+    return head + '\n'
+
+
 def run_cli(repo, *args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=repo,
+    return subprocess.run([sys.executable, str(SCRIPT), *args, '--root', str(repo)], cwd=repo,
                           capture_output=True, text=True, encoding='utf-8')
 
 
@@ -54,7 +63,7 @@ def test_marker_variants_are_exported(repo, marker):
     write_nb(repo, '01_a', f'{marker}\nx = 1')
     out = n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
     assert out == repo / 'exp' / 'nb_01.py'
-    assert out.read_text(encoding='utf-8') == f'{header("01_a")}\n\n\nx = 1\n'
+    assert code_of(out.read_text(encoding='utf-8')) == f'{header("01_a")}\n\n\nx = 1\n'
 
 
 @pytest.mark.parametrize('source', ['#exports\nx = 1', '# export foo\nx = 1', '# exported\nx = 1',
@@ -69,21 +78,21 @@ def test_non_markers_are_not_exported(repo, source):
 def test_markdown_cell_with_marker_is_not_exported(repo):
     write_nb(repo, '01_a', new_markdown_cell('# export\nsome prose'), '# export\ny = 2')
     text = n2s.export_notebook(repo / 'nbs' / '01_a.ipynb').read_text(encoding='utf-8')
-    assert 'prose' not in text and text.endswith('\ny = 2\n')
+    assert 'prose' not in text and code_of(text).endswith('\ny = 2\n')
 
 
 def test_marker_dropped_order_kept_cells_two_blank_lines_apart(repo):
     write_nb(repo, '02_b', new_markdown_cell('# Title'), '# export\na = 1', 'b = 2  # not exported',
              '#export\ndef f():\n    return a', 'print(f())', '# Export\nc = 3')
     text = n2s.export_notebook(repo / 'nbs' / '02_b.ipynb').read_text(encoding='utf-8')
-    assert text == f'{header("02_b")}\n\n\na = 1\n\n\ndef f():\n    return a\n\n\nc = 3\n'
+    assert code_of(text) == f'{header("02_b")}\n\n\na = 1\n\n\ndef f():\n    return a\n\n\nc = 3\n'
 
 
 def test_cell_whitespace_trimmed_and_file_ends_with_one_newline(repo):
     write_nb(repo, '01_a', '# export\n\n\nx = 1   \n\n\n', '# export\r\ny = "  "\r\n\t\n', '# export\n  ')
     n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
     data = (repo / 'exp' / 'nb_01.py').read_bytes()
-    assert data == f'{header("01_a")}\n\n\nx = 1\n\n\ny = "  "\n'.encode()
+    assert code_of(data.decode()).encode() == f'{header("01_a")}\n\n\nx = 1\n\n\ny = "  "\n'.encode()
     assert b'\r' not in data
 
 
@@ -137,7 +146,7 @@ def test_utf8_round_trips(repo):
 @pytest.mark.skipif(os.name != 'posix', reason='POSIX file modes')
 def test_module_is_not_left_private_like_a_temp_file(repo):
     out = n2s.export_notebook(write_nb(repo, '01_a', '# export\nx = 1'))
-    mask = n2s.umask()
+    mask = nbio._umask()
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
@@ -148,7 +157,7 @@ def test_failed_write_keeps_old_module_and_leaves_no_temp(repo, monkeypatch):
 
     def failing_replace(src, dst):
         raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(n2s.os, 'replace', failing_replace)
+    monkeypatch.setattr(nbio.os, 'replace', failing_replace)
     with pytest.raises(ExportError, match=r'nb_01\.py: cannot write'):
         n2s.export_notebook(nb)
     assert snapshot(repo / 'exp') == before
@@ -181,7 +190,7 @@ def test_cli_exports_one_notebook_and_all(repo):
     result = run_cli(repo, '--all')
     assert result.returncode == 0, result.stderr
     assert list(snapshot(repo / 'exp')) == ['nb_01.py', 'nb_02.py']
-    assert snapshot(repo / 'exp')['nb_01.py'] == f'{header("01_matmul")}\n\n\nx = 1\n'.encode()
+    assert code_of(snapshot(repo / 'exp')['nb_01.py'].decode()) == f'{header("01_matmul")}\n\n\nx = 1\n'
 
 
 # --- --check ----------------------------------------------------------------------------------
@@ -204,8 +213,8 @@ def test_check_reports_differing_orphan_missing_and_stale_modules(repo):
     n2s.export_all(repo / 'nbs')
     write_nb(repo, '01_a', '# export\nNAME = "edited"')            # module now differs
     (repo / 'exp' / 'nb_02.py').unlink()                            # module missing
-    (repo / 'exp' / 'nb_03.py').write_text('old = 1\n')             # notebook exports nothing now
-    (repo / 'exp' / 'nb_09.py').write_text('gone = 1\n')            # notebook deleted
+    (repo / 'exp' / 'nb_03.py').write_text(f'{header("03_none")}\nold = 1\n')  # exports nothing now
+    (repo / 'exp' / 'nb_09.py').write_text(f'{header("09_gone")}\ngone = 1\n')  # notebook deleted
     before = snapshot(repo / 'exp')
 
     problems = n2s.check_all(repo / 'nbs')
