@@ -328,3 +328,270 @@ def test_cli_without_notebooks_is_an_error(repo):
     result = run_cli(repo)
     assert result.returncode == 1
     assert result.stderr.startswith('notebook2script: ') and len(result.stderr.splitlines()) == 1
+
+
+# --- issue 7.1: cell text kept byte for byte, whole module compiled -----------------------------
+
+@pytest.mark.parametrize('char', ['\u2028', '\u2029', '\x85', '\x0c', '\x1c', '\x0b'])
+def test_line_break_like_characters_inside_strings_survive(repo, char):
+    nb = write_nb(repo, '01_a', f'# export\nS = "a{char}b"\nT = 1')
+    text = n2s.export_notebook(nb).read_text(encoding='utf-8')
+    namespace = {}
+    exec(compile(text, 'nb_01.py', 'exec'), namespace)
+    assert namespace['S'] == f'a{char}b' and namespace['T'] == 1
+    assert run_cli(repo, 'nbs/01_a.ipynb', '--check').returncode == 0
+
+
+def test_future_import_in_first_export_cell_is_fine(repo):
+    nb = write_nb(repo, '01_a', '# export\nfrom __future__ import annotations\ndef f(x: Undefined): return x',
+                  '# export\ny = f(2)')
+    namespace = {}
+    exec(n2s.export_notebook(nb).read_text(encoding='utf-8'), namespace)
+    assert namespace['y'] == 2
+
+
+def test_future_import_in_later_cell_names_cell_line_and_rule(repo):
+    (repo / 'exp' / 'nb_01.py').write_text('OLD = 1\n')
+    before = snapshot(repo / 'exp')
+    write_nb(repo, '01_a', new_markdown_cell('intro'), '# export\nx = 1',
+             '# export\n\n"""A docstring may come first."""\nfrom __future__ import annotations')
+    with pytest.raises(ExportError) as info:
+        n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
+    message = str(info.value)
+    assert message.startswith('nbs/01_a.ipynb: cell 3, line 4: ')  # the cell's own line numbers
+    assert '__future__' in message and "first export cell" in message
+    for args in [['nbs/01_a.ipynb'], ['nbs/01_a.ipynb', '--check'], ['--all', '--check']]:
+        result = run_cli(repo, *args)
+        assert result.returncode == 1 and 'cell 3, line 4' in result.stderr, result
+        assert len(result.stderr.splitlines()) == 1
+    assert snapshot(repo / 'exp') == before
+
+
+def test_check_compiles_the_module_it_compares(repo, monkeypatch):
+    nb = write_nb(repo, '01_a', '# export\nx = 1', '# export\nfrom __future__ import annotations')
+    # a module that already holds exactly this (broken) text must not be called "in sync"
+    text = f'{header("01_a")}\n\n\nx = 1\n\n\nfrom __future__ import annotations\n'
+    (repo / 'exp' / 'nb_01.py').write_text(text)
+    with pytest.raises(ExportError, match='cell 2, line 2'):
+        n2s.check_notebooks([nb])
+
+
+# --- issue 7.2: --all takes no value; --check takes paths --------------------------------------
+
+def test_all_with_a_path_is_refused(repo):
+    write_nb(repo, '00_base', '# export\nx = 1')
+    write_nb(repo, '01_a', '# export\ny = 1')
+    for args in [['--all', 'nbs/00_base.ipynb'], ['nbs/00_base.ipynb', '--all'],
+                 ['--all', 'nbs/00_base.ipynb', '--check']]:
+        result = run_cli(repo, *args)
+        assert result.returncode == 1, (args, result)
+        assert 'not both' in result.stderr and len(result.stderr.splitlines()) == 1
+        assert snapshot(repo / 'exp') == {}
+
+
+def test_check_with_paths_checks_just_those(repo):
+    write_nb(repo, '00_base', '# export\nx = 1')
+    write_nb(repo, '01_a', '# export\ny = 1')
+    run_cli(repo, 'nbs/00_base.ipynb')
+    result = run_cli(repo, '--check', 'nbs/00_base.ipynb')  # fire: check='nbs/00_base.ipynb'
+    assert result.returncode == 0 and 'in sync' in result.stdout, result
+    result = run_cli(repo, '--check', 'nbs/01_a.ipynb')
+    assert result.returncode == 1 and 'nb_01.py: missing' in result.stderr
+    result = run_cli(repo, '--check', 'nbs/00_base.ipynb', 'nbs/01_a.ipynb')
+    assert result.returncode == 1 and 'nb_01.py' in result.stderr and 'nb_00.py' not in result.stderr
+    assert list(snapshot(repo / 'exp')) == ['nb_00.py']
+
+
+# --- issue 7.3: stale modules ------------------------------------------------------------------
+
+def test_all_removes_stale_generated_modules_and_leaves_others(repo):
+    write_nb(repo, '00_base', '# export\nx = 1')
+    gone = write_nb(repo, '01_gone', '# export\ny = 1')
+    emptied = write_nb(repo, '02_emptied', '# export\nz = 1')
+    n2s.export_all()
+    gone.unlink()
+    write_nb(repo, '02_emptied', 'z = 1  # no longer exported')
+    (repo / 'exp' / '__init__.py').write_text('')
+    (repo / 'exp' / 'helpers.py').write_text('HAND = 1\n')
+    (repo / 'exp' / 'nb_07.py').write_text('# hand-written, no header\n')
+
+    result = run_cli(repo, '--all', '--check')
+    assert result.returncode == 1
+    assert 'nb_01.py: orphan' in result.stderr and 'nb_02.py: stale' in result.stderr
+    assert '2 problem(s)' in result.stderr and 'run notebook2script.py --all' in result.stderr
+
+    result = run_cli(repo, '--all')
+    assert result.returncode == 0, result.stderr
+    assert 'removed exp/nb_01.py: generated from nbs/01_gone.ipynb' in result.stdout
+    assert 'removed exp/nb_02.py: generated from nbs/02_emptied.ipynb' in result.stdout
+    for name in ['helpers.py', 'nb_07.py']:
+        assert f'exp/{name}: not generated by notebook2script.py' in result.stderr
+    assert '__init__' not in result.stdout + result.stderr
+    assert sorted(snapshot(repo / 'exp')) == ['__init__.py', 'helpers.py', 'nb_00.py', 'nb_07.py']
+    assert (repo / 'exp' / 'helpers.py').read_text() == 'HAND = 1\n'
+
+    result = run_cli(repo, '--all', '--check')  # the advice no longer loops
+    assert result.returncode == 0 and 'in sync' in result.stdout, result
+    assert 'nb_07.py: not generated' in result.stderr  # reported, not a failure
+    assert emptied.exists()
+
+
+def test_single_export_never_removes_but_says_stale(repo):
+    nb = write_nb(repo, '01_a', '# export\nx = 1')
+    n2s.export_notebook(nb)
+    write_nb(repo, '01_a', 'x = 1')
+    result = run_cli(repo, 'nbs/01_a.ipynb')
+    assert result.returncode == 0 and 'stale' in result.stdout and '--all' in result.stdout
+    assert (repo / 'exp' / 'nb_01.py').exists()
+
+
+# --- issue 7.4: importable names, the repo's exp/ always ---------------------------------------
+
+@pytest.mark.parametrize('name', ['foo bar', '01-matmul', '_hidden', 'é1_x', '01.2_x'])
+def test_module_name_must_be_importable(repo, name):
+    write_nb(repo, name, '# export\nx = 1')
+    with pytest.raises(ExportError) as info:
+        n2s.export_notebook(repo / 'nbs' / f'{name}.ipynb')
+    assert f'{name}.ipynb' in str(info.value) and 'ASCII letters and digits' in str(info.value)
+    for args in [[f'nbs/{name}.ipynb'], ['--all'], ['--all', '--check']]:
+        result = run_cli(repo, *args)
+        assert result.returncode == 1 and 'ASCII letters and digits' in result.stderr, result
+    assert snapshot(repo / 'exp') == {}
+
+
+def test_notebook_outside_nbs_goes_to_the_repos_exp(repo):
+    nb = write_nb(repo, '01_a', '# export\nx = 1')
+    moved = nb.rename(repo / '01_a.ipynb')  # at the repo root: once wrote ../exp/
+    result = run_cli(repo, '01_a.ipynb')
+    assert result.returncode == 0, result.stderr
+    assert list(snapshot(repo / 'exp')) == ['nb_01.py']
+    assert not (repo.parent / 'exp').exists()
+    text = (repo / 'exp' / 'nb_01.py').read_text()
+    assert text.startswith('# Generated from 01_a.ipynb by')
+    (repo / 'sub' / 'deeper').mkdir(parents=True)
+    moved.rename(repo / 'sub' / 'deeper' / '02_b.ipynb')
+    assert n2s.export_notebook(repo / 'sub' / 'deeper' / '02_b.ipynb') == repo / 'exp' / 'nb_02.py'
+
+
+def test_notebook_outside_the_repo_is_refused(repo, tmp_path_factory):
+    outside = tmp_path_factory.mktemp('elsewhere') / '01_a.ipynb'
+    nbformat.write(new_notebook(cells=[new_code_cell('# export\nx = 1')]), str(outside))
+    with pytest.raises(ExportError, match='outside the repo'):
+        n2s.export_notebook(outside)
+    assert snapshot(repo / 'exp') == {}
+
+
+# --- issue 7.5: one notebook must not overwrite another's module --------------------------------
+
+def test_single_export_refuses_a_sibling_with_the_same_module(repo):
+    write_nb(repo, '01_a', '# export\nx = 1')
+    write_nb(repo, '01_b', '# export\nx = 2')
+    for nb in ['nbs/01_a.ipynb', 'nbs/01_b.ipynb']:
+        with pytest.raises(ExportError) as info:
+            n2s.export_notebook(nb)
+        assert all(w in str(info.value) for w in ['01_a.ipynb', '01_b.ipynb', 'nb_01.py', 'rename'])
+        result = run_cli(repo, nb)
+        assert result.returncode == 1 and 'both export to' in result.stderr
+    assert snapshot(repo / 'exp') == {}
+
+
+def test_single_export_refuses_to_overwrite_a_module_another_notebook_owns(repo):
+    n2s.export_notebook(write_nb(repo, '01_a', '# export\nx = 1'))
+    before = snapshot(repo / 'exp')
+    other = repo / '01_z.ipynb'  # elsewhere in the repo, same module name
+    nbformat.write(new_notebook(cells=[new_code_cell('# export\nx = 2')]), str(other))
+    with pytest.raises(ExportError, match='both export to'):
+        n2s.export_notebook(other)
+    assert snapshot(repo / 'exp') == before
+    (repo / 'nbs' / '01_a.ipynb').unlink()  # the owner is gone: taking over is fine
+    assert n2s.export_notebook(other) == repo / 'exp' / 'nb_01.py'
+
+
+# --- issue 7.6: nbformat 3 -----------------------------------------------------------------------
+
+def test_nbformat_3_notebook_is_exported(repo):
+    from nbformat import v3
+    old = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[
+        v3.new_text_cell('markdown', source='# Title'), v3.new_code_cell(input='# export\nx = 3')])])
+    (repo / 'nbs' / '01_old.ipynb').write_text(nbformat.writes(old, version=3), encoding='utf-8')
+    result = run_cli(repo, 'nbs/01_old.ipynb')
+    assert result.returncode == 0, result.stderr
+    assert code_of((repo / 'exp' / 'nb_01.py').read_text()) == f'{header("01_old")}\n\n\nx = 3\n'
+
+
+# --- issue 8.3: the generated __all__ --------------------------------------------------------------
+
+BINDINGS = '''# export
+import os, sys as system, torch
+import torch.nn.functional as F
+import matplotlib.pyplot as plt
+from pathlib import Path
+from functools import partial as _partial, reduce as fold
+from typing import *
+x = 1
+a, (b, *rest) = 1, (2, 3)
+p = q = 4
+obj = type('O', (), {})()
+obj.attr = 5
+_private = 6
+n: int = 7
+declared_only: int
+def f(): pass
+async def g(): pass
+class K: pass
+if True:
+    taken = 1
+else:
+    not_taken = 2
+try:
+    import math
+except ImportError:
+    fallback = None
+for loop_var in range(2):
+    pass
+x = 8
+temp = 9
+del temp'''
+
+
+def test_all_lists_public_bindings_in_order_once(repo):
+    text = n2s.export_notebook(write_nb(repo, '01_a', BINDINGS)).read_text()
+    namespace = {}
+    exec(text, namespace)
+    assert namespace['__all__'] == ['torch', 'F', 'plt', 'Path', 'fold', 'x', 'a', 'b', 'rest', 'p', 'q',
+                                    'obj', 'n', 'f', 'g', 'K', 'taken', 'math']
+    # a name bound only in a branch not taken is listed but filtered out when the module runs
+    assert "'not_taken'" in text and "'fallback'" in text
+
+
+def test_assigning_all_by_hand_is_refused(repo):
+    write_nb(repo, '01_a', '# export\n__all__ = ["x"]\nx = 1')
+    with pytest.raises(ExportError, match='cell 1 assigns __all__'):
+        n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
+
+
+def test_star_import_chain_gives_teaching_names_only(repo):
+    (repo / 'exp' / '__init__.py').write_text('')
+    write_nb(repo, '00_base', '# export\nimport os, math\nfrom functools import partial\n'
+                              'def _helper(): return os.sep\ndef base(): return _helper()')
+    write_nb(repo, '01_a', '# export\nfrom exp.nb_00 import *\nimport re\nimport torch.nn as nn\n'
+                           'def base(): return "redefined on purpose"\ndef more(): return partial',
+             '# export\nfrom exp.nb_01 import *  # a self-import is not a previous module\nLAST = 1')
+    n2s.export_all()
+    probe = ('import types\nfrom exp.nb_01 import *\n'
+             'print(sorted(k for k in dir() if not k.startswith("__")))\n'
+             'print(base(), more().__name__)')
+    result = subprocess.run([sys.executable, '-c', probe], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    names, call = result.stdout.splitlines()
+    assert eval(names) == sorted(['types', 'math', 'partial', 'base', 'nn', 'more', 'LAST'])
+    assert call == 'redefined on purpose partial'
+    text = (repo / 'exp' / 'nb_01.py').read_text()
+    assert 'from exp.nb_00 import __all__ as _all_nb_00' in text
+
+
+def test_generated_all_is_deterministic(repo, tmp_path_factory):
+    write_nb(repo, '01_a', BINDINGS)
+    first = n2s.export_notebook(repo / 'nbs' / '01_a.ipynb').read_bytes()
+    (repo / 'exp' / 'nb_01.py').unlink()
+    assert n2s.export_notebook(repo / 'nbs' / '01_a.ipynb').read_bytes() == first
