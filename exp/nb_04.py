@@ -2,9 +2,11 @@
 
 
 from exp.nb_03 import *
-import re, time, types
+import difflib, math, re, types
+import torch.optim as optim
 from functools import partial
-from collections.abc import Iterable
+from collections.abc import Iterable   # what typing.Iterable stands for; works with isinstance and in hints
+from typing import Any, Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 
 def normalized_mnist():
@@ -14,13 +16,20 @@ def normalized_mnist():
     return normalize(x_train, m, s),y_train,normalize(x_valid, m, s),y_valid
 
 
+def _dataset(dl):
+    "The dataset behind a data loader: `.dataset` for PyTorch's `DataLoader`, `.ds` for the one of 03."
+    for attr in ('dataset', 'ds'):
+        if hasattr(dl, attr): return getattr(dl, attr)
+    raise TypeError(f"{type(dl).__name__} has neither .dataset (PyTorch's DataLoader) nor .ds (03's DataLoader): "
+                    "DataBunch can't find the data set behind it")
+
 class DataBunch:
-    "A training and a validation `DataLoader`, plus `c`: how many outputs (classes) a model needs."
+    "A training and a validation data loader (03's or PyTorch's), plus `c`: how many outputs (classes) a model needs."
     def __init__(self, train_dl, valid_dl, c=None): self.train_dl,self.valid_dl,self.c = train_dl,valid_dl,c
     @property
-    def train_ds(self): return self.train_dl.ds
+    def train_ds(self): return _dataset(self.train_dl)
     @property
-    def valid_ds(self): return self.valid_dl.ds
+    def valid_ds(self): return _dataset(self.valid_dl)
 
 
 def mnist_databunch(bs=64):
@@ -32,7 +41,7 @@ def mnist_databunch(bs=64):
 def get_model(data, lr=0.1, nh=50):
     "An MLP with one hidden layer of `nh`, sized from `data`, on `def_device`; and plain SGD for it."
     if data.c is None: raise ValueError("get_model needs data.c, the number of outputs: pass c= to DataBunch")
-    n_in = data.train_ds.x.shape[1]
+    n_in = data.train_ds[0][0].numel()   # features of one example (any data set that gives (x, y) pairs)
     model = nn.Sequential(nn.Linear(n_in, nh), nn.ReLU(), nn.Linear(nh, data.c)).to(def_device)
     return model, optim.SGD(model.parameters(), lr=lr)
 
@@ -90,15 +99,34 @@ class TrainEvalCallback(Callback):
 
 
 class TerminateOnNaNCallback(Callback):
-    "Stops fitting, naming the epoch and batch, as soon as the loss is NaN or infinite."
+    "Stops fitting, naming the epoch and batch of the first loss that is NaN or infinite."
     name = 'terminate_on_nan'   # camel2snake would split 'NaN' into 'na_n'
+    gpu_every = 50              # default `every` when the loss is on a GPU
+    def __init__(self, every=None):
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ValueError(f"TerminateOnNaNCallback(every={every!r}): every must be a whole number of batches, at least 1")
+        self.every,self._losses,self._where = every,[],[]
+    def begin_fit(self): self._losses,self._where = [],[]
     def after_loss(self):
-        loss = self.run.loss.item()   # one number per batch: cheap on CPU, a sync on GPU
-        if math.isfinite(loss): return
         r = self.run
-        raise FloatingPointError(
-            f"loss is {loss} in epoch {r.epoch}, {'training' if r.in_train else 'validation'} batch {r.iter} "
-            f"(0-based; {r.iters} batches per pass): stopped before this batch's step. Is the learning rate too high?")
+        loss = r.loss.detach()
+        self._losses.append(loss); self._where.append((r.epoch, r.in_train, r.iter, r.iters))
+        if len(self._losses) >= (self.every or (1 if loss.is_cpu else self.gpu_every)): self._check()
+    def begin_validate(self): self._check()   # no training batch goes unchecked into validation
+    def after_epoch(self): self._check()
+    def _check(self):
+        "Read the losses kept so far (one wait for the GPU) and raise at the first that isn't finite."
+        losses,where,n = self._losses,self._where,len(self._losses)
+        self._losses,self._where = [],[]
+        if n == 0: return
+        finite = [math.isfinite(losses[0].item())] if n == 1 else torch.isfinite(torch.stack(losses)).tolist()
+        if all(finite): return
+        i = finite.index(False)
+        epoch,in_train,batch,iters = where[i]
+        when = ("stopped before this batch's step" if n == 1 else
+                f"found {n-1-i} batch(es) later, when {n} losses were read at once: the steps since may have spoiled the weights")
+        raise FloatingPointError(f"loss is {losses[i].item()} in epoch {epoch}, {'training' if in_train else 'validation'} "
+                                 f"batch {batch} (0-based; {iters} batches per pass): {when}. Is the learning rate too high?")
 
 
 def _has_own_call(cb): return type(cb).__call__ is not Callback.__call__
@@ -114,12 +142,34 @@ def _handler(cb, event):
     return partial(cb, event) if _has_own_call(cb) else getattr(cb, event)
 
 
-class Runner:
-    "The training loop. At each event it calls the callbacks, in `_order`; see the table above for what True does."
+def _event_prefixes(events): return tuple({e.split('_')[0] + '_' for e in events})   # ('begin_', 'after_')
+
+def _misnamed_events(cb, events):
+    "Public methods of `cb` named like an event ('begin_...', 'after_...') that are not in `events`."
+    names = {n for n in dir(type(cb)) if callable(getattr(type(cb), n))}
+    names |= {n for n,v in vars(cb).items() if callable(v)}   # methods attached to the instance
+    prefixes = _event_prefixes(events)
+    return sorted(n for n in names if n.startswith(prefixes) and n not in events)
+
+def _check_events(cb, events):
+    "Raise if `cb` has a method that looks like an event handler but matches no event: it would never be called."
+    bad = _misnamed_events(cb, events)
+    if not bad: return
+    def hint(n):
+        close = difflib.get_close_matches(n, events, n=1)
+        return f"did you mean {close[0]!r}?" if close else "it is close to no event"
+    raise ValueError(f"{type(cb).__name__}: " + '; '.join(f"{n!r} is not an event, so the Runner would never call it ({hint(n)})" for n in bad)
+                     + f". The events are: {', '.join(events)}. (A helper that is not an event: start its name with '_'.)")
+
+
+class _RunnerCallbacks:
+    "Part 1 of the Runner: its callbacks (added, checked, named, removed) and shortcuts to the learner's parts."
+    events = ('begin_fit', 'begin_epoch', 'begin_batch', 'after_pred', 'after_loss', 'after_backward',
+              'after_step', 'after_batch', 'begin_validate', 'after_epoch', 'after_fit')   # in firing order
     default_cb_funcs = (TrainEvalCallback, TerminateOnNaNCallback)   # added unless one of the same class is passed
 
     def __init__(self, cbs=None, cb_funcs=None):
-        self.learn,self.in_train,self.cbs,self._handlers = None,False,[],{}
+        self.learn,self.in_train,self.stop,self.cbs,self._handlers = None,False,False,[],{}
         self.epochs = self.epoch = self.iters = self.iter = self.n_iter = 0
         self.n_epochs = 0.
         self.xb = self.yb = self.pred = self.loss = None
@@ -128,12 +178,15 @@ class Runner:
         self.add_cbs(defaults + cbs)
 
     def add_cbs(self, cbs):
-        "Attach callbacks; each becomes reachable as `run.<its name>`."
-        for cb in listify(cbs):
+        "Attach callbacks; each becomes reachable as `run.<its name>`. All are checked before any is attached."
+        cbs = listify(cbs)
+        for cb in cbs:
             if not isinstance(cb, Callback):
                 raise TypeError(f"{cb!r} is not a Callback instance (classes and factories go in cb_funcs)")
             if self._name_taken(cb.name):
                 raise ValueError(f"{type(cb).__name__} is named {cb.name!r}, which is already a Runner attribute")
+            _check_events(cb, self.events)
+        for cb in cbs:
             cb.set_runner(self)
             setattr(self, cb.name, cb)
             self.cbs.append(cb)
@@ -145,7 +198,9 @@ class Runner:
         return name in vars(self) and not isinstance(vars(self)[name], Callback)   # state, even while it is None
 
     def remove_cbs(self, cbs):
+        "Detach callbacks (the same objects that were added): the runner stops calling them and forgets their names."
         for cb in listify(cbs):
+            if cb not in self.cbs: raise ValueError(f"{type(cb).__name__} ({cb.name!r}) is not one of this runner's callbacks")
             self.cbs.remove(cb)
             if vars(self).get(cb.name) is cb: delattr(self, cb.name)
         self._handlers = {}
@@ -159,6 +214,31 @@ class Runner:
     @property
     def data(self): return self.learn.data
 
+
+class _RunnerEvents:
+    "Part 2 of the Runner: firing an event, i.e. calling the callbacks that handle it."
+    def _handlers_for(self, event):
+        "(callback, function to call) for each callback acting on `event`, sorted by `_order`."
+        cbs = [cb for cb in self.cbs if handles(cb, event)]
+        cbs.sort(key=lambda cb: cb._order)   # a stable sort: ties keep the order the callbacks were added in
+        return [(cb, _handler(cb, event)) for cb in cbs]
+
+    def __call__(self, event):
+        "Call each callback acting on `event`, in order; True if any returned something truthy, or `stop` is set."
+        hs = self._handlers.get(event)   # worked out once per event and cached: this runs ~7 times a batch
+        if hs is None: hs = self._handlers[event] = self._handlers_for(event)
+        res = False
+        for cb,f in hs:
+            try:
+                if f(): res = True
+            except BaseException as e:
+                e.add_note(f"raised in {type(cb).__name__}.{event}")
+                raise
+        return res or self.stop
+
+
+class Runner(_RunnerCallbacks, _RunnerEvents):
+    "The training loop. At each event it calls the callbacks, in `_order`; see the table above for what True does."
     def one_batch(self, xb, yb):
         self.xb,self.yb = xb.to(def_device),yb.to(def_device)   # the one place batches move to the device
         if self('begin_batch'): return
@@ -193,31 +273,12 @@ class Runner:
 
     def fit(self, epochs, learn):
         "Train `learn` for `epochs` epochs. `after_fit` runs however fitting ends: done, stopped, error or Ctrl-C."
-        self.epochs,self.learn,self.epoch,self.iter,self.loss = epochs,learn,0,0,tensor(0.)
+        self.epochs,self.learn,self.epoch,self.iter,self.loss,self.stop = epochs,learn,0,0,tensor(0.),False
         for cb in self.cbs: cb.set_runner(self)
         self._handlers = {}
         learn.opt.zero_grad()   # no stale gradients left by an earlier, interrupted fit
         try: self.do_fit()
         finally: self('after_fit')
-
-    def _handlers_for(self, event):
-        "(callback, function to call) for each callback acting on `event`, sorted by `_order`."
-        cbs = [cb for cb in self.cbs if handles(cb, event)]
-        cbs.sort(key=lambda cb: cb._order)   # a stable sort: ties keep the order the callbacks were added in
-        return [(cb, _handler(cb, event)) for cb in cbs]
-
-    def __call__(self, event):
-        "Call each callback acting on `event`, in order; True if any of them returned something truthy."
-        hs = self._handlers.get(event)   # worked out once per event and cached: this runs ~7 times a batch
-        if hs is None: hs = self._handlers[event] = self._handlers_for(event)
-        res = False
-        for cb,f in hs:
-            try:
-                if f(): res = True
-            except BaseException as e:
-                e.add_note(f"raised in {type(cb).__name__}.{event}")
-                raise
-        return res
 
 
 def add_weighted(total, x, n):
@@ -255,3 +316,14 @@ class AvgStatsCallback(Callback):
         self.valid_stats.reset()
     def after_loss(self): (self.train_stats if self.run.in_train else self.valid_stats).accumulate(self.run)
     def after_epoch(self): print(f"epoch {self.run.epoch} | {self.train_stats} | {self.valid_stats}")
+
+
+# What `from exp.nb_04 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+from exp.nb_03 import __all__ as _all_nb_03
+__all__ = [_name for _name in dict.fromkeys(_all_nb_03 + [
+    'math', 'partial', 'Iterable', 'Any', 'Callable', 'Collection', 'Dict', 'Iterator', 'List',
+    'Optional', 'Sequence', 'Tuple', 'Union', 'normalized_mnist', 'DataBunch',
+    'mnist_databunch', 'get_model', 'Learner', 'listify', 'camel2snake', 'Callback',
+    'TrainEvalCallback', 'TerminateOnNaNCallback', 'handles', 'Runner', 'add_weighted',
+    'AvgStats', 'AvgStatsCallback'
+]) if _name in globals()]
