@@ -4,6 +4,7 @@ Small synthetic data sets in float64, so every run takes milliseconds and number
 tightly with a hand-written computation.
 """
 import copy
+import functools
 import math
 import types
 
@@ -356,3 +357,277 @@ def test_keyboard_interrupt_runs_after_fit_and_leaves_model_usable():
         F.cross_entropy(ref.model(xb), yb).backward()
         ref.opt.step(); ref.opt.zero_grad()
     for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
+
+
+# --- misspelled callback methods (issue 7, item 15) ---------------------------------------------
+
+def test_runner_events_are_exactly_the_events_a_fit_fires():
+    run, _ = fit_events(2)
+    assert set(run.event_log.events) == set(Runner.events)
+    assert len(Runner.events) == len(set(Runner.events)) == 11
+
+
+@pytest.mark.parametrize('typo, nearest', [('begin_bacth', 'begin_batch'), ('after_los', 'after_loss'),
+                                           ('begin_epochs', 'begin_epoch'), ('after_validate', 'begin_validate')])
+def test_misspelled_event_method_is_refused_naming_the_nearest_event(typo, nearest):
+    cls = type('TypoCallback', (Callback,), {typo: lambda self: None, 'begin_fit': lambda self: None})
+    with pytest.raises(ValueError) as info:
+        Runner(cbs=cls())
+    msg = str(info.value)
+    assert f"TypoCallback: {typo!r} is not an event" in msg and f"did you mean {nearest!r}?" in msg
+    with pytest.raises(ValueError, match=typo):   # the same check for cb_funcs and for add_cbs
+        Runner(cb_funcs=cls)
+    run = Runner()
+    with pytest.raises(ValueError, match=typo):
+        run.add_cbs(cls())
+
+
+def test_every_misnamed_method_is_reported_and_nothing_is_attached():
+    class Two(Callback):
+        def after_stepp(self): pass
+        def begin_validation(self): pass
+    class Fine(Callback):
+        def begin_fit(self): pass
+    run = Runner()
+    before = list(run.cbs)
+    with pytest.raises(ValueError) as info:
+        run.add_cbs([Fine(), Two()])
+    msg = str(info.value)
+    assert "'after_stepp' is not an event" in msg and "did you mean 'after_step'?" in msg
+    assert "'begin_validation' is not an event" in msg and "did you mean 'begin_validate'?" in msg
+    assert run.cbs == before and 'fine' not in vars(run)   # Fine was checked but not attached
+
+
+def test_methods_attached_to_an_instance_are_checked_too():
+    cb = Callback()
+    cb.after_bacth = lambda: None
+    with pytest.raises(ValueError, match="did you mean 'after_batch'"):
+        Runner(cbs=cb)
+
+
+def test_private_helpers_non_methods_and_other_names_are_accepted():
+    class Helpers(Callback):
+        after_fit_count = 0                       # not a method
+        def _after_fit_report(self): pass         # private helper
+        def beginning(self): pass                 # no 'begin_' prefix
+        def save_after_fit(self): pass            # the prefix is not at the start
+        def after_fit(self): self.after_fit_count += 1
+    run, _ = fit_events(1, cbs=[Helpers()])
+    assert run.helpers.after_fit_count == 1
+
+
+def test_a_name_close_to_no_event_lists_the_events():
+    class Far(Callback):
+        def after_zzzzzzzzzzzz(self): pass
+    with pytest.raises(ValueError) as info:
+        Runner(cbs=Far())
+    assert 'close to no event' in str(info.value) and ', '.join(Runner.events) in str(info.value)
+
+
+def test_a_subclass_extends_events():
+    class CancelRunner(Runner):
+        events = Runner.events + ('after_cancel_batch',)
+    class OnCancel(Callback):
+        def after_cancel_batch(self): pass
+    assert isinstance(CancelRunner(cbs=OnCancel()).on_cancel, OnCancel)
+    with pytest.raises(ValueError, match="'after_cancel_batch' is not an event"):
+        Runner(cbs=OnCancel())
+
+
+# --- run.stop ---------------------------------------------------------------------------------
+
+class StopAt(Callback):
+    "Sets run.stop at `event` of the training (or validation) batch with index `n` of `epoch`."
+    def __init__(self, event, epoch=0, n=1, in_train=True):
+        self.event, self.at = event, (epoch, in_train, n)
+        setattr(self, event, self._maybe_stop)
+    def _maybe_stop(self):
+        if (self.run.epoch, self.run.in_train, self.run.iter) == self.at: self.run.stop = True
+
+
+def test_stop_in_after_step_ends_fit_after_that_batch():
+    run, learn = fit_events(3, cbs=[StopAt('after_step', epoch=1, n=1)])
+    ev = run.event_log.events
+    assert ev == (['begin_fit'] + EPOCH + ['begin_epoch'] + TRAIN_BATCH * 2
+                  + ['begin_validate', 'after_epoch', 'after_fit'])
+    assert run.stop and run.n_iter == 5 and run.epoch == 1 and not learn.model.training
+    # exactly 5 SGD steps were taken: the batch that set stop was stepped, nothing after it
+    data = make_data()
+    ref = make_learner(data)
+    batches = list(data.train_dl)
+    for xb, yb in (batches + batches)[:5]:
+        F.cross_entropy(ref.model(xb.to(def_device)), yb.to(def_device)).backward()
+        ref.opt.step(); ref.opt.zero_grad()
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
+
+
+def test_stop_in_after_loss_skips_that_batchs_step():
+    data = make_data()
+    run, learn = fit_events(2, cbs=[StopAt('after_loss', epoch=0, n=0)])
+    assert run.event_log.events == ['begin_fit', 'begin_epoch', 'begin_batch', 'after_pred', 'after_loss',
+                                    'after_batch', 'begin_validate', 'after_epoch', 'after_fit']
+    assert_params_equal(params(learn.model), params(make_learner(data).model))   # no step at all
+
+
+def test_stop_in_validation_begin_fit_and_after_epoch():
+    run, _ = fit_events(3, cbs=[StopAt('after_batch', epoch=0, n=0, in_train=False)])
+    assert run.event_log.events == ['begin_fit'] + EPOCH[:-len(VALID_BATCH) - 1] + ['after_epoch', 'after_fit']
+
+    class StopAtStart(Callback):
+        def begin_fit(self): self.run.stop = True
+    run, _ = fit_events(3, cbs=[StopAtStart()])
+    assert run.event_log.events == ['begin_fit', 'after_fit']
+
+    class StopAfterFirstEpoch(Callback):
+        def after_epoch(self): self.run.stop = True
+    run, _ = fit_events(3, cbs=[StopAfterFirstEpoch()])
+    assert run.event_log.events == ['begin_fit'] + EPOCH + ['after_fit']
+
+
+def test_stop_is_reset_by_the_next_fit():
+    run = Runner(cbs=[StopAt('after_step', epoch=0, n=0), EventLog()])
+    learn = make_learner(make_data())
+    run.fit(2, learn)
+    assert run.stop and run.n_iter == 1
+    run.stop_at.at = (9, True, 0)   # never
+    run.event_log.events.clear()
+    run.fit(2, learn)
+    assert not run.stop and run.event_log.events == EXPECTED_2_EPOCHS
+
+
+# --- remove_cbs ---------------------------------------------------------------------------------
+
+def test_remove_cbs_detaches_callbacks():
+    log, end = EventLog(), FitEnd()
+    run = Runner(cbs=[log, end])
+    learn = make_learner(make_data())
+    run.remove_cbs([log])
+    assert log not in run.cbs and 'event_log' not in vars(run) and run.fit_end is end
+    run.fit(1, learn)
+    assert log.events == [] and end.ended   # the removed one is no longer called; the other is
+    with pytest.raises(ValueError, match=r"EventLog \('event_log'\) is not one of this runner's callbacks"):
+        run.remove_cbs(log)
+    run.add_cbs(log)   # and it can come back under its name
+    run.fit(1, learn)
+    assert run.event_log is log and log.events[0] == 'begin_fit'
+
+
+# --- DataBunch with PyTorch's DataLoader (issue 8) ------------------------------------------------
+
+def test_databunch_with_torch_dataloaders_trains_like_ours():
+    ours = make_data()
+    tds = [torch.utils.data.DataLoader(dl.ds, batch_size=bs) for dl, bs in ((ours.train_dl, 2), (ours.valid_dl, 4))]
+    theirs = DataBunch(*tds, c=3)
+    assert theirs.train_ds is ours.train_ds and theirs.valid_ds is ours.valid_ds
+    a, b = make_learner(ours), make_learner(theirs)
+    ra, rb = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy)), Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    ra.fit(2, a); rb.fit(2, b)
+    for p, q in zip(a.model.parameters(), b.model.parameters()): torch.testing.assert_close(p, q)
+    assert ra.avg_stats.valid_stats.avg_stats == pytest.approx(rb.avg_stats.valid_stats.avg_stats)
+
+
+def test_get_model_sizes_from_a_torch_tensor_dataset():
+    ds = torch.utils.data.TensorDataset(torch.randn(10, 7), torch.randint(0, 3, (10,)))
+    data = DataBunch(torch.utils.data.DataLoader(ds, batch_size=5), torch.utils.data.DataLoader(ds, batch_size=5), c=3)
+    model, _ = get_model(data, nh=4)
+    assert model[0].in_features == 7 and model[2].out_features == 3
+    run = Runner()
+    run.fit(1, Learner(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data))
+    assert run.n_iter == 2
+
+
+def test_databunch_without_a_dataset_says_so():
+    with pytest.raises(TypeError, match=r"list has neither \.dataset .* nor \.ds"):
+        DataBunch([1], [2], c=2).train_ds
+
+
+# --- the NaN guard without a sync per batch (issue 8) ---------------------------------------------
+
+def nan_loss_at(call_no):
+    "A cross-entropy loss that is NaN at its `call_no`-th call (1-based) and fine otherwise."
+    calls = []
+    def loss_func(pred, yb):
+        calls.append(1)
+        loss = F.cross_entropy(pred, yb)
+        return loss * float('nan') if len(calls) == call_no else loss
+    return loss_func
+
+
+def test_nan_guard_with_every_names_the_batch_and_reads_in_groups():
+    # 6 training batches per epoch; loss call 2 is training batch 1, read with the others at batch 3
+    data = make_data(n_train=12)
+    learn = make_learner(data, loss_func=nan_loss_at(2))
+    run = Runner(cbs=[TerminateOnNaNCallback(every=4), EventLog()])
+    with pytest.raises(FloatingPointError) as info:
+        run.fit(2, learn)
+    msg = str(info.value)
+    assert 'loss is nan in epoch 0, training batch 1 (0-based; 6 batches per pass)' in msg
+    assert 'found 2 batch(es) later, when 4 losses were read at once' in msg
+    assert run.n_iter == 3 and run.iter == 3   # batches 0-2 stepped; stopped in batch 3's after_loss
+    assert not all(torch.isfinite(p).all() for p in learn.model.parameters())   # the price of reading late
+
+
+def test_nan_guard_reads_left_over_losses_before_validation_and_at_epoch_end():
+    # 3 training batches, every=10: the NaN in training batch 2 is read at begin_validate
+    data = make_data()
+    run = Runner(cbs=[TerminateOnNaNCallback(every=10), EventLog()])
+    with pytest.raises(FloatingPointError, match=r'epoch 0, training batch 2 \(0-based; 3 batches per pass\): found 0'):
+        run.fit(2, make_learner(data, loss_func=nan_loss_at(3)))
+    assert run.event_log.events[-2:] == ['begin_validate', 'after_fit']
+    # a NaN in validation batch 0 (loss call 4) is read at after_epoch
+    run = Runner(cbs=[TerminateOnNaNCallback(every=10), EventLog()])
+    with pytest.raises(FloatingPointError, match=r'epoch 0, validation batch 0 \(0-based; 2 batches per pass\): found 1'):
+        run.fit(2, make_learner(data, loss_func=nan_loss_at(4)))
+    assert run.event_log.events[-2:] == ['after_epoch', 'after_fit']
+
+
+def count_reads(monkeypatch):
+    "Count the calls that copy a tensor's value to Python (.item, .tolist): on a GPU, each is a sync."
+    reads = []
+    for meth in ('item', 'tolist'):
+        orig = getattr(torch.Tensor, meth)
+        def counted(self, *a, _orig=orig, **k):
+            reads.append(1)
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, meth, counted)
+    return reads
+
+
+def test_nan_guard_reads_once_per_group_not_once_per_batch(monkeypatch):
+    data = make_data(n_train=12)                       # 6 training + 2 validation batches per epoch
+    learn = make_learner(data)
+    reads = count_reads(monkeypatch)
+    Runner(cbs=TerminateOnNaNCallback(every=4)).fit(2, learn)
+    # per epoch: batches 0-3 read at once, 4-5 at begin_validate, the 2 validation losses at after_epoch
+    assert len(reads) == 2 * 3
+    reads.clear()
+    Runner().fit(2, learn)                             # the default on the CPU: one read per batch
+    assert len(reads) == 2 * 8
+
+
+@pytest.mark.parametrize('every', [0, -1, 1.5, True, '4'])
+def test_nan_guard_every_is_validated(every):
+    with pytest.raises(ValueError, match=r'TerminateOnNaNCallback\(every=.*\): every must be a whole number'):
+        TerminateOnNaNCallback(every=every)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_nan_guard_default_on_gpu_reads_in_groups(monkeypatch):
+    data = make_data(n_train=120, bs=2)                # 60 training batches
+    learn = make_learner(data)
+    reads = count_reads(monkeypatch)
+    Runner().fit(1, learn)
+    every = TerminateOnNaNCallback.gpu_every
+    assert len(reads) == 60 // every + (60 % every > 0) + 1   # groups, the rest at begin_validate, validation
+
+
+# --- names the course's code relies on (issue 8) ---------------------------------------------------
+
+def test_typing_names_are_exported():
+    import typing
+    from collections.abc import Iterable
+    ns = {}
+    exec('from exp.nb_04 import *', ns)
+    for name in ('Any', 'Callable', 'Collection', 'Dict', 'Iterator', 'List', 'Optional', 'Sequence', 'Tuple', 'Union'):
+        assert ns[name] is getattr(typing, name)
+    assert ns['Iterable'] is Iterable and ns['partial'] is functools.partial
