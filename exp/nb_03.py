@@ -2,7 +2,9 @@
 
 
 from exp.nb_02 import *
-import torch.nn as nn, torch.nn.functional as F, torch.optim as optim
+from torch import optim
+from torch.utils.data import BatchSampler as _TorchBatchSampler
+import operator
 
 
 def_device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -69,20 +71,28 @@ class Dataset:
     def __getitem__(self, i): return _index_rows(self.x, i), _index_rows(self.y, i)
 
 
-def _check_batching(n, bs):
-    "Batching needs at least one item and a batch size of at least 1; anything else is a mistake."
+def _check_batching(n, bs, drop_last=False):
+    "A batch size of at least 1 and, when the number of items `n` is known, items enough for one batch."
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:  # bool is an int: True would mean 1
         raise ValueError(f"batch size must be a positive integer, got {bs!r}")
+    if n is None: return
     if n == 0: raise ValueError("cannot make batches from an empty dataset (0 items)")
+    if drop_last and n < bs:
+        raise ValueError(f"drop_last=True with batch size {bs} and only {n} items would leave no batch at all; "
+                         f"use a batch size of at most {n}, or drop_last=False")
+
+def _n_batches(n, bs, drop_last):
+    "How many batches of `bs` the `n` items make: the short last one counts unless `drop_last`."
+    return n // bs if drop_last else -(-n // bs)
 
 class Sampler:
     "Yields tensors of indices, `bs` at a time, in order or freshly shuffled on every iteration."
     def __init__(self, ds_or_n, bs, shuffle=False, drop_last=False):
         self.n = ds_or_n if isinstance(ds_or_n, int) else len(ds_or_n)
-        _check_batching(self.n, bs)
+        _check_batching(self.n, bs, drop_last)
         self.bs, self.shuffle, self.drop_last = bs, shuffle, drop_last
 
-    def __len__(self): return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
+    def __len__(self): return _n_batches(self.n, self.bs, self.drop_last)
 
     def __iter__(self):
         idxs = torch.randperm(self.n) if self.shuffle else torch.arange(self.n)
@@ -94,31 +104,91 @@ def collate(b):
     xs, ys = zip(*b)
     return torch.stack(xs), torch.stack(ys)
 
-def _check_sampler_args(sampler, bs, shuffle, drop_last):
-    "A given sampler decides the batches: refuse loader arguments it would silently override."
-    for name, value in (('shuffle', shuffle), ('drop_last', drop_last)):
-        if value: raise ValueError(f"DataLoader: {name}={value!r} would be ignored because a sampler "
-                                   f"is given; set it on the sampler")
-    if bs is not None and getattr(sampler, 'bs', bs) != bs:
-        raise ValueError(f"DataLoader: bs={bs!r} disagrees with the sampler's batch size {sampler.bs!r}")
+def _batch_size_of(sampler):
+    "The batch size a batch-making sampler carries: `.bs` (ours, the course's) or `.batch_size` (torch's BatchSampler)."
+    return getattr(sampler, 'bs', getattr(sampler, 'batch_size', None))
 
-class DataLoader:
-    """Iterates (xb, yb) batches of `ds` in the order given by `sampler`. Without one it builds a
-    `Sampler` from `bs` (default 64), `shuffle` and `drop_last`; a given sampler decides those itself.
-    Without `collate_fn` each batch is one `ds[idxs]` lookup, so `ds` must accept a tensor of
-    indices; with `collate_fn` items are fetched one by one and passed to it as a list."""
-    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False):
-        if sampler is None: sampler = Sampler(ds, 64 if bs is None else bs, shuffle, drop_last)
-        else: _check_sampler_args(sampler, bs, shuffle, drop_last)
-        self.ds, self.sampler, self.collate_fn = ds, sampler, collate_fn
-        self.bs = getattr(sampler, 'bs', bs)  # None when a custom sampler does not say
+def _yields_batches(sampler):
+    "Whether `sampler` yields whole batches of indices (ours, torch's BatchSampler) rather than one index at a time."
+    return hasattr(sampler, 'bs') or isinstance(sampler, _TorchBatchSampler)
 
-    def __len__(self): return len(self.sampler)
+def _one_batch_size(bs, batch_size):
+    "`bs` and torch's `batch_size` are one argument under two names: two different values are a mistake."
+    if bs is not None and batch_size is not None and bs != batch_size:
+        raise ValueError(f"DataLoader: bs={bs!r} and batch_size={batch_size!r} are the same argument; pass one")
+    return batch_size if bs is None else bs
+
+
+def _check_loader_args(bs, shuffle, sampler, batch_sampler, drop_last):
+    "Refuse arguments that another argument would silently override (torch refuses the same combinations)."
+    if batch_sampler is not None:
+        given = [name for name, v in (('bs', bs is not None), ('shuffle', shuffle), ('sampler', sampler is not None),
+                                      ('drop_last', drop_last)) if v]
+        if given: raise ValueError(f"DataLoader: batch_sampler= decides the batches, so {', '.join(given)} "
+                                   f"cannot be given with it")
+    elif sampler is not None:
+        if shuffle: raise ValueError(f"DataLoader: shuffle={shuffle!r} cannot be combined with sampler=: "
+                                     f"the sampler decides the order")
+        if _yields_batches(sampler) and drop_last:
+            raise ValueError("DataLoader: drop_last=True would be ignored because the sampler makes the batches; "
+                             "set it on the sampler")
+        if _yields_batches(sampler) and bs is not None and _batch_size_of(sampler) not in (None, bs):
+            raise ValueError(f"DataLoader: bs={bs!r} disagrees with the sampler's batch size {_batch_size_of(sampler)!r}")
+
+
+def _as_index(i):
+    "One index from a sampler of single indices; anything else (a whole batch, say) is refused, showing what came."
+    try: return operator.index(i)
+    except TypeError:
+        raise ValueError(f"DataLoader: the sampler yielded {i!r} where one index was expected; a sampler "
+                         f"that yields whole batches of indices goes in batch_sampler=") from None
+
+class _ItemBatches:
+    "Groups the single indices an item sampler yields (torch's RandomSampler, say) into index tensors of `bs`."
+    def __init__(self, sampler, bs, drop_last):
+        _check_batching(len(sampler) if hasattr(sampler, '__len__') else None, bs, drop_last)
+        self.sampler, self.bs, self.drop_last = sampler, bs, drop_last
+
+    def __len__(self): return _n_batches(len(self.sampler), self.bs, self.drop_last)
 
     def __iter__(self):
-        for idxs in self.sampler:
+        batch = []
+        for i in self.sampler:
+            batch.append(_as_index(i))
+            if len(batch) == self.bs: yield torch.tensor(batch); batch = []
+        if batch and not self.drop_last: yield torch.tensor(batch)
+
+
+class DataLoader:
+    """Iterates (xb, yb) batches of `ds`. The batches of indices come from `batch_sampler` if given; else from
+    `sampler` (ours yields whole batches; torch's yield single indices, grouped here by `bs`); else from a
+    `Sampler` built from `bs` (default 64), `shuffle` and `drop_last`. `batch_size` is torch's name for `bs`.
+    Without `collate_fn` each batch is one `ds[idxs]` lookup, so `ds` must accept a tensor of indices;
+    with `collate_fn` items are fetched one by one and passed to it as a list."""
+    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False, *,
+                 batch_size=None, batch_sampler=None):
+        bs = _one_batch_size(bs, batch_size)
+        _check_loader_args(bs, shuffle, sampler, batch_sampler, drop_last)
+        size = 64 if bs is None else bs
+        if batch_sampler is None:
+            if sampler is None: batch_sampler = Sampler(ds, size, shuffle, drop_last)
+            elif _yields_batches(sampler): batch_sampler = sampler
+            else: batch_sampler = _ItemBatches(sampler, size, drop_last)
+        self.ds, self.collate_fn, self.batch_sampler = ds, collate_fn, batch_sampler
+        self.sampler = batch_sampler if sampler is None else sampler
+        self.bs = _batch_size_of(batch_sampler)  # None when a custom batch sampler does not say
+
+    dataset = property(lambda self: self.ds, doc="torch's name for `ds`")
+    batch_size = property(lambda self: self.bs, doc="torch's name for `bs`")
+    def __len__(self): return len(self.batch_sampler)
+
+    def __iter__(self):
+        for idxs in self.batch_sampler:
             if self.collate_fn is None: yield self.ds[idxs]
-            else: yield self.collate_fn([self.ds[i] for i in idxs.tolist()])
+            else: yield self.collate_fn([self.ds[i] for i in torch.as_tensor(idxs).tolist()])
+
+
+from torch.utils.data import SequentialSampler, RandomSampler
 
 
 def train_epoch(model, loss_func, opt, dl):
@@ -141,6 +211,7 @@ def evaluate(model, loss_func, dl):
             tot_loss += loss_func(pred, yb).item() * nb
             tot_acc += accuracy(pred, yb).item() * nb
             count += nb
+    if count == 0: raise ValueError("evaluate: the DataLoader gave no batches, so there is nothing to average")
     return tot_loss / count, tot_acc / count
 
 
@@ -158,3 +229,12 @@ def get_dls(train_ds, valid_ds, bs, **kwargs):
     "Training DataLoader (shuffled, batch size `bs`) and validation DataLoader (in order, 2*bs)."
     return (DataLoader(train_ds, bs, shuffle=True, **kwargs),
             DataLoader(valid_ds, bs * 2, **kwargs))
+
+
+# What `from exp.nb_03 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+from exp.nb_02 import __all__ as _all_nb_02
+__all__ = [_name for _name in dict.fromkeys(_all_nb_02 + [
+    'optim', 'def_device', 'logsumexp', 'log_softmax', 'nll', 'accuracy', 'Optimizer',
+    'Dataset', 'Sampler', 'collate', 'DataLoader', 'SequentialSampler', 'RandomSampler',
+    'train_epoch', 'evaluate', 'fit', 'get_dls'
+]) if _name in globals()]

@@ -208,3 +208,34 @@ def test_normalize_per_feature_stats_broadcast():
     nx = normalize(x, x.mean(0), x.std(0))
     assert_close(nx.mean(0), torch.zeros(6, dtype=torch.float64), atol=1e-12, rtol=0)
     assert_close(nx.std(0), torch.ones(6, dtype=torch.float64))
+
+
+# ---- the backward passes check the gradient they are handed (issue 7, item 12) ----------------
+
+@pytest.mark.parametrize('g_shape', [(5,), (1, 5), (6, 1), (5, 6), (6, 5, 1)])
+def test_relu_backward_refuses_a_wrongly_shaped_gradient(g_shape):
+    relu = Relu()
+    relu(torch.randn(6, 5))
+    relu.out.g = torch.ones(g_shape)  # (5,), (1, 5), (6, 1) would broadcast without a word
+    with pytest.raises(ValueError, match=r'^Relu\.backward: .*' + shapes_pattern(g_shape, (6, 5))):
+        relu.backward()
+
+
+@pytest.mark.parametrize('g_shape', [(5, 3), (4,), (1, 4), (5, 4, 1), (4, 5)])
+def test_lin_backward_refuses_a_wrongly_shaped_gradient(g_shape):
+    lin = Lin(torch.randn(7, 4), torch.zeros(4))
+    lin(torch.randn(5, 7))
+    lin.out.g = torch.ones(g_shape)   # (1, 4) would give inp.g the shape (1, 7) silently
+    with pytest.raises(ValueError, match=r'^Lin\.backward: .*' + shapes_pattern(g_shape, (5, 4))):
+        lin.backward()
+    assert not hasattr(lin.inp, 'g') and not hasattr(lin.w, 'g')  # nothing half-written
+
+
+@pytest.mark.parametrize('layer', [Relu(), Lin(torch.randn(3, 2), torch.zeros(2))], ids=['Relu', 'Lin'])
+def test_backward_without_forward_or_gradient_says_which(layer):
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=rf'^{name}\.backward: no forward pass yet'):
+        layer.backward()
+    layer(torch.randn(4, 3) if name == 'Lin' else torch.randn(4, 2))
+    with pytest.raises(ValueError, match=rf'^{name}\.backward: its output has no gradient'):
+        layer.backward()

@@ -5,8 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exp.nb_03 import (Dataset, DataLoader, Optimizer, Sampler, accuracy, collate, def_device, evaluate,
-                       fit, get_dls, log_softmax, logsumexp, nll, nn, optim, train_epoch)
+from torch.utils.data import BatchSampler
+from torch.utils.data import DataLoader as TorchDL
+
+from exp.nb_03 import (Dataset, DataLoader, Optimizer, RandomSampler, Sampler, SequentialSampler, accuracy, collate,
+                       def_device, evaluate, fit, get_dls, log_softmax, logsumexp, nll, nn, optim, train_epoch)
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +134,7 @@ def test_sampler_drop_last(shuffle):
     assert all(len(b) == 3 for b in batches)
     assert len(set(torch.cat(batches).tolist())) == 9
     assert len(Sampler(9, 3, drop_last=True)) == 3
-    assert len(list(Sampler(2, 3, drop_last=True))) == 0
+    assert len(list(Sampler(3, 3, drop_last=True))) == 1  # exactly one full batch is fine
 
 
 @pytest.mark.parametrize('bs', [0, -1, 2.5, True, False, '4'])
@@ -213,13 +216,22 @@ def test_dataloader_default_batch_size():
     assert dl.bs == 64 and [len(yb) for _, yb in dl] == [64, 36]
 
 
-def test_dataloader_sampler_without_bs():
+class Pairs:
+    "A custom batch sampler: any iterable of index batches with a length will do."
+    def __iter__(self): return iter(torch.arange(7).split(2))
+    def __len__(self): return 4
+
+
+@pytest.mark.parametrize('collate_fn', [None, collate])
+def test_dataloader_custom_batch_sampler(collate_fn):
     ds = make_ds(7)
-    class Pairs:  # any iterable of index tensors with a length will do
-        def __iter__(self): return iter(torch.arange(7).split(2))
-        def __len__(self): return 4
-    dl = DataLoader(ds, sampler=Pairs())
-    assert dl.bs is None and [yb.tolist() for _, yb in dl] == [[0, 1], [2, 3], [4, 5], [6]]
+    dl = DataLoader(ds, batch_sampler=Pairs(), collate_fn=collate_fn)  # torch's name for a sampler of batches
+    assert dl.bs is None and len(dl) == 4 and [yb.tolist() for _, yb in dl] == [[0, 1], [2, 3], [4, 5], [6]]
+
+
+def test_dataloader_item_sampler_that_yields_batches_says_what_to_do():
+    with pytest.raises(ValueError, match=r'yielded tensor\(\[0, 1\]\).*batch_sampler='):
+        list(DataLoader(make_ds(7), sampler=Pairs()))
 
 
 @pytest.mark.parametrize('kwargs,match', [({'bs': 4}, r'bs=4.*5'), ({'shuffle': True}, 'shuffle'),
@@ -364,3 +376,110 @@ def test_fit_trains_and_sets_modes():
     assert hist[-1][1] > 0.9 and hist[-1][0] < start
     assert (True, True) in modes and (False, False) in modes
     assert (False, True) not in modes and (True, False) not in modes
+
+
+# ---- drop_last with fewer items than one batch (issue 7, item 13) ----------------------------
+
+@pytest.mark.parametrize('make', [
+    lambda ds: DataLoader(ds, 64, drop_last=True),
+    lambda ds: DataLoader(ds, batch_size=11, shuffle=True, drop_last=True),
+    lambda ds: DataLoader(ds, 64, sampler=RandomSampler(ds), drop_last=True),
+    lambda ds: Sampler(ds, 64, drop_last=True),
+    lambda ds: get_dls(ds, ds, 32, drop_last=True),
+])
+def test_drop_last_with_fewer_items_than_a_batch_is_refused_up_front(make):
+    with pytest.raises(ValueError, match=r'drop_last=True with batch size \d+ and only 10 items.*at most 10'):
+        make(make_ds(10))
+
+
+def test_drop_last_with_exactly_one_batch_and_evaluate_of_no_batches():
+    dl = DataLoader(make_ds(10), 10, drop_last=True)
+    assert len(dl) == 1 and len(list(dl)) == 1
+    class Nothing:
+        def __iter__(self): return iter(())
+        def __len__(self): return 0
+    with pytest.raises(ValueError, match='no batches'):
+        evaluate(tiny_model(), F.cross_entropy, DataLoader(make_ds(10), batch_sampler=Nothing()))
+
+
+# ---- torch's keyword names and samplers, checked against torch's DataLoader -------------------
+
+def seeded():
+    return torch.Generator().manual_seed(7)
+
+
+def assert_same_batches(ours, theirs):
+    pairs = list(zip(ours, theirs, strict=True))
+    assert pairs and len(ours) == len(theirs) == len(pairs)
+    for (x1, y1), (x2, y2) in pairs:
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+# each entry builds the keyword arguments afresh, so the two loaders get separate, identically seeded samplers
+TORCH_CALLS = {
+    'batch_size': lambda ds: dict(batch_size=4),
+    'batch_size, drop_last': lambda ds: dict(batch_size=4, drop_last=True),
+    'SequentialSampler': lambda ds: dict(batch_size=5, sampler=SequentialSampler(ds)),
+    'RandomSampler + collate': lambda ds: dict(batch_size=4, sampler=RandomSampler(ds, generator=seeded()),
+                                               collate_fn=collate),
+    'RandomSampler, drop_last': lambda ds: dict(batch_size=4, sampler=RandomSampler(ds, generator=seeded()),
+                                                drop_last=True),
+    'BatchSampler as batch_sampler': lambda ds: dict(batch_sampler=BatchSampler(
+        RandomSampler(ds, generator=seeded()), 6, drop_last=False)),
+    'BatchSampler as batch_sampler + collate': lambda ds: dict(batch_sampler=BatchSampler(
+        SequentialSampler(ds), 6, drop_last=True), collate_fn=collate),
+}
+
+
+@pytest.mark.parametrize('name', TORCH_CALLS)
+def test_torch_keywords_give_torchs_batches(name):
+    ds = make_ds(23, 3)
+    ours, theirs = DataLoader(ds, **TORCH_CALLS[name](ds)), TorchDL(ds, **TORCH_CALLS[name](ds))
+    assert_same_batches(ours, theirs)
+    assert ours.dataset is ds and ours.batch_size == theirs.batch_sampler.batch_size
+
+
+def test_course_positional_bs_with_random_sampler():
+    "The course's call: DataLoader(ds, bs, sampler=RandomSampler(ds), collate_fn=collate)."
+    ds = make_ds(23, 3)
+    ours = DataLoader(ds, 4, sampler=RandomSampler(ds, generator=seeded()), collate_fn=collate)
+    assert_same_batches(ours, TorchDL(ds, 4, sampler=RandomSampler(ds, generator=seeded()), collate_fn=collate))
+    dl = DataLoader(ds, 4, sampler=RandomSampler(ds))   # fresh order each pass, every index once
+    epochs = [torch.cat([yb for _, yb in dl]) for _ in range(2)]
+    assert all(sorted(e.tolist()) == list(range(23)) for e in epochs) and not torch.equal(*epochs)
+
+
+CONFLICTS = {
+    'shuffle with sampler': lambda ds: dict(shuffle=True, sampler=SequentialSampler(ds)),
+    'batch_size with batch_sampler': lambda ds: dict(batch_size=4, batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
+    'shuffle with batch_sampler': lambda ds: dict(shuffle=True, batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
+    'sampler with batch_sampler': lambda ds: dict(sampler=SequentialSampler(ds),
+                                                  batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
+    'drop_last with batch_sampler': lambda ds: dict(drop_last=True, batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
+}
+
+
+@pytest.mark.parametrize('name', CONFLICTS)
+def test_contradicting_arguments_refused_like_torch(name):
+    ds = make_ds(10)
+    with pytest.raises(ValueError):
+        TorchDL(ds, **CONFLICTS[name](ds))   # torch refuses it ...
+    with pytest.raises(ValueError, match=r'^DataLoader: .*(sampler|batch_sampler)='):
+        DataLoader(ds, **CONFLICTS[name](ds))   # ... and so do we, naming the arguments
+
+
+def test_bs_and_batch_size_are_one_argument():
+    ds = make_ds(10)
+    assert DataLoader(ds, batch_size=3).bs == DataLoader(ds, 3).bs == DataLoader(ds, 3, batch_size=3).bs == 3
+    with pytest.raises(ValueError, match=r'bs=3 and batch_size=4'):
+        DataLoader(ds, 3, batch_size=4)
+
+
+def test_torch_batch_sampler_as_sampler_makes_the_batches():
+    "torch's own fast-path call, DataLoader(ds, batch_size=None, sampler=BatchSampler(...)), works the same."
+    ds = make_ds(23, 3)
+    kw = lambda: dict(batch_size=None, sampler=BatchSampler(SequentialSampler(ds), 5, False))
+    assert_same_batches(DataLoader(ds, **kw()), TorchDL(ds, **kw()))
+    assert DataLoader(ds, **kw()).bs == 5
+    with pytest.raises(ValueError, match=r'bs=4 disagrees.*5'):
+        DataLoader(ds, 4, sampler=BatchSampler(SequentialSampler(ds), 5, False))
