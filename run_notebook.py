@@ -6,13 +6,21 @@
 Each notebook runs in a new `python3` kernel whose working directory is the notebook's
 folder and whose PYTHONPATH starts with the repo root (the folder above the notebook's),
 so `from exp.nb_01 import *` works. `--save` writes the executed outputs back into the
-notebook, and only when every cell ran cleanly. The exit status is 1 if any notebook failed.
+notebook, and only when every cell ran cleanly and the file was not changed while it ran (your
+edits win: nothing is written). The exit status is 1 if any notebook failed.
+
+Ctrl-C (SIGINT) stops everything: the running cell is interrupted, the kernel shut down, nothing
+saved, and one line names the notebook and cell; exit status 130. A second Ctrl-C kills the kernel
+at once. Output never fails on the terminal's encoding (unencodable characters are escaped).
 """
+import asyncio
 import builtins
+import contextlib
+import hashlib
 import os
 import re
+import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,8 @@ import zmq
 from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from nbio import NotebookError, atomic_open, parse_notebook
 
 NBS = Path(__file__).resolve().parent / 'nbs'
 SOURCE_LINES = 3     # lines of the failing cell's source to show
@@ -42,36 +52,38 @@ class NotebookFailure(Exception):
     "A notebook failed; the message already says which file or cell, and why."
 
 
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C stopped the run; the message names the notebook and cell it stopped in."
+
+
 # ---- reading and writing notebooks -------------------------------------------------
 
-def load_notebook(path):
-    "Read and validate a notebook, or raise NotebookFailure naming the file."
+def read_bytes(path):
+    "The notebook file's bytes, or NotebookFailure naming the file."
     if not path.is_file(): raise NotebookFailure(f'no such file: {path}')
+    try: return path.read_bytes()
+    except OSError as e: raise NotebookFailure(f'cannot read {path}: {e.strerror or e}') from None
+
+
+def load_notebook(path, data):
+    "Parse and validate the notebook read from `path` as `data`, or raise NotebookFailure."
+    try: return parse_notebook(data, path)
+    except NotebookError as e: raise NotebookFailure(f'not a valid notebook: {path} ({e.reason})') from None
+
+
+def digest(data): return hashlib.sha256(data).hexdigest()
+
+
+def save_notebook(nb, path, read_digest):
+    """Write `nb` over `path` atomically, but only if the file still holds what was read (hash
+    `read_digest`): edits made while the notebook ran are never overwritten."""
+    def unchanged(_tmp):
+        if digest(read_bytes(path)) != read_digest:
+            raise NotebookFailure(f'{path} changed on disk while it ran: not saved (the file on disk '
+                                  'is kept as it is); run it again to save fresh outputs')
     try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-    except Exception as e:
-        raise NotebookFailure(f'not a valid notebook: {path} ({first_line(e)})') from None
-    return nb
-
-
-def save_notebook(nb, path):
-    "Write `nb` to `path`, or raise NotebookFailure saying why it could not."
-    try: write_atomically(nb, path)
+        with atomic_open(path, 'w', check=unchanged) as f: nbformat.write(nb, f)
     except OSError as e: raise NotebookFailure(f'could not save {path}: {e}') from None
-
-
-def write_atomically(nb, path):
-    "Write a temp file in the same folder, then os.replace: readers never see half a notebook."
-    mode = path.stat().st_mode & 0o777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: nbformat.write(nb, f)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # ---- describing a failure ----------------------------------------------------------
@@ -131,36 +143,87 @@ def start_options(repo_root):
     return options
 
 
+class StopOnSigint:
+    """Ctrl-C while a notebook runs. nbclient's own SIGINT handler (added with the kernel) kills the
+    kernel under the running cell and leaves a failing poll task that prints a traceback later.
+    Once the kernel is up, ours replaces it: the first Ctrl-C interrupts the running cell, as
+    Jupyter's stop button does, so the run ends cleanly and nbclient shuts the kernel down; a
+    second Ctrl-C kills the kernel's process group at once."""
+
+    def __init__(self, client):
+        self.client, self.requested = client, False
+
+    def install(self, **_):  # nbclient's on_notebook_start hook, called in its event loop
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.handle)
+
+    def handle(self):
+        send_kernel(self.client, signal.SIGKILL if self.requested else signal.SIGINT)
+        self.requested = True
+
+    def seen(self):
+        """True once Ctrl-C (or SIGTERM) came: ours, or nbclient's before ours was installed,
+        whose only trace is the clean-up future it keeps."""
+        return self.requested or getattr(self.client, '_async_cleanup_kernel_future', None) is not None
+
+
+def send_kernel(client, signum):
+    """Send `signum` to the client's kernel if it is still running (SIGINT: the kernel alone, as
+    Jupyter's interrupt does; others: its whole process group, so no child is left behind)."""
+    provisioner = getattr(getattr(client, 'km', None), 'provisioner', None)
+    process = getattr(provisioner, 'process', None)  # None once jupyter_client cleaned it up
+    if process is None or process.poll() is not None: return
+    with contextlib.suppress(OSError):
+        if signum == signal.SIGINT or not provisioner.pgid: process.send_signal(signum)
+        else: os.killpg(provisioner.pgid, signum)
+        if signum == signal.SIGKILL: process.wait(timeout=10)  # reap it
+
+
 def execute(nb, folder, timeout):
-    "Run every cell of `nb` in a fresh kernel started in `folder`; raise NotebookFailure on error."
+    """Run every cell of `nb` in a fresh kernel started in `folder`; raise NotebookFailure on error,
+    Interrupted (naming the cell) on Ctrl-C."""
     current = {'index': None}
-    def on_cell_execute(cell, cell_index): current['index'] = cell_index
+    def on_cell_execute(cell, cell_index):
+        current['index'] = cell_index
+        if stop.requested: raise Interrupted()  # Ctrl-C came between cells (the idle kernel ignores it)
     # The kernel is thrown away afterwards, so stop it at once: a graceful shutdown of a kernel
     # stuck in a timed-out cell only makes it print a ZMQ error.
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', record_timing=False,
                             shutdown_kernel='immediate', on_cell_execute=on_cell_execute,
                             resources={'metadata': {'path': str(folder)}})
+    stop = StopOnSigint(client)
+    client.on_notebook_start = stop.install
     try:
         client.execute(**start_options(folder.parent))
-    except CellTimeoutError:
-        raise NotebookFailure(describe(nb, current['index'],
-                                   [f'timed out: still running after {timeout} s (--timeout)']))
-    except DeadKernelError:
-        raise NotebookFailure(describe(nb, current['index'], ['the kernel died while running this cell']))
-    except CellExecutionError as e:
-        i = current['index']
-        raise NotebookFailure(describe(nb, i, error_lines(nb.cells[i], e)))
-    except Exception as e:
-        raise NotebookFailure(describe(nb, current['index'], [f'{type(e).__name__}: {first_line(e)}']))
+    except BaseException as e:
+        if not (stop.seen() or isinstance(e, KeyboardInterrupt)):
+            raise failure(nb, current['index'], e, timeout) from None
+        send_kernel(client, signal.SIGKILL)  # gone already unless Ctrl-C hit nbclient's clean-up
+        raise Interrupted(cell_name(nb, current['index']) if current['index'] is not None
+                          else 'while starting the kernel') from None
+    if stop.seen(): raise Interrupted('after the last cell')
+
+
+def failure(nb, index, e, timeout):
+    "The NotebookFailure describing exception `e`, raised while running cell `index` of `nb`."
+    if isinstance(e, CellTimeoutError): what = [f'timed out: still running after {timeout} s (--timeout)']
+    elif isinstance(e, DeadKernelError): what = ['the kernel died while running this cell']
+    elif isinstance(e, CellExecutionError): what = error_lines(nb.cells[index], e)
+    elif isinstance(e, Exception): what = [f'{type(e).__name__}: {first_line(e)}']
+    else: raise e  # SystemExit and the like are not a notebook's failure
+    return NotebookFailure(describe(nb, index, what))
 
 
 def run_notebook(path, timeout=1200, save=False):
     "Run one notebook top to bottom; with `save`, write the outputs back if it passed."
     path, start = Path(path), time.perf_counter()
     try:
-        nb = load_notebook(path)
-        execute(nb, path.resolve().parent, timeout)
-        if save: save_notebook(nb, path)
+        data = read_bytes(path)
+        nb = load_notebook(path, data)
+        try: execute(nb, path.resolve().parent, timeout)
+        except Interrupted as e: raise Interrupted(f'interrupted: stopped in {path}, {e}; the kernel '
+                                                   'is shut down and nothing was saved') from None
+        if save: save_notebook(nb, path, digest(data))
     except NotebookFailure as e:
         return Result(path, False, time.perf_counter() - start, str(e))
     return Result(path, True, time.perf_counter() - start)
@@ -200,15 +263,27 @@ def check_args(paths, all, save, timeout):
     if not all and not paths: sys.exit('no notebooks given: pass their paths, or --all')
 
 
+def never_fail_on_encoding():
+    "Escape what the terminal's encoding cannot show (PYTHONIOENCODING=ascii) instead of crashing."
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError): stream.reconfigure(errors='backslashreplace')
+
+
 def main(*paths, all=False, save=False, timeout=1200):
     """Run the given notebooks (or --all in nbs/) in fresh kernels; exit 1 if any failed.
 
     --save writes the executed outputs back into each notebook that passed.
     --timeout is the limit in seconds for a single cell."""
+    never_fail_on_encoding()
     check_args(paths, all, save, timeout)
     paths = all_notebooks() if all else [str(p) for p in paths]  # fire turns `01` into an int
     if not paths: print(f'no notebooks in {NBS}')  # nothing to fail: exit 0
-    results = run_notebooks(paths, timeout=timeout, save=save)
+    try:
+        results = run_notebooks(paths, timeout=timeout, save=save)
+    except KeyboardInterrupt as e:  # Interrupted, or a Ctrl-C between notebooks
+        print(str(e) if isinstance(e, Interrupted) else 'interrupted: stopped between notebooks',
+              file=sys.stderr, flush=True)
+        sys.exit(130)
     if not builtins.all(r.ok for r in results): sys.exit(1)  # `all` is the flag here
 
 

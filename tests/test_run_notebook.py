@@ -187,3 +187,89 @@ def test_cli_bad_arguments(repo, args, says):
     proc = run_cli(repo, *args)
     assert proc.returncode == 1
     assert says in proc.stderr
+
+
+# ---- issue 7.7: --save never overwrites edits made during the run ----------------------
+
+def test_save_refuses_when_the_file_changed_while_it_ran(repo):
+    path = write_nb(repo, 'ok.ipynb', 'x = 1')
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(new_code_cell(f'with open({str(path)!r}, "a") as f: f.write("\\n")  # an edit'))
+    nbformat.write(nb, str(path))
+    result = run_notebook(path, save=True)
+    assert not result.ok
+    assert 'changed on disk while it ran: not saved' in result.message
+    assert len(result.message.splitlines()) == 1
+    edited = path.read_text()
+    assert edited.endswith('\n\n')  # the edit is still there
+    assert all(not c.get('outputs') and c.execution_count is None
+               for c in nbformat.reads(edited, as_version=4).cells)
+    assert no_temp_files(repo / 'nbs')
+
+
+def test_save_checks_content_not_mtime(repo):
+    "Touching the file (same bytes, new mtime) is not an edit: the outputs are saved."
+    path = write_nb(repo, 'ok.ipynb', 'y = 2')
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, new_code_cell(f'import os\nos.utime({str(path)!r})'))
+    nbformat.write(nb, str(path))
+    result = run_notebook(path, save=True)
+    assert result.ok, result.message
+    assert nbformat.read(path, as_version=4).cells[1].execution_count == 2
+
+
+# ---- issue 7.8: one Ctrl-C stops everything; output never fails on encoding ------------
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc, POSIX signals')
+def test_ctrl_c_stops_the_whole_run_and_the_kernel(repo):
+    import os
+    import signal
+    started = repo / 'started.txt'
+    first = write_nb(repo, '01_a.ipynb', 'x = 1',
+                     'import os, subprocess, time\n'
+                     'child = subprocess.Popen(["sleep", "60"])\n'
+                     f'open({str(started)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")\n'
+                     'time.sleep(60)')
+    write_nb(repo, '02_b.ipynb', f'open({str(repo / "second_ran.txt")!r}, "w").close()')
+    before = first.read_bytes()
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), 'nbs/01_a.ipynb', 'nbs/02_b.ipynb', '--save'],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), 'the notebook never reached its long cell'
+    os.kill(proc.pid, signal.SIGINT)  # to the runner alone: the kernel has its own session
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert out == ''  # no FAIL line for 01, nothing for 02
+    assert err.splitlines() == [err.strip()] and 'nbs/01_a.ipynb' in err and 'cell 2 (code cell 2)' in err
+    assert 'Traceback' not in err and 'never retrieved' not in err
+    assert not (repo / 'second_ran.txt').exists()
+    assert first.read_bytes() == before and no_temp_files(repo / 'nbs')
+    for pid in map(int, started.read_text().split()):  # the kernel and its child are gone
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        assert not pid_alive(pid), pid
+
+
+def pid_alive(pid):
+    "True while `pid` runs (a zombie waiting to be reaped counts as gone)."
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def test_ascii_terminal_never_crashes_the_report(repo):
+    write_nb(repo, '01_µ.ipynb', 'raise ValueError("µ π ≈ 3")')
+    proc = subprocess.run([sys.executable, str(SCRIPT), 'nbs/01_µ.ipynb', 'nbs/02_é.ipynb'], cwd=repo,
+                          capture_output=True, timeout=120, env={**__import__('os').environ,
+                                                                  'PYTHONIOENCODING': 'ascii'})
+    out, err = proc.stdout.decode('ascii'), proc.stderr.decode('ascii')  # pure ASCII came out
+    assert proc.returncode == 1, out + err
+    assert 'UnicodeEncodeError' not in out + err and 'Traceback' not in err
+    assert 'FAIL  01_\\xb5.ipynb' in out and 'ValueError: \\xb5 \\u03c0 \\u2248 3' in out
+    assert 'no such file: nbs/02_\\xe9.ipynb' in out
