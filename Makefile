@@ -1,10 +1,12 @@
-# `make test` and `make run` each set up .venv on first use.
+# `make test` and `make run` each set up .venv on first use; `make lab` adds JupyterLab to it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.lab-installed
+LAB_ARGS ?=
 
-.PHONY: test run export check bench clean-venv
+.PHONY: test run export check prose bench lab clean-venv
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,9 +19,11 @@ run: $(STAMP)
 	$(PY) notebook2script.py --all
 	$(PY) run_notebook.py --all
 
-# exp/ must match the notebooks; then the tool tests and every notebook.
+# exp/ must match the notebooks, prose must quote only numbers from the run; then the tool tests
+# and every notebook.
 test: $(STAMP)
 	$(PY) notebook2script.py --all --check
+	$(PY) prose_numbers.py
 	$(PY) -m pytest
 
 export: $(STAMP)
@@ -28,8 +32,22 @@ export: $(STAMP)
 check: $(STAMP)
 	$(PY) notebook2script.py --all --check
 
+prose: $(STAMP)
+	$(PY) prose_numbers.py
+
 bench: $(STAMP)
 	for f in bench/*.py; do $(PY) $$f || exit 1; done
+
+# JupyterLab is only for reading and editing the notebooks, so it is installed on first use here,
+# not by `make test`. The server starts in nbs/ with the repo root on PYTHONPATH (the editable
+# install covers exp/ too), so `from exp.nb_03 import *` works in every notebook.
+# Headless: make lab LAB_ARGS=--no-browser
+$(LAB_STAMP): | $(STAMP)
+	$(PY) -m pip install --quiet jupyterlab
+	touch $(LAB_STAMP)
+
+lab: $(STAMP) $(LAB_STAMP)
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(VENV)/bin/jupyter lab --notebook-dir=nbs $(LAB_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
