@@ -1,0 +1,264 @@
+# Generated from nbs/06_cnn_hooks_init.ipynb by notebook2script.py: edit the notebook, not this file.
+
+
+from exp.nb_05b import *
+import torch.optim as optim
+from functools import partial
+import weakref
+
+
+def _pair(v, name):
+    "`v` as an (along height, along width) pair of ints: 2 -> (2, 2); (1, 2) stays."
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(i, int) for i in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return pair
+
+def conv_out_size(n, ks, stride=1, padding=0):
+    "How many positions a kernel of size `ks` takes along an axis of length `n`: floor((n + 2p - ks)/s) + 1."
+    return (n + 2*padding - ks) // stride + 1
+
+
+def _offsets(ks, out, stride):
+    "For each kernel offset (i, j): the rows and columns of the padded input it meets, as slices."
+    return [(i, j, slice(i, i + stride[0]*(out[0]-1) + 1, stride[0]), slice(j, j + stride[1]*(out[1]-1) + 1, stride[1]))
+            for i in range(ks[0]) for j in range(ks[1])]
+
+class _Im2Col(torch.autograd.Function):
+    """x (N, C, H, W) -> columns (C*kh*kw, N*oh*ow): row (c, i, j) holds, for every output position,
+    the input pixel that kernel weight (c, i, j) multiplies there. Built from one slice per offset."""
+    @staticmethod
+    def forward(ctx, x, ks, stride, padding):
+        (n, c, h, w), (ph, pw) = x.shape, padding
+        out = conv_out_size(h, ks[0], stride[0], ph), conv_out_size(w, ks[1], stride[1], pw)
+        xp = x.new_zeros(c, n, h + 2*ph, w + 2*pw)            # channels first: each slice below is a
+        xp[:, :, ph:ph+h, pw:pw+w] = x.transpose(0, 1)       # block of whole images, read in order
+        cols = x.new_empty(c, *ks, n, *out)
+        for i,j,rows,cs in _offsets(ks, out, stride): cols[:, i, j] = xp[:, :, rows, cs]
+        ctx.geom = x.shape, ks, stride, padding, out
+        return cols.view(c * ks[0] * ks[1], n * out[0] * out[1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        "col2im: each input pixel's gradient is the sum over every column it was copied to."
+        (n, c, h, w), ks, stride, (ph, pw), out = ctx.geom
+        gx = g.new_zeros(c, n, h + 2*ph, w + 2*pw)
+        g = g.view(c, *ks, n, *out)
+        for i,j,rows,cs in _offsets(ks, out, stride): gx[:, :, rows, cs] += g[:, i, j]
+        return gx[:, :, ph:ph+h, pw:pw+w].transpose(0, 1), None, None, None
+
+
+def _check_image_batch(x, who):
+    if x.ndim != 4: raise ValueError(f"{who} expects a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
+
+def _check_geometry(x, ks, stride, padding, who):
+    "Strides >= 1, paddings >= 0, and a kernel that fits in the padded image at least once."
+    if min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"{who}: stride must be >= 1 and padding >= 0, got stride={stride}, padding={padding}")
+    if any(conv_out_size(n, k, s, p) < 1 for n,k,s,p in zip(x.shape[2:], ks, stride, padding)):
+        raise ValueError(f"{who}: a {ks[0]}x{ks[1]} kernel does not fit in input {tuple(x.shape)} "
+                         f"with padding={padding}")
+
+def unfold(x, kernel_size, stride=1, padding=0):
+    """im2col, like `F.unfold` (no dilation; stride before padding, as in `conv2d`): x (N, C, H, W) ->
+    (N, C*kh*kw, L), one column per output position holding the patch the kernel sees there."""
+    ks,stride,padding = _pair(kernel_size, 'kernel_size'),_pair(stride, 'stride'),_pair(padding, 'padding')
+    _check_image_batch(x, 'unfold'); _check_geometry(x, ks, stride, padding, 'unfold')
+    cols = _Im2Col.apply(x, ks, stride, padding)
+    return cols.view(cols.shape[0], x.shape[0], -1).transpose(0, 1).contiguous()
+
+
+def _check_conv(x, weight, bias):
+    if weight.ndim != 4 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"conv2d: weight must be (C_out, C_in, kh, kw) with C_in = the input's {x.shape[1]} channels; "
+                         f"got input {tuple(x.shape)} and weight {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"conv2d: bias must be ({weight.shape[0]},), one per output channel; got {tuple(bias.shape)}")
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    "2d convolution (cross-correlation, as in PyTorch) as im2col + one matrix product; same arguments and output as `F.conv2d`."
+    if x.ndim == 3: return conv2d(x[None], weight, bias, stride, padding)[0]   # one unbatched image, as F.conv2d allows
+    _check_image_batch(x, 'conv2d'); _check_conv(x, weight, bias)
+    ks,stride,padding = tuple(weight.shape[2:]),_pair(stride, 'stride'),_pair(padding, 'padding')
+    _check_geometry(x, ks, stride, padding, 'conv2d')
+    cols = _Im2Col.apply(x, ks, stride, padding)                  # (C_in*kh*kw, N*oh*ow)
+    w = weight.reshape(weight.shape[0], -1)                       # (C_out, C_in*kh*kw)
+    out = w @ cols if bias is None else torch.addmm(bias[:, None], w, cols)
+    oh,ow = (conv_out_size(n, k, s, p) for n,k,s,p in zip(x.shape[2:], ks, stride, padding))
+    return out.view(-1, x.shape[0], oh, ow).transpose(0, 1).contiguous()
+
+
+class Lambda(nn.Module):
+    "A layer that applies `func`: lets a plain function sit in `nn.Sequential`. Name the function (no lambda) so the model pickles."
+    def __init__(self, func):
+        super().__init__()
+        self.func = func
+    def forward(self, x): return self.func(x)
+    def extra_repr(self): return getattr(self.func, '__name__', repr(self.func))
+
+def flatten(x):
+    "(N, ...) -> (N, everything else): the pooled (N, C, 1, 1) maps become (N, C) for the linear layer."
+    return x.view(x.shape[0], -1)
+
+def mnist_resize(x):
+    "Flat MNIST rows (N, 784) back to images (N, 1, 28, 28)."
+    return x.view(-1, 1, 28, 28)
+
+
+class DeviceCallback(Callback):
+    "Puts the model on `device` (default `def_device`) when fitting starts, and each batch there before it is used."
+    def __init__(self, device=None): self.device = torch.device(def_device if device is None else device)
+    def begin_fit(self): self.model.to(self.device)
+    def begin_batch(self): self.run.xb,self.run.yb = self.xb.to(self.device),self.yb.to(self.device)
+
+CudaCallback = DeviceCallback   # the course's name; here it moves to whichever device was picked
+
+
+class BatchTransformXCallback(Callback):
+    "Applies `tfm` to each batch's inputs before the model sees them (after DeviceCallback has moved them)."
+    _order = 2
+    def __init__(self, tfm): self.tfm = tfm
+    def begin_batch(self): self.run.xb = self.tfm(self.xb)
+
+def view_tfm(*size):
+    "A transform that views each batch as (-1, *size), e.g. view_tfm(1, 28, 28) for flat MNIST."
+    def _inner(x): return x.view(-1, *size)
+    _inner.__name__ = f"view_{'x'.join(map(str, size))}"
+    return _inner
+
+mnist_view = view_tfm(1, 28, 28)
+
+
+def get_runner(model, data, lr=0.6, cbs=None, opt_func=None, loss_func=F.cross_entropy):
+    """A Learner for `model` and `data` with optimizer `opt_func` (default plain SGD) at rate `lr`,
+    and a Runner. `cbs` may mix callback instances and callback factories (classes, partials)."""
+    if opt_func is None: opt_func = optim.SGD
+    learn = Learner(model, opt_func(model.parameters(), lr=lr), loss_func, data)
+    cbs = listify(cbs)
+    return learn, Runner(cbs=[c for c in cbs if isinstance(c, Callback)],
+                         cb_funcs=[c for c in cbs if not isinstance(c, Callback)])
+
+
+def get_cnn_layers(data, nfs, layer, **kwargs):
+    "Convolutions `layer(n_in, n_out, ks, **kwargs)` with `nfs` filters (5x5 first, then 3x3), pooled to a linear head of `data.c`."
+    nfs = [1] + listify(nfs)
+    return [layer(nfs[i], nfs[i+1], 5 if i == 0 else 3, **kwargs) for i in range(len(nfs)-1)] + [
+        nn.AdaptiveAvgPool2d(1), Lambda(flatten), nn.Linear(nfs[-1], data.c)]
+
+def get_cnn_model(data, nfs, layer, **kwargs): return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
+
+
+class ListContainer():
+    "A list that can also be indexed with a list of indices or a boolean mask, and prints briefly."
+    def __init__(self, items): self.items = listify(items)
+    def __getitem__(self, idx):
+        if isinstance(idx, (int, slice)): return self.items[idx]
+        idx = list(idx)
+        if idx and isinstance(idx[0], bool):
+            if len(idx) != len(self): raise IndexError(f"boolean mask of length {len(idx)} for {len(self)} items")
+            return [o for m,o in zip(idx, self.items) if m]
+        return [self.items[i] for i in idx]
+    def __len__(self): return len(self.items)
+    def __iter__(self): return iter(self.items)
+    def __setitem__(self, i, o): self.items[i] = o
+    def __delitem__(self, i): del self.items[i]
+    def __repr__(self):
+        res = f'{type(self).__name__} ({len(self)} items)\n{self.items[:10]}'
+        return res[:-1] + '...]' if len(self) > 10 else res
+
+
+class Hook():
+    "Calls `f(hook, module, input, output)` after every forward pass of `m`, until removed: by `remove`, a `with` block's end, or deletion."
+    def __init__(self, m, f):
+        ref = weakref.ref(self)   # the module keeps this function; a strong reference would keep the Hook alive forever
+        def _call(mod, inp, outp):
+            if (hook := ref()) is not None: f(hook, mod, inp, outp)
+        self.hook = m.register_forward_hook(_call)
+    def remove(self): self.hook.remove()          # removing twice is harmless
+    def __enter__(self): return self
+    def __exit__(self, *args): self.remove()
+    def __del__(self):
+        if hasattr(self, 'hook'): self.remove()
+
+class Hooks(ListContainer):
+    "One `Hook` with `f` per module in `ms`; removes them all at the end of a `with` block or on deletion."
+    def __init__(self, ms, f): super().__init__([Hook(m, f) for m in ms])
+    def __enter__(self): return self
+    def __exit__(self, *args): self.remove()
+    def __del__(self): self.remove()
+    def __delitem__(self, i):
+        self[i].remove()
+        super().__delitem__(i)
+    def remove(self):
+        for h in self: h.remove()
+
+def children(m):
+    "The direct sub-modules of `m`, as a list."
+    return list(m.children())
+
+
+_HIST_BINS, _HIST_LO, _HIST_HI = 40, -7, 7   # activation histograms: 40 bins from -7 to 7
+
+def append_stats(hook, mod, inp, outp):
+    "Forward hook: in training, append the output's mean, std and histogram to `hook.stats` (means, stds, hists)."
+    if not hasattr(hook, 'stats'): hook.stats = ([], [], [])
+    if not mod.training: return
+    means,stds,hists = hook.stats
+    a = outp.detach()
+    means.append(a.mean().cpu()); stds.append(a.std().cpu())
+    hists.append(a.float().histc(_HIST_BINS, _HIST_LO, _HIST_HI).cpu())
+
+def get_hist(h):
+    "The hook's histograms as an image: bins x batches, log(1 + count) so sparse bins still show."
+    return torch.stack(h.stats[2]).t().float().log1p()
+
+def get_min(h):
+    "Per batch, the share of activations in the two histogram bins next to 0 (|a| < 0.35): those that carry almost nothing."
+    counts = torch.stack(h.stats[2]).t().float()
+    mid = _HIST_BINS // 2
+    return counts[mid-1:mid+1].sum(0) / counts.sum(0)
+
+
+class GeneralRelu(nn.Module):
+    "ReLU with options: a `leak` slope for negative inputs, a shift down by `sub`, a ceiling `maxv`. No options: plain ReLU."
+    def __init__(self, leak=None, sub=None, maxv=None):
+        super().__init__()
+        self.leak,self.sub,self.maxv = leak,sub,maxv
+    def forward(self, x):
+        x = F.leaky_relu(x, self.leak) if self.leak is not None else F.relu(x)
+        if self.sub is not None: x = x - self.sub
+        if self.maxv is not None: x = x.clamp_max(self.maxv)
+        return x
+
+def conv_layer(ni, nf, ks=3, stride=2, **kwargs):
+    "Conv (padding ks//2: with stride 2 the map halves) then GeneralRelu(**kwargs)."
+    return nn.Sequential(nn.Conv2d(ni, nf, ks, padding=ks//2, stride=stride), GeneralRelu(**kwargs))
+
+
+def _init_convs(m, f):
+    if isinstance(m, nn.Conv2d):
+        f(m.weight, a=0.1)
+        if m.bias is not None: m.bias.data.zero_()
+    for l in m.children(): _init_convs(l, f)
+
+def init_cnn(m, uniform=False):
+    "Kaiming init (He et al. 2015) for every conv in `m`, with a=0.1 for GeneralRelu's leak; biases zeroed."
+    _init_convs(m, init.kaiming_uniform_ if uniform else init.kaiming_normal_)
+
+def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, **kwargs):
+    "A CNN from `get_cnn_model(data, nfs, layer, **kwargs)`, Kaiming-initialised, with its Learner and Runner."
+    model = get_cnn_model(data, nfs, layer, **kwargs)
+    init_cnn(model, uniform=uniform)
+    return get_runner(model, data, lr=lr, cbs=cbs, opt_func=opt_func)
+
+
+# What `from exp.nb_06 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+from exp.nb_05b import __all__ as _all_nb_05b
+__all__ = [_name for _name in dict.fromkeys(_all_nb_05b + [
+    'partial', 'conv_out_size', 'unfold', 'conv2d', 'Lambda', 'flatten', 'mnist_resize',
+    'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm', 'mnist_view',
+    'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook', 'Hooks',
+    'children', 'append_stats', 'get_hist', 'get_min', 'GeneralRelu', 'conv_layer', 'init_cnn',
+    'get_learn_run'
+]) if _name in globals()]

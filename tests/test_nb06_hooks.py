@@ -1,0 +1,182 @@
+"Layers, callbacks, hooks, telemetry, GeneralRelu and init_cnn from nbs/06_cnn_hooks_init.ipynb (tiny models and data)."
+import gc
+import math
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from exp.nb_06 import (AvgStatsCallback, BatchTransformXCallback, Callback, CudaCallback, DataBunch, Dataset,
+                       DeviceCallback, GeneralRelu, Hook, Hooks, Lambda, ListContainer, accuracy, append_stats,
+                       children, conv_layer, flatten, get_cnn_layers, get_cnn_model, get_dls, get_hist,
+                       get_learn_run, get_min, get_runner, init_cnn, mnist_resize, mnist_view, view_tfm)
+
+
+def tiny_data(n=64, bs=16, seed=0):
+    "Random flat 'images' of 28*28 with 10 classes: enough for shapes and mechanics, nothing to learn."
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return DataBunch(*get_dls(Dataset(x, y), Dataset(x[:32], y[:32]), bs), c=10)
+
+
+# ---------------------------------------------------------------- layers and transforms
+
+def test_lambda_flatten_and_views():
+    x = torch.arange(2*784.).view(2, 784)
+    assert mnist_resize(x).shape == (2, 1, 28, 28) and mnist_view(x).shape == (2, 1, 28, 28)
+    assert torch.equal(mnist_view(x), mnist_resize(x))
+    assert view_tfm(4, 196)(x).shape == (2, 4, 196)
+    m = nn.Sequential(Lambda(mnist_resize), Lambda(flatten))
+    assert torch.equal(m(x), x)
+    assert 'flatten' in repr(m)
+
+
+def test_cnn_layers_shapes():
+    data = tiny_data()
+    layers = get_cnn_layers(data, [8, 16, 32, 32], conv_layer)
+    assert [l[0].kernel_size for l in layers[:4]] == [(5, 5), (3, 3), (3, 3), (3, 3)]
+    assert [l[0].out_channels for l in layers[:4]] == [8, 16, 32, 32]
+    model = get_cnn_model(data, [8, 16], conv_layer)
+    out = model(mnist_view(data.train_ds.x[:5]))
+    assert out.shape == (5, 10)
+    sizes = []
+    with Hooks(children(model)[:2], lambda h, m, i, o: sizes.append(tuple(o.shape))):
+        model(mnist_view(data.train_ds.x[:5]))
+    assert sizes == [(5, 8, 14, 14), (5, 16, 7, 7)]   # stride 2 with padding ks//2 halves each map
+
+
+# ---------------------------------------------------------------- GeneralRelu and init
+
+@pytest.mark.parametrize('leak,sub,maxv', [(None, None, None), (0.1, 0.4, 6.), (0.2, None, None), (None, 0.5, 1.)])
+def test_general_relu_formula(leak, sub, maxv):
+    x = torch.linspace(-10, 10, 101, dtype=torch.float64, requires_grad=True)
+    y = GeneralRelu(leak, sub, maxv)(x)
+    want = torch.where(x > 0, x, x * (leak or 0.)) - (sub or 0.)
+    if maxv is not None: want = want.clamp(max=maxv)
+    torch.testing.assert_close(y, want)
+    y.sum().backward()   # no in-place trouble for autograd
+    assert torch.isfinite(x.grad).all()
+
+
+def test_general_relu_default_is_relu():
+    x = torch.randn(100)
+    assert torch.equal(GeneralRelu()(x), F.relu(x))
+
+
+@pytest.mark.parametrize('uniform', [False, True])
+def test_init_cnn_std_is_kaiming(uniform):
+    torch.manual_seed(0)
+    m = nn.Sequential(conv_layer(64, 128, 3), nn.Sequential(conv_layer(128, 128, 3)), nn.Linear(128, 10))
+    lin_before = m[2].weight.clone()
+    init_cnn(m, uniform=uniform)
+    for conv in [m[0][0], m[1][0][0]]:
+        fan_in = conv.in_channels * 9
+        want = math.sqrt(2 / ((1 + 0.1**2) * fan_in))   # He et al. 2015, leaky slope 0.1
+        assert abs(conv.weight.std().item() / want - 1) < 0.03
+        assert torch.equal(conv.bias, torch.zeros_like(conv.bias))
+    assert torch.equal(m[2].weight, lin_before)   # only convolutions are touched
+
+
+# ---------------------------------------------------------------- ListContainer and hooks
+
+def test_list_container_indexing():
+    c = ListContainer(list('abcdefghijkl'))
+    assert c[0] == 'a' and c[1:3] == ['b', 'c'] and c[[0, 2]] == ['a', 'c']
+    assert c[[True, False] * 6] == list('acegik')
+    with pytest.raises(IndexError, match='mask of length 2 for 12'): c[[True, False]]
+    c[0] = 'z'; del c[1]
+    assert list(c)[:2] == ['z', 'c'] and len(c) == 11
+    assert repr(c).startswith('ListContainer (11 items)') and repr(c).endswith('...]')
+    assert ListContainer('one').items == ['one']
+
+
+def _n_hooks(m): return len(m._forward_hooks)
+
+
+def test_hook_records_and_removes_itself():
+    lin = nn.Linear(3, 4)
+    with Hook(lin, append_stats) as h:
+        lin(torch.randn(8, 3)); lin(torch.randn(8, 3))
+        assert _n_hooks(lin) == 1
+    assert _n_hooks(lin) == 0
+    means, stds, hists = h.stats
+    assert len(means) == len(stds) == len(hists) == 2
+    lin(torch.randn(8, 3))                   # removed: nothing more recorded
+    assert len(h.stats[0]) == 2
+
+
+def test_hook_removed_on_deletion():
+    lin = nn.Linear(3, 4)
+    h = Hook(lin, append_stats)
+    assert _n_hooks(lin) == 1
+    del h; gc.collect()
+    assert _n_hooks(lin) == 0
+    hs = Hooks([lin, lin], append_stats)
+    assert _n_hooks(lin) == 2
+    del hs[0]
+    assert _n_hooks(lin) == 1 and len(hs) == 1
+    del hs; gc.collect()
+    assert _n_hooks(lin) == 0
+
+
+def test_append_stats_values_and_eval_mode_ignored():
+    m = nn.Identity()
+    x = torch.tensor([[-10., -0.2, 0., 0.2, 1., 3.]])
+    with Hook(m, append_stats) as h:
+        m(x); m.eval(); m(x * 100)
+    means, stds, hists = h.stats
+    assert len(means) == 1                  # the eval-mode call is not recorded
+    torch.testing.assert_close(means[0], x.mean()); torch.testing.assert_close(stds[0], x.std())
+    assert hists[0].sum() == 5              # -10 is outside the histogram's range [-7, 7]
+    assert get_hist(h).shape == (40, 1)
+    torch.testing.assert_close(get_hist(h)[:, 0], hists[0].log1p())
+    torch.testing.assert_close(get_min(h), torch.tensor([3 / 5]))   # -0.2, 0 and 0.2 are within 0.35 of zero
+
+
+# ---------------------------------------------------------------- callbacks and runners
+
+def test_get_runner_trains_a_cnn_with_callbacks():
+    torch.manual_seed(0)
+    data = tiny_data()
+    model = get_cnn_model(data, [4, 8], conv_layer)
+    learn, run = get_runner(model, data, lr=0.1,
+                            cbs=[partial(AvgStatsCallback, accuracy), DeviceCallback(),
+                                 partial(BatchTransformXCallback, mnist_view)])
+    with Hooks(children(model)[:2], append_stats) as hooks:
+        run.fit(1, learn)
+    assert [len(h.stats[0]) for h in hooks] == [len(data.train_dl)] * 2   # training batches only
+    assert run.avg_stats.valid_stats.count == 32
+    assert CudaCallback is DeviceCallback
+
+
+def test_batch_transform_runs_after_device_callback():
+    seen = []
+    class Spy(Callback):
+        _order = 3
+        def begin_batch(self): seen.append((tuple(self.xb.shape), self.xb.device))
+    data = tiny_data(n=16, bs=8)
+    learn, run = get_runner(nn.Sequential(Lambda(flatten), nn.Linear(784, 10)), data,
+                            cbs=[BatchTransformXCallback(mnist_view), DeviceCallback('cpu'), Spy()])
+    run.fit(1, learn)
+    assert seen[0] == ((8, 1, 28, 28), torch.device('cpu'))
+
+
+def test_get_learn_run_initialises_and_passes_kwargs():
+    torch.manual_seed(0)
+    data = tiny_data()
+    learn, run = get_learn_run([8, 16], data, 0.3, conv_layer, leak=0.1, sub=0.4, maxv=6.)
+    act = learn.model[0][1]
+    assert (act.leak, act.sub, act.maxv) == (0.1, 0.4, 6.)
+    assert torch.equal(learn.model[0][0].bias, torch.zeros(8))
+    assert learn.opt.param_groups[0]['lr'] == 0.3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_device_callback_moves_model_and_batches_to_cuda():
+    data = tiny_data()
+    model = get_cnn_model(data, [4], conv_layer)
+    learn, run = get_runner(model, data, cbs=[DeviceCallback('cuda'), partial(BatchTransformXCallback, mnist_view)])
+    run.fit(1, learn)
+    assert next(model.parameters()).device.type == 'cuda'
