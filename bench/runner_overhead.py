@@ -5,7 +5,9 @@
 Both sides start from the same initial weights, see the same batches in the same (seeded) order
 from the same DataLoader, use the same SGD optimizer, and do the same work: move each batch to
 `def_device`, forward, loss, a NaN/inf check on the loss, batch-size-weighted totals of loss and
-accuracy kept as tensors, backward, step, zero_grad, then validation under no_grad. The Runner
+accuracy kept as tensors, backward, step, zero_grad, then validation under no_grad. The NaN check
+reads the losses as TerminateOnNaNCallback does: each one on the CPU, in groups of `gpu_every`
+(and what is left at the end of each pass) on a GPU, so neither side waits for the GPU every batch. The Runner
 does it through TrainEvalCallback, AvgStatsCallback([accuracy]) and TerminateOnNaNCallback, so the
 difference is the cost of the callback machinery. A "bare" loop (no check, no stats) is timed too,
 to show what the stats themselves cost.
@@ -37,19 +39,30 @@ from exp.nb_04 import (AvgStatsCallback, Learner, Runner, TerminateOnNaNCallback
 BS, LR, SEED, SHUFFLE_SEED = 64, 0.1, 42, 1
 
 
+def check_finite(losses):
+    "Raise if any of `losses` (tensors) is NaN or infinite: one read of the device for the lot."
+    if losses and not torch.isfinite(torch.stack(losses)).all().item(): raise FloatingPointError('loss is not finite')
+    losses.clear()
+
+
 def plain_epoch(model, opt, loss_func, data, stats=True):
     """One epoch written out by hand; returns [[train loss, acc], [valid loss, acc]] (or [] when not `stats`)."""
     res = []
+    nan_every = 1 if def_device.type == 'cpu' else TerminateOnNaNCallback.gpu_every
     for train, dl in ((True, data.train_dl), (False, data.valid_dl)):
         model.train(train)
-        tot_loss, tot_acc, count = None, None, 0
+        tot_loss, tot_acc, count, unread = None, None, 0, []
         with torch.set_grad_enabled(train):
             for xb, yb in dl:
                 xb, yb = xb.to(def_device), yb.to(def_device)
                 pred = model(xb)
                 loss = loss_func(pred, yb)
                 if stats:
-                    if not math.isfinite(loss.item()): raise FloatingPointError('loss is not finite')
+                    if nan_every == 1:
+                        if not math.isfinite(loss.item()): raise FloatingPointError('loss is not finite')
+                    else:
+                        unread.append(loss.detach())
+                        if len(unread) >= nan_every: check_finite(unread)
                     bn = xb.shape[0]
                     tot_loss = add_weighted(tot_loss, loss, bn)
                     tot_acc = add_weighted(tot_acc, accuracy(pred, yb), bn)
@@ -58,7 +71,9 @@ def plain_epoch(model, opt, loss_func, data, stats=True):
                     loss.backward()
                     opt.step()
                     opt.zero_grad()
-        if stats: res.append([tot_loss.item() / count, tot_acc.item() / count])
+        if stats:
+            check_finite(unread)
+            res.append([tot_loss.item() / count, tot_acc.item() / count])
     model.eval()
     return res
 

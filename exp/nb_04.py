@@ -109,9 +109,10 @@ class TerminateOnNaNCallback(Callback):
     def begin_fit(self): self._losses,self._where = [],[]
     def after_loss(self):
         r = self.run
-        loss = r.loss.detach()
-        self._losses.append(loss); self._where.append((r.epoch, r.in_train, r.iter, r.iters))
-        if len(self._losses) >= (self.every or (1 if loss.is_cpu else self.gpu_every)): self._check()
+        every = self.every or (1 if r.loss.is_cpu else self.gpu_every)
+        if every == 1 and math.isfinite(r.loss.item()): return   # the usual case on the CPU, kept cheap
+        self._losses.append(r.loss.detach()); self._where.append((r.epoch, r.in_train, r.iter, r.iters))
+        if len(self._losses) >= every: self._check()
     def begin_validate(self): self._check()   # no training batch goes unchecked into validation
     def after_epoch(self): self._check()
     def _check(self):
