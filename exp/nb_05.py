@@ -2,8 +2,16 @@
 
 
 from exp.nb_04 import *
-import functools, itertools
-from bisect import bisect_right
+import bisect, functools, itertools, numbers
+
+
+def create_learner(model_func, loss_func, data):
+    "A `Learner` for `data`, with the model and optimizer that `model_func(data)` returns."
+    return Learner(*model_func(data), loss_func, data)
+
+def get_model_func(lr=0.1):
+    "A `model_func` for `create_learner`: 04's `get_model` at learning rate `lr` (by default get_model's own)."
+    return functools.partial(get_model, lr=lr)
 
 
 def _check_optimizer(opt, who, needs=('param_groups',)):
@@ -11,6 +19,12 @@ def _check_optimizer(opt, who, needs=('param_groups',)):
     missing = [a for a in needs if not hasattr(opt, a)]
     if missing: raise TypeError(f"{who} needs an optimizer with {', '.join(f'`{a}`' for a in missing)} "
                                 f"(like torch.optim's); got {type(opt).__name__}")
+
+def _plot_loss_vs_lr(lrs, losses, skip_last=0):
+    "Loss against learning rate on a log axis, without the last `skip_last` points (where the loss blew up)."
+    n = len(losses) - skip_last
+    plt.plot(lrs[:n], losses[:n]); plt.xscale('log')
+    plt.xlabel('learning rate (log scale)'); plt.ylabel('loss')
 
 class Recorder(Callback):
     "After every training batch, records each param group's learning rate (`lrs[i]`) and the loss."
@@ -22,17 +36,26 @@ class Recorder(Callback):
         if not self.in_train: return
         for pg,lrs in zip(self.opt.param_groups, self.lrs): lrs.append(pg['lr'])
         self.losses.append(self.loss.detach())
+    def _loss_values(self): return torch.stack(self.losses).cpu() if self.losses else torch.zeros(0)
     def plot_lr(self, pgid=-1):
+        "The learning rate of param group `pgid` at each training batch."
         plt.plot(self.lrs[pgid]); plt.xlabel('training batch'); plt.ylabel('learning rate')
     def plot_loss(self, skip_last=0):
-        losses = torch.stack(self.losses).cpu()
+        "The loss of each training batch, without the last `skip_last`."
+        losses = self._loss_values()
         plt.plot(losses[:len(losses)-skip_last]); plt.xlabel('training batch'); plt.ylabel('loss')
+    def plot(self, skip_last=0, pgid=-1):
+        "Loss against the learning rate of param group `pgid`, on a log axis, without the last `skip_last` batches."
+        _plot_loss_vs_lr(self.lrs[pgid], self._loss_values(), skip_last)
 
 
 def annealer(f):
     "Decorator: `f(start, end, pos)` becomes a maker, `f(start, end)` -> a schedule `pos -> value`."
     @functools.wraps(f)
-    def _inner(start, end): return partial(f, start, end)
+    def _inner(start, end):
+        sched = functools.partial(f, start, end)
+        sched(0); sched(1)   # try both ends: a bad start or end fails here, not in the middle of training
+        return sched
     return _inner
 
 
@@ -63,7 +86,7 @@ def combine_scheds(pcts, scheds):
     bounds[-1] = 1.                                      # no rounding drift at the end
     def _inner(pos):
         if not 0 <= pos <= 1: raise ValueError(f"combine_scheds: pos must be in [0, 1], got {pos}")
-        i = min(bisect_right(bounds, pos), len(scheds)) - 1
+        i = min(bisect.bisect_right(bounds, pos), len(scheds)) - 1
         while bounds[i+1] == bounds[i]: i -= 1           # pos=1 with empty last phases: use the last real one
         return scheds[i]((pos - bounds[i]) / (bounds[i+1] - bounds[i]))
     return _inner
@@ -78,9 +101,22 @@ def create_phases(phases):
     phases = listify(phases)
     return phases + [1 - sum(phases)]
 
+def _check_positive(who, **args):
+    "Raise a ValueError naming the first of `args` that is not a finite number > 0."
+    for k,v in args.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{who}: {k} must be a number > 0, got {v!r}")
+
 def one_cycle(lr_max, pct_start=0.3, div_start=25., div_end=1e4):
-    "One-cycle schedule (Smith & Topin 2017): cosine up from lr_max/div_start to lr_max, then down to lr_max/div_end."
+    "One-cycle (Smith & Topin 2017): cosine from lr_max/div_start up to lr_max over pct_start of training, then down to lr_max/div_end."
+    _check_positive('one_cycle', lr_max=lr_max, div_start=div_start, div_end=div_end)
+    if not 0 <= pct_start <= 1: raise ValueError(f"one_cycle: pct_start must be in [0, 1], got {pct_start!r}")
     return combine_scheds(create_phases(pct_start), cos_1cycle_anneal(lr_max/div_start, lr_max, lr_max/div_end))
+
+
+def pg_dicts(pgs):
+    "One torch.optim param group per item of `pgs` (each an iterable of parameters): `[{'params': ...}, ...]`."
+    return [{'params': p} for p in pgs]
 
 
 class ParamScheduler(Callback):
@@ -101,3 +137,12 @@ class ParamScheduler(Callback):
         if not self.in_train: return
         pos = self.n_epochs / self.epochs
         for pg,f in zip(self.opt.param_groups, self.funcs): pg[self.pname] = f(pos)
+
+
+# What `from exp.nb_05 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+from exp.nb_04 import __all__ as _all_nb_04
+__all__ = [_name for _name in dict.fromkeys(_all_nb_04 + [
+    'create_learner', 'get_model_func', 'Recorder', 'annealer', 'sched_lin', 'sched_no',
+    'sched_exp', 'sched_cos', 'combine_scheds', 'cos_1cycle_anneal', 'create_phases',
+    'one_cycle', 'pg_dicts', 'ParamScheduler'
+]) if _name in globals()]

@@ -7,8 +7,8 @@ from torch import nn, optim
 import torch.nn.functional as F
 
 from exp.nb_05 import (Callback, DataBunch, Dataset, Learner, ParamScheduler, Recorder, Runner, annealer,
-                       combine_scheds, cos_1cycle_anneal, create_phases, get_dls, one_cycle, sched_cos,
-                       sched_exp, sched_lin, sched_no)
+                       combine_scheds, cos_1cycle_anneal, create_learner, create_phases, get_dls, get_model,
+                       get_model_func, one_cycle, pg_dicts, sched_cos, sched_exp, sched_lin, sched_no)
 
 
 def close(a, b, tol=1e-12): return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
@@ -46,9 +46,22 @@ def test_sched_lin_and_exp_between_the_grid_points():
     assert all(close(r, ratios[0], 1e-9) for r in ratios)
 
 
-@pytest.mark.parametrize('start,end', [(0., 1.), (1., 0.), (-1., 1.)])
-def test_sched_exp_refuses_sign_change_or_zero(start, end):
-    with pytest.raises(ValueError, match='same sign'): sched_exp(start, end)(0.5)
+@pytest.mark.parametrize('start,end', [(0., 1.), (1., 0.), (-1., 1.), (0, 1)])
+def test_sched_exp_refuses_sign_change_or_zero_when_made(start, end):
+    "Refused by the maker itself (issue 7/8): before, sched_exp(0, 1) returned a schedule that failed only when called."
+    with pytest.raises(ValueError, match='same sign'): sched_exp(start, end)
+
+
+def test_annealer_tries_a_new_schedule_at_both_ends():
+    calls = []
+    @annealer
+    def sched_log(start, end, pos):
+        calls.append(pos)
+        return math.log(start) + pos*(math.log(end) - math.log(start))
+    with pytest.raises(ValueError, match='math domain'): sched_log(0., 1.)   # fails where it is made
+    calls.clear()
+    f = sched_log(1., math.e)
+    assert calls == [0, 1] and close(f(0.5), 0.5)
 
 
 def test_annealer_keeps_names_and_makes_functions_of_pos():
@@ -125,6 +138,67 @@ def test_one_cycle_is_the_piecewise_cosine_formula(lr_max, pct, div_start, div_e
         return eta1 + (lr_max - eta1)*(1 + math.cos(math.pi*(p - pct)/(1 - pct)))/2
     f = one_cycle(lr_max, pct_start=pct, div_start=div_start, div_end=div_end)
     for i in range(201): assert close(f(i/200), formula(i/200), 1e-9), i/200
+
+
+@pytest.mark.parametrize('kw,arg', [(dict(lr_max=-0.5), 'lr_max'), (dict(lr_max=0), 'lr_max'),
+                                    (dict(lr_max=0.5, div_start=0), 'div_start'), (dict(lr_max=0.5, div_start=-25), 'div_start'),
+                                    (dict(lr_max=0.5, div_end=0), 'div_end'), (dict(lr_max=float('nan')), 'lr_max'),
+                                    (dict(lr_max=0.5, pct_start=1.5), 'pct_start'), (dict(lr_max=0.5, pct_start=-0.1), 'pct_start')])
+def test_one_cycle_refuses_bad_arguments_naming_them(kw, arg):
+    "Before: a negative rate gave a schedule of negative rates, div_start=0 a ZeroDivisionError."
+    with pytest.raises(ValueError, match=f'one_cycle: {arg} must'): one_cycle(**kw)
+
+
+@pytest.mark.parametrize('pct', [0., 1.])
+def test_one_cycle_without_warm_up_or_descent(pct):
+    f = one_cycle(1., pct_start=pct)
+    if pct == 0: assert close(f(0), 1.) and close(f(1), 1e-4)
+    else: assert close(f(0), 1/25) and close(f(1), 1.)
+
+
+def torch_one_cycle(n, lr_max, pct_start, div_factor, final_div_factor, moms):
+    "(lr, momentum) that torch's OneCycleLR sets before each of `n` SGD steps."
+    opt = optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr_max, momentum=moms[1])
+    sched = optim.lr_scheduler.OneCycleLR(opt, lr_max, total_steps=n, pct_start=pct_start, div_factor=div_factor,
+                                          final_div_factor=final_div_factor, cycle_momentum=True,
+                                          base_momentum=moms[0], max_momentum=moms[1])
+    seen = []
+    for i in range(n):
+        seen.append((opt.param_groups[0]['lr'], opt.param_groups[0]['momentum']))
+        opt.step()
+        if i < n - 1: sched.step()
+    return torch.tensor(seen, dtype=torch.float64)
+
+
+ONE_CYCLE_SETTINGS = [(294, 0.5, 0.3, 25., 1e4, (0.85, 0.95)), (50, 2., 0.25, 10., 100., (0.8, 0.9)),
+                      (7, 0.1, 0.5, 5., 1e3, (0.85, 0.95))]
+
+@pytest.mark.parametrize('n,lr_max,pct,div,final_div,moms', ONE_CYCLE_SETTINGS)
+def test_one_cycle_matches_torch_onecyclelr_step_by_step(n, lr_max, pct, div, final_div, moms):
+    "Torch's step i is our pos i/(n-1), with the peak moved to torch's step pct*n-1 and div_end = div*final_div."
+    theirs = torch_one_cycle(n, lr_max, pct, div, final_div, moms)
+    pct_ours = (pct*n - 1)/(n - 1)
+    lr_f = one_cycle(lr_max, pct_start=pct_ours, div_start=div, div_end=div*final_div)
+    mom_f = combine_scheds(create_phases(pct_ours), cos_1cycle_anneal(moms[1], moms[0], moms[1]))
+    ours = torch.tensor([(lr_f(i/(n-1)), mom_f(i/(n-1))) for i in range(n)], dtype=torch.float64)
+    assert torch.allclose(ours, theirs, rtol=1e-9, atol=0), (ours - theirs).abs().max()
+    assert close(theirs[-1, 0].item(), lr_max/div/final_div, 1e-9)   # torch's end: measured from the start
+    assert close(one_cycle(lr_max)(1), lr_max/1e4)                    # ours by default: from the peak
+
+
+def test_param_scheduler_one_cycle_is_within_one_step_of_torch():
+    "What ParamScheduler really sets (pos = i/N) against OneCycleLR over the same N steps: at most one step apart."
+    data, epochs = tiny_data(), 3
+    n = epochs*len(data.train_dl)
+    lr_f = one_cycle(0.4, div_end=25*1e4)
+    mom_f = combine_scheds(create_phases(0.3), cos_1cycle_anneal(0.95, 0.85, 0.95))
+    run = Runner(cbs=[SeenAtStep(), ParamScheduler('lr', lr_f), ParamScheduler('momentum', mom_f)])
+    run.fit(epochs, two_group_learner(data, momentum=0.9))
+    ours = torch.tensor([groups[0] for groups in run.seen_at_step.seen], dtype=torch.float64)
+    theirs = torch_one_cycle(n, 0.4, 0.3, 25., 1e4, (0.85, 0.95))
+    one_step = (theirs[1:] - theirs[:-1]).abs().max(0).values
+    assert ((ours - theirs).abs().max(0).values <= one_step + 1e-12).all()
+    assert not torch.allclose(ours, theirs, rtol=1e-9, atol=0)          # but not the same: the step conventions differ
 
 
 def test_cos_1cycle_anneal_pieces():
@@ -239,3 +313,47 @@ def test_callbacks_need_param_groups(cb):
     model = nn.Linear(5, 2)
     with pytest.raises(TypeError, match=f"{type(cb).__name__} needs an optimizer with `param_groups`"):
         Runner(cbs=cb).fit(1, Learner(model, Optimizer(model.parameters()), F.cross_entropy, tiny_data()))
+
+
+def test_recorder_plot_is_loss_against_lr_on_a_log_axis():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    run = Runner(cbs=[Recorder(), ParamScheduler('lr', [sched_exp(1e-3, 1.), sched_lin(0.1, 0.2)])])
+    run.fit(2, two_group_learner(tiny_data()))
+    rec = run.recorder
+    plt.figure(); rec.plot(skip_last=2)
+    line = plt.gca().get_lines()[-1]
+    assert plt.gca().get_xscale() == 'log'
+    assert list(line.get_xdata()) == rec.lrs[-1][:-2]                     # the last param group's rates
+    assert torch.allclose(torch.tensor(line.get_ydata()), torch.stack(rec.losses)[:-2])
+    plt.figure(); rec.plot(pgid=0)
+    assert list(plt.gca().get_lines()[-1].get_xdata()) == rec.lrs[0]
+    plt.close('all')
+
+
+# ---------------------------------------------------------------- the course's helpers
+
+def test_create_learner_with_get_model_func():
+    data = tiny_data()
+    learn = create_learner(get_model_func(0.3), F.cross_entropy, data)
+    assert isinstance(learn, Learner) and learn.data is data and learn.loss_func is F.cross_entropy
+    assert learn.opt.param_groups[0]['lr'] == 0.3 and learn.model[-1].out_features == data.c
+    assert learn.opt.param_groups[0]['params'][0] is next(learn.model.parameters())   # the model's own optimizer
+
+
+def test_get_model_func_default_is_get_models():
+    "A deliberate difference from the course (0.5 there): the same default as 04's get_model."
+    import inspect
+    default = inspect.signature(get_model).parameters['lr'].default
+    assert inspect.signature(get_model_func).parameters['lr'].default == default
+    assert get_model_func()(tiny_data())[1].param_groups[0]['lr'] == default
+
+
+def test_pg_dicts_makes_one_param_group_each():
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 2))
+    opt = optim.SGD(pg_dicts([model[0].parameters(), model[2].parameters()]), lr=0.1, momentum=0.9)
+    assert [len(pg['params']) for pg in opt.param_groups] == [2, 2]
+    assert opt.param_groups[1]['params'][0] is model[2].weight
+    assert all(pg['lr'] == 0.1 and pg['momentum'] == 0.9 for pg in opt.param_groups)
+    assert pg_dicts([]) == []

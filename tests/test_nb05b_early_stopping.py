@@ -1,6 +1,7 @@
 "Cancel exceptions, the redefined Runner, LR_Find and EarlyStoppingCallback from nbs/05b_early_stopping.ipynb."
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -265,5 +266,72 @@ def test_early_stopping_ignores_an_epoch_whose_validation_was_cut_short(cut, val
     assert es.best_epoch == best and es.stopped_epoch == stop
 
 
-def test_early_stopping_bad_patience():
-    with pytest.raises(ValueError, match='patience'): EarlyStoppingCallback(patience=0)
+@pytest.mark.parametrize('kw,msg', [(dict(patience=0), 'patience must be a whole number >= 1, got 0'),
+                                    (dict(patience=1.5), 'patience must be a whole number >= 1, got 1.5'),
+                                    (dict(patience=2.0), 'patience must be a whole number >= 1, got 2.0'),
+                                    (dict(patience=True), 'patience must be a whole number >= 1, got True'),
+                                    (dict(min_delta=-0.1), 'min_delta must be a number >= 0, got -0.1'),
+                                    (dict(min_delta=float('nan')), 'min_delta must be a number >= 0, got nan')])
+def test_early_stopping_refuses_bad_arguments_naming_them(kw, msg):
+    "Before, patience=1.5 was accepted (and acted as 2)."
+    with pytest.raises(ValueError, match=f'EarlyStoppingCallback: {msg}'): EarlyStoppingCallback(**kw)
+
+
+@pytest.mark.parametrize('kw,msg', [(dict(max_iter=0), 'max_iter must be a whole number >= 1, got 0'),
+                                    (dict(max_iter=-5), 'max_iter must be a whole number >= 1, got -5'),
+                                    (dict(max_iter=2.5), 'max_iter must be a whole number >= 1, got 2.5'),
+                                    (dict(min_lr=0), 'min_lr must be a number > 0, got 0'),
+                                    (dict(max_lr=-1), 'max_lr must be a number > 0, got -1'),
+                                    (dict(min_lr=1., max_lr=0.1), 'min_lr must be below max_lr, got 1.0 and 0.1'),
+                                    (dict(explode=1), 'explode must be > 1'),
+                                    (dict(explode=0), 'explode must be a number > 0, got 0')])
+def test_lr_find_refuses_bad_arguments_naming_them(kw, msg):
+    "Before, LR_Find(max_iter=0) was accepted and its first batch died with a raw ZeroDivisionError."
+    with pytest.raises(ValueError, match=re.escape(f'LR_Find: {msg}')): LR_Find(**kw)
+
+
+def test_lr_find_max_iter_1_runs_one_batch():
+    run, log, _ = fit(LR_Find(max_iter=1, min_lr=1e-3, max_lr=1e-2))
+    assert run.lr_find.lrs == [1e-3] and run.n_iter == 1
+
+
+def test_lr_find_plot_draws_its_curve():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    run, _, _ = fit(LR_Find(max_iter=5, min_lr=1e-4, max_lr=1e-2), epochs=3)
+    plt.figure(); run.lr_find.plot(skip_last=1)
+    line = plt.gca().get_lines()[-1]
+    assert list(line.get_xdata()) == run.lr_find.lrs[:-1] and list(line.get_ydata()) == run.lr_find.losses[:-1]
+    assert plt.gca().get_xscale() == 'log'
+    plt.close('all')
+
+
+# ---------------------------------------------------------------- the cancel events and 04's misspelling guard
+
+def test_runner_events_add_the_three_cancel_events_to_04s():
+    assert Runner.events[:len(exp.nb_04.Runner.events)] == exp.nb_04.Runner.events
+    assert Runner.events[len(exp.nb_04.Runner.events):] == ('after_cancel_batch', 'after_cancel_epoch', 'after_cancel_train')
+
+
+class Listener(Callback):
+    def begin_fit(self): self.seen = []
+    def after_cancel_batch(self): self.seen.append('batch')
+    def after_cancel_epoch(self): self.seen.append('epoch')
+    def after_cancel_train(self): self.seen.append('train')
+
+
+def test_cancel_event_methods_are_accepted_and_called():
+    listener = Listener()
+    fit(listener, Raise(CancelBatchException, 'after_pred', lambda r: r.in_train and r.iter == 0),
+        Raise(CancelEpochException, 'after_step', lambda r: r.iter == 1 and r.epoch == 0),
+        Raise(CancelTrainException, 'after_step', lambda r: r.epoch == 1 and r.iter == 2), epochs=3)
+    assert listener.seen == ['batch', 'epoch', 'batch', 'train']
+    with pytest.raises(ValueError, match='after_cancel_batch'):   # 04's own Runner does not fire them
+        exp.nb_04.Runner(cbs=Listener())
+
+
+def test_misspelled_cancel_event_is_refused_naming_the_nearest():
+    class Typo(Callback):
+        def after_cancel_trian(self): pass
+    with pytest.raises(ValueError, match="after_cancel_trian.*did you mean 'after_cancel_train'"): Runner(cbs=Typo())
