@@ -46,8 +46,10 @@ $(LAB_STAMP): | $(STAMP)
 	$(PY) -m pip install --quiet jupyterlab
 	touch $(LAB_STAMP)
 
+# (Jupyter refuses to run as root unless told: containers often are root, so say it there.)
 lab: $(STAMP) $(LAB_STAMP)
-	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(VENV)/bin/jupyter lab --notebook-dir=nbs $(LAB_ARGS)
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(VENV)/bin/jupyter lab --notebook-dir=nbs \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
