@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import pytest
+from torch import optim   # not a course call: the course's 05 and 05b never name optim themselves
 
 from exp.nb_05b import *   # the course's own import: every name below that is not defined here comes from exp
 
