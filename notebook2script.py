@@ -47,7 +47,7 @@ HEADER = '# Generated from {} by notebook2script.py: edit the notebook, not this
 HEADER_RE = re.compile(r'# Generated from (.+) by notebook2script\.py: edit the notebook, not this file\.')
 PREFIX_RULE = re.compile(r'[A-Za-z0-9]+')
 PREV_MODULE = re.compile(r'exp\.(nb_[A-Za-z0-9]+)')
-LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'plt', 'mpl')
+LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'optim', 'plt', 'mpl')  # the course uses these by name
 FUTURE_RULE = ('a `from __future__` import may go only at the top of the notebook\'s first export '
                'cell (the cells become one module)')
 
