@@ -2,7 +2,7 @@
 
 
 from exp.nb_00 import *
-import contextlib, dataclasses, gzip, hashlib, io, os, pickle, stat, subprocess, sys, tarfile, tempfile
+import atexit, contextlib, dataclasses, gzip, hashlib, io, os, pickle, shutil, stat, subprocess, sys, tarfile, tempfile
 import urllib.request, warnings, zipfile, zlib
 from pathlib import Path
 import numpy as np
@@ -174,6 +174,17 @@ def _apt_download(package, folder, timeout=300):
     "Path of the .deb of `package` fetched by `apt-get download` into `folder` (nothing is installed)."
     return _run_download(['apt-get', 'download', package], folder, '*.deb', f'apt-get download {package}', timeout, cwd=folder)
 
+_DEBS = {}   # package name -> its .deb, downloaded at most once per process
+
+def _downloaded_deb(package):
+    "The .deb of `package`, fetched once per process into a temp folder that is removed when Python exits."
+    deb = _DEBS.get(package)
+    if deb is None or not deb.exists():
+        folder = tempfile.mkdtemp(prefix='dlf-deb-')
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _DEBS[package] = deb = _apt_download(package, folder)
+    return deb
+
 @dataclasses.dataclass(frozen=True)
 class DebSource:
     "One file of a Debian package fetched by `apt-get download`; maintainer scripts never run."
@@ -184,8 +195,7 @@ class DebSource:
 
     @contextlib.contextmanager
     def open(self, timeout=10):
-        with tempfile.TemporaryDirectory() as d, _deb_member(_apt_download(self.package, d), self.member) as member:
-            yield member
+        with _deb_member(_downloaded_deb(self.package), self.member) as member: yield member
 
 
 @dataclasses.dataclass(frozen=True)

