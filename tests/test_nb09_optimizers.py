@@ -1,0 +1,138 @@
+"""09: the generic Optimizer, its steppers and stats, matched step for step to torch.optim in float64."""
+import copy
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import optim
+
+from exp.nb_09 import (AverageGrad, Optimizer, ParamScheduler, StatefulOptimizer, adam_opt, adam_step, conv_layer,
+                       fit_steps, get_cnn_model, l2_reg, lamb, max_param_diff, momentum_step, sgd_mom_opt, sgd_opt,
+                       sgd_step, weight_decay)
+from exp.nb_09 import _adam_stats
+
+TOL = 1e-12   # float64: what is left is rounding
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+def batch(device='cpu'):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(32, 1, 28, 28, generator=g, dtype=torch.float64).to(device),
+            torch.randint(0, 10, (32,), generator=g).to(device))
+
+def small_model(device='cpu'):
+    torch.manual_seed(1)
+    return get_cnn_model(types.SimpleNamespace(c=10), [4, 8], conv_layer).double().to(device)
+
+def compare(ours, theirs, device='cpu', n=10, params=lambda m: m.parameters()):
+    "Ours and torch's from the same start on the same batch; the largest weight difference after `n` steps."
+    m1 = small_model(device); m2 = copy.deepcopy(m1)
+    xb,yb = batch(device)
+    l1 = fit_steps(m1, ours(params(m1)), xb, yb, n)
+    fit_steps(m2, theirs(params(m2)), xb, yb, n)
+    assert l1[-1] < l1[0]
+    return max_param_diff(m1, m2)
+
+T_ADAM = dict(lr=0.01, betas=(0.9, 0.99), eps=1e-8)
+O_ADAM = dict(lr=0.01, mom=0.9, sqr_mom=0.99, eps=1e-8)
+CASES = {
+    'sgd': (lambda ps: sgd_opt(ps, lr=0.1), lambda ps: optim.SGD(ps, lr=0.1)),
+    'sgd_mom_wd': (lambda ps: StatefulOptimizer(ps, [l2_reg, momentum_step], stats=AverageGrad(), lr=0.05, mom=0.9, wd=0.01),
+                   lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)),
+    'adam': (adam_opt(**O_ADAM), lambda ps: optim.Adam(ps, **T_ADAM)),
+    'adam_l2': (lambda ps: StatefulOptimizer(ps, [l2_reg, adam_step], stats=_adam_stats(), wd=0.1, **O_ADAM),
+                lambda ps: optim.Adam(ps, weight_decay=0.1, **T_ADAM)),
+    'adamw': (adam_opt(wd=0.1, **O_ADAM), lambda ps: optim.AdamW(ps, weight_decay=0.1, **T_ADAM)),
+}
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('name', list(CASES))
+def test_matches_torch_after_10_steps(name, device):
+    ours,theirs = CASES[name]
+    assert compare(ours, theirs, device) < TOL
+
+def test_a_real_difference_is_caught():
+    "The comparison can fail: decoupled decay with momentum is not torch's SGD (L2), and lr 0.1 is not 0.11."
+    assert compare(lambda ps: sgd_mom_opt(ps, lr=0.05, mom=0.9), lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)) > 1e-6
+    assert compare(lambda ps: sgd_opt(ps, lr=0.1), lambda ps: optim.SGD(ps, lr=0.11)) > 1e-6
+
+def test_per_group_hyper_parameters_match_torch():
+    groups = lambda m: [{'params': list(m[:-1].parameters()), 'lr': 0.001}, {'params': list(m[-1].parameters())}]
+    d = compare(lambda pgs: adam_opt(wd=0.1, **O_ADAM)(pgs),
+                lambda pgs: optim.AdamW([{**pgs[0]}, pgs[1]], weight_decay=0.1, **T_ADAM), params=groups)
+    assert d < TOL
+    opt = sgd_opt(groups(small_model()), lr=0.1)
+    assert [pg['lr'] for pg in opt.param_groups] == [0.001, 0.1] and opt.hypers is opt.param_groups
+
+def test_l2_reg_runs_before_the_stats_whatever_the_order_given():
+    ours = lambda ps: StatefulOptimizer(ps, [momentum_step, l2_reg], stats=AverageGrad(), lr=0.05, mom=0.9, wd=0.01)
+    assert compare(ours, lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)) < TOL
+
+def lamb_by_hand(model, xb, yb, n, lr, b1, b2, eps, wd):
+    ps = list(model.parameters())
+    m,v = [torch.zeros_like(p) for p in ps],[torch.zeros_like(p) for p in ps]
+    for t in range(1, n+1):
+        model.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        with torch.no_grad():
+            for p,mi,vi in zip(ps, m, v):
+                mi.copy_(b1*mi + (1-b1)*p.grad); vi.copy_(b2*vi + (1-b2)*p.grad**2)
+                u = (mi/(1-b1**t)) / ((vi/(1-b2**t)).sqrt() + eps) + wd*p
+                ratio = min(p.norm()/u.norm(), 10.) if p.norm() > 0 and u.norm() > 0 else 1.
+                p -= lr * ratio * u
+
+@pytest.mark.parametrize('wd', [0., 0.1])
+def test_lamb_matches_its_equations(wd):
+    m1 = small_model(); m2 = copy.deepcopy(m1)
+    torch.nn.init.zeros_(m1[-1].bias); torch.nn.init.zeros_(m2[-1].bias)   # a zero-norm tensor: ratio 1
+    xb,yb = batch()
+    losses = fit_steps(m1, lamb(lr=0.01, mom=0.9, sqr_mom=0.99, eps=1e-6, wd=wd)(m1.parameters()), xb, yb)
+    lamb_by_hand(m2, xb, yb, 10, lr=0.01, b1=0.9, b2=0.99, eps=1e-6, wd=wd)
+    assert losses[-1] < losses[0]
+    assert max_param_diff(m1, m2) < TOL
+    m3 = copy.deepcopy(m2); lamb_by_hand(m3, xb, yb, 1, lr=0.01, b1=0.9, b2=0.99, eps=1e-6, wd=wd)
+    assert max_param_diff(m2, m3) > 1e-6   # one more step shows: the comparison can fail
+
+def test_bad_hyper_parameters_are_refused():
+    ps = list(small_model().parameters())
+    with pytest.raises(ValueError, match="'weight_decy'"): sgd_opt(ps, lr=0.1, weight_decy=0.1)
+    with pytest.raises(ValueError, match=r"sgd_step needs hyper-parameter\(s\) \['lr'\]"): Optimizer(ps, sgd_step)
+    with pytest.raises(ValueError, match="param group 1"): Optimizer([{'params': ps[:2]}, {'params': ps[2:], 'mom': 0.9}], sgd_step, lr=0.1)
+    with pytest.raises(ValueError, match='no parameters'): Optimizer([], sgd_step, lr=0.1)
+    with pytest.raises(TypeError, match='param group 0'): Optimizer([[1, 2]], sgd_step, lr=0.1)
+
+def test_defaults_come_from_steppers_and_stats():
+    opt = adam_opt()(small_model().parameters(), lr=0.01)
+    pg = opt.param_groups[0]
+    assert (pg['mom'], pg['sqr_mom'], pg['eps'], pg['wd']) == (0.9, 0.99, 1e-5, 0.)
+    assert sgd_opt(small_model().parameters(), lr=0.1, wd=0.2).param_groups[0]['wd'] == 0.2   # the caller's wins
+
+def test_state_dict_round_trip_repeats_a_run():
+    model = small_model(); xb,yb = batch()
+    opt = adam_opt(wd=0.1, **O_ADAM)(model.parameters())
+    fit_steps(model, opt, xb, yb, 3)
+    snap = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    first = fit_steps(model, opt, xb, yb, 3)
+    opt.param_groups[0]['lr'] = 1.
+    model.load_state_dict(snap[0]); opt.load_state_dict(snap[1])
+    assert opt.param_groups[0]['lr'] == 0.01 and opt.state[next(model.parameters())]['step'] == 3
+    assert fit_steps(model, opt, xb, yb, 3) == first
+    with pytest.raises(ValueError, match='sizes'):
+        sgd_opt(list(model.parameters())[:2], lr=0.1).load_state_dict(snap[1])
+
+def test_weight_decay_and_l2_alone():
+    p = torch.nn.Parameter(torch.tensor([2.]))
+    p.grad = torch.tensor([0.5])
+    weight_decay(p, lr=0.1, wd=0.5); assert p.item() == pytest.approx(2 * (1 - 0.05))
+    l2_reg(p, lr=0.1, wd=0.5); assert p.grad.item() == pytest.approx(0.5 + 0.5 * p.item())
+    sgd_step(p, lr=0.1); assert p.item() == pytest.approx(1.9 - 0.1 * (0.5 + 0.5 * 1.9))
+
+def test_param_scheduler_drives_any_hyper_of_any_group():
+    model = small_model()
+    opt = adam_opt()([{'params': list(model[:-1].parameters())}, {'params': list(model[-1].parameters())}], lr=0.01)
+    for name in ['lr', 'mom', 'sqr_mom', 'wd']:
+        sched = ParamScheduler(name, [lambda pos: 0.5, lambda pos: 0.25])
+        sched.run = types.SimpleNamespace(opt=opt, in_train=True, n_epochs=0., epochs=1)
+        sched.begin_fit(); sched.begin_batch()
+        assert [pg[name] for pg in opt.param_groups] == [0.5, 0.25]
