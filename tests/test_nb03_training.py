@@ -483,3 +483,14 @@ def test_torch_batch_sampler_as_sampler_makes_the_batches():
     assert DataLoader(ds, **kw()).bs == 5
     with pytest.raises(ValueError, match=r'bs=4 disagrees.*5'):
         DataLoader(ds, 4, sampler=BatchSampler(SequentialSampler(ds), 5, False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA')
+@pytest.mark.parametrize('name', ['batch_size', 'RandomSampler + collate', 'BatchSampler as batch_sampler'])
+def test_loaders_serve_cuda_data_like_cpu_data(name):
+    "Index tensors are made on the CPU; a dataset on the GPU must give the same batches, on the GPU."
+    cpu_ds = make_ds(23, 3)
+    gpu_ds = Dataset(cpu_ds.x.cuda(), cpu_ds.y.cuda())
+    for (x1, y1), (x2, y2) in zip(DataLoader(cpu_ds, **TORCH_CALLS[name](cpu_ds)),
+                                  DataLoader(gpu_ds, **TORCH_CALLS[name](gpu_ds)), strict=True):
+        assert x2.is_cuda and torch.equal(x1, x2.cpu()) and torch.equal(y1, y2.cpu())
