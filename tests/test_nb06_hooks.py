@@ -180,3 +180,39 @@ def test_device_callback_moves_model_and_batches_to_cuda():
     learn, run = get_runner(model, data, cbs=[DeviceCallback('cuda'), partial(BatchTransformXCallback, mnist_view)])
     run.fit(1, learn)
     assert next(model.parameters()).device.type == 'cuda'
+
+
+# ---------------------------------------------------------------- the course's 06 calls
+
+def test_course_06_calls_run_against_exp():
+    "The course's 06 set-up and telemetry loop, in its own call shapes: callback factories, Hooks on the whole model."
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from exp.nb_06 import ParamScheduler, Recorder, combine_scheds, sched_cos
+    torch.manual_seed(0)
+    data = tiny_data(n=64, bs=16)
+    cbfs = [Recorder, partial(AvgStatsCallback, accuracy), CudaCallback, partial(BatchTransformXCallback, mnist_view)]
+    model = get_cnn_model(data, [8, 16], conv_layer, leak=0.1, sub=0.4, maxv=6.)
+    init_cnn(model)
+    learn, run = get_runner(model, data, lr=0.9, cbs=cbfs)
+    with Hooks(model, append_stats) as hooks:
+        run.fit(1, learn)
+        fig, (ax0, ax1) = plt.subplots(1, 2)
+        for h in hooks:
+            ms, ss, hi = h.stats
+            ax0.plot(ms[:10]); ax1.plot(ss[:10])
+    assert len(hooks) == len(model) and all(len(h.stats[0]) == len(data.train_dl) for h in hooks)
+    fig, axes = plt.subplots(2, 2)
+    for ax, h in zip(axes.flatten(), hooks[:4]):
+        ax.imshow(get_hist(h), origin='lower'); ax.plot(get_min(h))
+    plt.close('all')
+    sched = combine_scheds([0.5, 0.5], [sched_cos(0.2, 1.), sched_cos(1., 0.1)])
+    learn, run = get_learn_run([8, 16], data, 1., conv_layer, cbs=cbfs + [partial(ParamScheduler, 'lr', sched)])
+    run.fit(1, learn)
+    assert len(run.recorder.lrs[0]) == len(data.train_dl)
+    hooks = [Hook(l, append_stats) for l in children(learn.model[:2])]
+    learn.model.train()   # fit leaves the model in eval mode, where append_stats records nothing
+    learn.model(mnist_view(data.train_ds.x[:4]))
+    for h in hooks: h.remove()
+    assert all(len(h.stats[0]) == 1 for h in hooks)
