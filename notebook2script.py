@@ -48,8 +48,8 @@ HEADER_RE = re.compile(r'# Generated from (.+) by notebook2script\.py: edit the 
 PREFIX_RULE = re.compile(r'[A-Za-z0-9]+')
 PREV_MODULE = re.compile(r'exp\.(nb_[A-Za-z0-9]+)')
 LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'optim', 'plt', 'mpl')  # the course uses these by name
-FUTURE_RULE = ('a `from __future__` import may go only at the top of the notebook\'s first export '
-               'cell (the cells become one module)')
+FUTURE_RULE = ("a `from __future__` import may go only at the top of the notebook's first export "
+               'cell, since the export cells become one module')
 
 
 class ExportError(Exception):
