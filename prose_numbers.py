@@ -19,8 +19,9 @@ Skipped: arXiv ids (1502.01852, arXiv:1502.01852v1), version strings with two or
 link targets and bare URLs, and references right after Python, version, section, sec., §, eq.,
 equation, figure, fig., table, chapter or appendix ('Python 3.11', 'section 3.3').
 
-Output: one line per miss, naming the notebook, the markdown cell (its index among all cells, from
-0, as Jupyter's cell list and nbformat count) and the number; exit status 1 if there is any.
+Output: one line per miss, naming the notebook, the markdown cell (numbered from 1 among all cells,
+as notebook2script.py and run_notebook.py count, and its index from 0, as nbformat counts) and the
+number; exit status 1 if there is any.
 """
 import re
 import sys
@@ -128,7 +129,8 @@ def misses(path):
             continue
         for value, token, percent in quoted_numbers(text_of(cell.source)):
             if not backed(abs(value), token, percent, found):
-                lines.append(f'{show_path(path)}: markdown cell {index}: {token} matches no number in '
+                lines.append(f'{show_path(path)}: cell {index + 1} (markdown, index {index}): {token} '
+                             'matches no number in '
                              "the notebook's code or outputs (print it from the run, or cut it)")
     return lines
 

@@ -31,7 +31,7 @@ def write(tmp_path, *cells, name='05_x.ipynb'):
 
 def missed(tmp_path, *cells):
     "The quoted tokens the check reports for a notebook made of `cells`."
-    return [line.split(': ')[2].split()[0] for line in pn.misses(write(tmp_path, *cells))]
+    return [line.split('): ')[1].split()[0] for line in pn.misses(write(tmp_path, *cells))]
 
 
 def test_todays_05_anneal_problem_fails(tmp_path):
@@ -41,13 +41,13 @@ def test_todays_05_anneal_problem_fails(tmp_path):
                  new_markdown_cell('Seed 0 is one where the two ended close (0.9580 and 0.9568).'))
     lines = pn.misses(path)
     assert [line.split(': ', 1)[1] for line in lines] == [
-        f"markdown cell 1: {n} matches no number in the notebook's code or outputs "
+        f"cell 2 (markdown, index 1): {n} matches no number in the notebook's code or outputs "
         "(print it from the run, or cut it)" for n in ['0.9580', '0.9568']]
     assert all(line.startswith(f'{path}: ') or line.startswith('05_x.ipynb') for line in lines)
     proc = subprocess.run([sys.executable, str(ROOT / 'prose_numbers.py'), str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[0].endswith('markdown cell 1: 0.9580 matches no number in the '
+    assert proc.stdout.splitlines()[0].endswith('cell 2 (markdown, index 1): 0.9580 matches no number in the '
                                                 "notebook's code or outputs (print it from the run, or cut it)")
     assert '2 number(s)' in proc.stderr
 
@@ -105,10 +105,11 @@ def test_what_counts_as_a_quoted_number(tmp_path):
                   new_markdown_cell(md)) == []
 
 
-def test_cells_are_numbered_from_zero_among_all_cells(tmp_path):
+def test_cells_are_numbered_among_all_cells_from_one_with_the_index(tmp_path):
     path = write(tmp_path, new_markdown_cell('# Title'), new_code_cell('x = 1'), new_markdown_cell('0.5'),
                  new_markdown_cell('fine'), new_markdown_cell('also 0.75'))
-    assert [line.split(': ')[1] for line in pn.misses(path)] == ['markdown cell 2', 'markdown cell 4']
+    assert [line.split(': ')[1] for line in pn.misses(path)] == ['cell 3 (markdown, index 2)',
+                                                                 'cell 5 (markdown, index 4)']
 
 
 def test_cli_passes_clean_notebooks_and_reports_bad_files(tmp_path):
