@@ -1,0 +1,110 @@
+"""09b: the Learner that is its own Runner keeps 05b's guarantees; tiny data, tiny models."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exp.nb_09b import (AvgStatsCallback, Callback, CancelTrainException, DataBunch, Dataset, LR_Find, Learner,
+                        ParamScheduler, Recorder, TerminateOnNaNCallback, accuracy, adam_opt, conv_layer, format_time,
+                        get_dls, get_learner, sgd_opt)
+
+
+def tiny_data(n=64, bs=16):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    y = (x.mean((1, 2, 3)) > 0).long()
+    return DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), bs), c=2)
+
+def tiny_learner(opt_func=sgd_opt, lr=0.1, **kwargs):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 2))
+    return Learner(model, tiny_data(), F.cross_entropy, opt_func=opt_func, lr=lr, **kwargs)
+
+def quiet(learn):
+    learn.logger = lambda *a: None
+    return learn
+
+def test_fit_trains_and_makes_the_optimizer_once():
+    learn = quiet(tiny_learner(cb_funcs=[Recorder]))
+    assert learn.opt is None
+    learn.fit(3)
+    opt = learn.opt
+    losses = torch.stack(learn.recorder.losses)
+    assert losses[-3:].mean() < losses[:3].mean()
+    learn.fit(1); assert learn.opt is opt
+    learn.fit(1, reset_opt=True); assert learn.opt is not opt
+    assert learn.n_iter == 3 and learn.epoch == 0   # counters of the last fit: 3 batches of 16
+
+def test_callbacks_given_to_fit_are_removed_even_after_an_error():
+    class Boom(Callback):
+        def after_loss(self): raise RuntimeError('boom')
+    learn = quiet(tiny_learner())
+    with pytest.raises(RuntimeError) as info: learn.fit(1, cbs=Boom())
+    assert 'raised in Boom.after_loss' in info.value.__notes__
+    assert not hasattr(learn, 'boom') and not any(type(c).__name__ == 'Boom' for c in learn.cbs)
+    sched = ParamScheduler('lr', lambda pos: 0.05)
+    learn.fit(1, cbs=sched)
+    assert learn.opt.param_groups[0]['lr'] == 0.05 and sched not in learn.cbs
+
+def test_nan_guard_stops_training():
+    class Spoil(Callback):
+        def after_pred(self):
+            if self.in_train and self.iter == 1: self.run.pred = self.pred * math.nan
+    learn = quiet(tiny_learner())
+    assert any(isinstance(c, TerminateOnNaNCallback) for c in learn.cbs)
+    before = [p.clone() for p in learn.model.parameters()]
+    with pytest.raises(FloatingPointError, match='training batch 1'): learn.fit(1, cbs=Spoil())
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
+    assert any(not torch.equal(a, b) for a,b in zip(before, learn.model.parameters()))   # batch 0 did step
+
+def test_misspelled_event_methods_are_refused():
+    class Typo(Callback):
+        def begin_epcoh(self): pass
+    with pytest.raises(ValueError, match="did you mean 'begin_epoch'"): tiny_learner(cbs=Typo())
+    learn = quiet(tiny_learner())
+    with pytest.raises(ValueError, match='begin_epcoh'): learn.fit(1, cbs=Typo())
+    with pytest.raises(TypeError, match='not a Callback instance'): learn.fit(1, cbs=[Recorder])
+
+@pytest.mark.parametrize('opt_func', [sgd_opt, adam_opt()])
+def test_lr_find_puts_weights_and_optimizer_back(opt_func):
+    learn = quiet(tiny_learner(opt_func=opt_func, lr=0.01))
+    learn.fit(1)
+    weights = {k: v.clone() for k,v in learn.model.state_dict().items()}
+    state = {id(p): {k: v.clone() if torch.is_tensor(v) else v for k,v in s.items()} for p,s in learn.opt.state.items()}
+    finder = LR_Find(max_iter=20, max_lr=100)
+    learn.fit(10, cbs=finder)
+    assert len(finder.lrs) > 3 and finder.lrs[-1] > finder.lrs[0]
+    for k,v in learn.model.state_dict().items(): assert torch.equal(v, weights[k])
+    assert learn.opt.param_groups[0]['lr'] == 0.01
+    for p,s in learn.opt.state.items():
+        for k,v in s.items(): assert (torch.equal(v, state[id(p)][k]) if torch.is_tensor(v) else v == state[id(p)][k])
+
+def test_avg_stats_writes_a_table_through_the_logger():
+    lines = []
+    learn = tiny_learner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    learn.logger = lines.append
+    learn.fit(2)
+    assert lines[0].split() == ['epoch', 'train_loss', 'train_accuracy', 'valid_loss', 'valid_accuracy', 'time']
+    assert [l.split()[0] for l in lines[1:]] == ['0', '1'] and all(len(l) == len(lines[0]) for l in lines)
+    row = lines[-1].split()
+    assert float(row[3]) == pytest.approx(learn.avg_stats.valid_stats.avg_stats[0], abs=1e-6)
+    assert format_time(3725) == '1:02:05' and format_time(65.9) == '1:05'
+
+def test_get_learner_course_call():
+    data = tiny_data()
+    learn = quiet(get_learner([4, 8], data, 0.1, conv_layer, cb_funcs=[Recorder]))
+    assert isinstance(learn.model[0][0], nn.Conv2d) and learn.model[0][0].bias.abs().sum() == 0   # init_cnn ran
+    learn.fit(1)
+    assert len(learn.recorder.losses) == 3
+
+def test_cancel_train_still_runs_after_fit():
+    class Halt(Callback):
+        def after_batch(self):
+            if self.n_iter == 2: raise CancelTrainException()
+        def after_fit(self): self.ended = True
+    learn = quiet(tiny_learner())
+    stop = Halt()
+    learn.fit(5, cbs=stop)
+    assert stop.ended and learn.n_iter == 2
