@@ -13,10 +13,14 @@ Where the time goes: our step is also split into its parts, each timed alone (me
   product     the forward matrix product with the bias (`addmm`) and the transpose of the output
   product'    its backward: two matrix products (for the weight and the columns) and a sum (bias)
   col2im      the backward of `_Im2Col`: adding the column gradients back into the input's shape
-The parts add up to roughly the whole step (autograd's own bookkeeping is the rest).
+The parts add up to roughly the whole step (autograd's own bookkeeping is the rest). The size of the
+column matrix is printed too: im2col makes kh*kw copies of the input, and every part above reads or
+writes a matrix that size, where oneDNN (behind `F.conv2d` on a CPU) works through the input in
+cache-sized blocks without ever writing the columns out.
 
 Default: torch's own thread count (0). The last line gives both ratios.
 """
+import os
 import statistics
 import sys
 import time
@@ -80,15 +84,22 @@ def bench_shape(name, xs, ws, stride, padding, repeats):
     ours, ref = make_step(conv2d, x, w, b, stride, padding), make_step(F.conv2d, x, w, b, stride, padding)
     torch.testing.assert_close(conv2d(x, w, b, stride, padding), F.conv2d(x, w, b, stride, padding), rtol=1e-4, atol=1e-4)
     for _ in range(2): ours(); ref()   # warm up
-    t_ours, t_ref = [], []
+    t_ours, t_ref, sys_ours, sys_ref = [], [], 0., 0.
     for _ in range(repeats):
-        t_ref.append(seconds(ref)); t_ours.append(seconds(ours))
+        s0 = os.times().system; t_ref.append(seconds(ref))
+        s1 = os.times().system; t_ours.append(seconds(ours))
+        sys_ref += s1 - s0; sys_ours += os.times().system - s1
     ratio = statistics.median(a / b for a, b in zip(t_ours, t_ref))
     print(f'{name}: F.conv2d {1e3*statistics.median(t_ref):.1f} ms, conv2d {1e3*statistics.median(t_ours):.1f} ms '
           f'(median of {repeats}), conv2d/F.conv2d {ratio:.2f}x')
+    print(f'  time in the kernel (system time, mostly handing out fresh memory pages) per step: '
+          f'conv2d {1e3*sys_ours/repeats:.1f} ms, F.conv2d {1e3*sys_ref/repeats:.1f} ms')
     split = parts(x, w, b, stride, padding, repeats)
     total = sum(split.values())
     print('  conv2d split: ' + ', '.join(f'{k} {1e3*v:.1f} ms ({100*v/total:.0f}%)' for k, v in split.items()))
+    n_cols = w[0].numel() * xs[0] * F.conv2d(x[:1, :, :, :], w, None, stride, padding)[0, 0].numel()
+    print(f'  the column matrix: {w[0].numel()} x {n_cols // w[0].numel()} = {4*n_cols/2**20:.0f} MiB in float32, written by im2col, '
+          f'read by the product, and again as its gradient in the backward; the input is {4*x.numel()/2**20:.1f} MiB')
     return ratio
 
 
