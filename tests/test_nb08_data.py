@@ -1,0 +1,299 @@
+"""08_data_block: the image folder (atomic, idempotent), the data block API on real PNG files, the
+DataLoader's worker processes (the same batches as without), and the model helpers. Small stand-in data:
+the folder is built from a few random images, never from the real Fashion-MNIST."""
+import multiprocessing
+from pathlib import Path
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+import torch.nn.functional as F
+
+from exp import nb_08
+from exp.nb_08 import (CategoryProcessor, DataBunch, DataLoader, Dataset, ImageList, ItemList, LabeledData,
+                       Processor, SplitData, ResizeFixed, collate, compose, conv_layer, databunchify,
+                       fashion_image_folder, get_cnn_model, get_files, get_learn_run, grandparent_splitter,
+                       label_by_func, make_rgb, model_summary, normalize_chan, channel_stats, parent_labeler,
+                       prev_pow_2, show_batch, split_by_func, to_byte_tensor, to_float_tensor, uniqueify,
+                       AvgStatsCallback, accuracy, FASHION_CLASSES)
+
+N_TRAIN, N_TEST = 40, 20
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    "get_fashion_mnist replaced by small random data; returns the tensors and a call counter."
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randint(0, 256, (N_TRAIN, 28, 28), generator=g, dtype=torch.uint8), torch.arange(N_TRAIN) % 10,
+            torch.randint(0, 256, (N_TEST, 28, 28), generator=g, dtype=torch.uint8), torch.arange(N_TEST) % 10)
+    calls = []
+    monkeypatch.setattr(nb_08, 'get_fashion_mnist', lambda: calls.append(1) or data)
+    return data, calls
+
+
+@pytest.fixture
+def folder(fake_data, tmp_path):
+    return fashion_image_folder(tmp_path / 'png')
+
+
+def labelled(folder, **kwargs):
+    il = ImageList.from_files(folder, tfms=[to_float_tensor, to_byte_tensor], **kwargs)
+    return label_by_func(SplitData.split_by_func(il, grandparent_splitter), parent_labeler, proc_y=CategoryProcessor())
+
+
+# --- the image folder ----------------------------------------------------------------------------
+
+def test_image_folder_holds_every_image_pixel_for_pixel(fake_data, folder):
+    (x_train, y_train, x_test, y_test), _ = fake_data
+    for split, xs, ys in (('train', x_train, y_train), ('valid', x_test, y_test)):
+        files = sorted((folder / split).rglob('*.png'))
+        assert len(files) == len(xs)
+        for fn in files:
+            i = int(fn.stem)
+            assert fn.parent.name == FASHION_CLASSES[ys[i]]
+            assert np.array_equal(np.asarray(PIL.Image.open(fn)), xs[i].numpy())
+    assert 'train 40' in (folder / 'COMPLETE').read_text()
+    assert [p.name for p in folder.parent.iterdir()] == ['png']   # no temporary folder left
+
+
+def test_image_folder_is_built_once(fake_data, folder):
+    _, calls = fake_data
+    stamp = (folder / 'COMPLETE').stat().st_mtime_ns
+    assert fashion_image_folder(folder) == folder and calls == [1]
+    assert (folder / 'COMPLETE').stat().st_mtime_ns == stamp
+
+
+def full_disk(job): raise OSError('disk full')   # module level: the pool pickles it by name
+
+
+def test_failed_build_leaves_nothing_and_half_built_is_never_taken(fake_data, tmp_path, monkeypatch):
+    dest = tmp_path / 'png'
+    half = tmp_path / '.png-building-killed'   # what a build killed half-way leaves
+    (half / 'train' / 'coat').mkdir(parents=True)
+    monkeypatch.setattr(nb_08, '_write_pngs', full_disk)   # raises in the worker processes
+    with pytest.raises(OSError, match='disk full'):
+        fashion_image_folder(dest)
+    assert not dest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['.png-building-killed']
+    monkeypatch.undo()
+    monkeypatch.setattr(nb_08, 'get_fashion_mnist', lambda: fake_data[0])
+    assert (fashion_image_folder(dest) / 'COMPLETE').is_file()
+
+
+def test_a_folder_not_built_here_is_refused_untouched(fake_data, tmp_path):
+    dest = tmp_path / 'png'; dest.mkdir()
+    (dest / 'mine.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match='has no COMPLETE file'):
+        fashion_image_folder(dest)
+    assert [p.name for p in dest.iterdir()] == ['mine.txt'] and fake_data[1] == []
+
+
+# --- listing, items, transforms --------------------------------------------------------------------
+
+def test_get_files_sorted_filtered_hidden_skipped(tmp_path):
+    for rel in ['b/2.PNG', 'b/1.png', 'a/x.jpg', 'a/notes.txt', '.hidden/h.png', 'b/.h.png', 'top.png']:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True); (tmp_path / rel).write_bytes(b'')
+    names = lambda fs: [str(f.relative_to(tmp_path)) for f in fs]
+    assert names(get_files(tmp_path, nb_08.image_extensions, recurse=True)) == ['top.png', 'a/x.jpg', 'b/1.png', 'b/2.PNG']
+    assert names(get_files(tmp_path, '.png')) == ['top.png']
+    assert names(get_files(tmp_path, ['.PNG'], recurse=True, include=['b'])) == ['top.png', 'b/1.png', 'b/2.PNG']
+    assert len(get_files(tmp_path, recurse=True)) == 5
+    with pytest.raises(FileNotFoundError, match='is not a folder'):
+        get_files(tmp_path / 'missing')
+
+
+def test_compose_follows_order_not_list_position():
+    def add1(x): return x + 1
+    def double(x): return x * 2
+    double._order = 5
+    assert compose(3, [double, add1]) == 8 and compose(3, [add1, double]) == 8
+    assert compose(3, None) == 3
+
+
+def test_item_list_new_and_list_indexing(tmp_path):
+    il = ItemList([1, 2, 3], tmp_path, tfms=[lambda x: x * 10])
+    assert il[1] == 20 and il[[0, 2]] == [10, 30] and il[1:] == [20, 30]
+    new = il.new([5])
+    assert type(new) is ItemList and new.path == tmp_path and new[0] == 50
+    assert f'Path: {tmp_path}' in repr(il)
+
+
+def test_transforms_channels_first_and_refusal():
+    rgb = PIL.Image.fromarray(np.stack([np.full((2, 3), v, np.uint8) for v in (10, 20, 30)], -1))
+    t = to_byte_tensor(rgb)
+    assert t.shape == (3, 2, 3) and t[:, 0, 0].tolist() == [10, 20, 30] and t.dtype == torch.uint8
+    grey = PIL.Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3))
+    assert to_byte_tensor(grey).shape == (1, 2, 3) and to_byte_tensor(make_rgb(grey)).shape == (3, 2, 3)
+    assert torch.equal(to_float_tensor(to_byte_tensor(grey)), torch.arange(6.).view(1, 2, 3) / 255)
+    assert ResizeFixed(4)(grey).size == (4, 4) and ResizeFixed((5, 2))(grey).size == (5, 2)
+    with pytest.raises(ValueError, match='mode I;16'):
+        to_byte_tensor(PIL.Image.fromarray(np.zeros((2, 2), np.uint16)))
+
+
+# --- splitting and labelling ---------------------------------------------------------------------
+
+def test_splitters():
+    assert grandparent_splitter(Path('d/valid/coat/1.png')) is True
+    assert grandparent_splitter(Path('d/train/coat/1.png')) is False
+    assert grandparent_splitter(Path('d/other/coat/1.png')) is None
+    assert grandparent_splitter('d/val/coat/1.png', valid_name='val') is True
+    assert split_by_func([1, 2, 3, 4], lambda o: None if o == 4 else o % 2 == 0) == ([1, 3], [2])
+
+
+def test_split_data_refuses_an_empty_side(folder):
+    il = ImageList.from_files(folder)
+    sd = SplitData.split_by_func(il, grandparent_splitter)
+    assert (len(sd.train), len(sd.valid)) == (N_TRAIN, N_TEST) and sd.path == folder   # attributes from train
+    with pytest.raises(ValueError, match=r"0 validation items.*grandparents seen: \['train', 'valid'\]"):
+        SplitData.split_by_func(il, lambda fn: grandparent_splitter(fn, valid_name='val'))
+
+
+def test_category_processor_inverse_and_unseen_label():
+    proc = CategoryProcessor()
+    assert proc(['dog', 'cat', 'dog', 'emu']) == [1, 0, 1, 2] and proc.vocab == ['cat', 'dog', 'emu']
+    assert proc(['emu', 'cat']) == [2, 0]   # the vocabulary is kept after the first call
+    assert proc.deprocess([2, 0, 1]) == ['emu', 'cat', 'dog'] and proc.deproc1(1) == 'dog'
+    with pytest.raises(ValueError, match=r"label 'yak' is not in the vocabulary .*\['cat', 'dog', 'emu'\]"):
+        proc(['cat', 'yak'])
+    with pytest.raises(IndexError, match='class number 3 is outside 0..2'):
+        proc.deproc1(3)
+    with pytest.raises(ValueError, match='call it on the training labels first'):
+        CategoryProcessor().deproc1(0)
+    assert Processor()([3, 1]) == [3, 1] and uniqueify([3, 1, 3, 2]) == [3, 1, 2]
+    assert uniqueify([3, 1, 3, 2], sort=True) == [1, 2, 3]
+
+
+def test_labelled_data_matches_the_source_labels(fake_data, folder):
+    (_, y_train, _, y_test), _ = fake_data
+    ll = labelled(folder)
+    assert ll.train.proc_y is ll.valid.proc_y and ll.train.proc_y.vocab == sorted(FASHION_CLASSES)
+    for half, ys in ((ll.train, y_train), (ll.valid, y_test)):
+        for i, fn in enumerate(half.x.items):
+            assert half.y_obj(i) == FASHION_CLASSES[ys[int(fn.stem)]]
+        x, y = half[0]
+        assert x.shape == (1, 28, 28) and isinstance(y, int)
+    assert ll.valid.y_obj(slice(0, 2)) == [ll.valid.y_obj(0), ll.valid.y_obj(1)]
+    assert ll.valid.y_obj(torch.tensor(1)) == ll.valid.y_obj(1)
+    with pytest.raises(ValueError, match='3 inputs but 2 labels'):
+        LabeledData(ItemList([1, 2, 3]), ItemList([1, 2]))
+
+
+# --- parallel loading ----------------------------------------------------------------------------
+
+class Squares:
+    "Items i -> (tensor [i, i*i], i); an index in `bad` raises."
+    def __init__(self, n, bad=()): self.n, self.bad = n, set(bad)
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        if i in self.bad: raise KeyError(f'item {i} is broken')
+        return torch.tensor([i, i * i]), i
+
+
+def all_batches(dl, seed=3):
+    torch.manual_seed(seed)
+    return list(dl)
+
+
+@pytest.mark.parametrize('workers', [1, 2, 3])
+def test_workers_give_the_same_batches_shuffled(workers):
+    ds = Squares(103)
+    serial = all_batches(DataLoader(ds, 8, shuffle=True, collate_fn=collate))
+    par = all_batches(DataLoader(ds, 8, shuffle=True, collate_fn=collate, num_workers=workers))
+    assert len(par) == len(serial) == 13
+    for (xa, ya), (xb, yb) in zip(serial, par): assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert sorted(torch.cat([y for _, y in par]).tolist()) == list(range(103))
+
+
+def test_workers_without_collate_fn_index_the_dataset():
+    ds = Dataset(torch.arange(50.).view(25, 2), torch.arange(25))
+    serial = all_batches(DataLoader(ds, 4, shuffle=True, drop_last=True))
+    par = all_batches(DataLoader(ds, 4, shuffle=True, drop_last=True, num_workers=2))
+    assert len(par) == 6 and all(torch.equal(a, b) for s, p in zip(serial, par) for a, b in zip(s, p))
+
+
+def test_workers_on_image_files(folder):
+    ll = labelled(folder)
+    serial = all_batches(DataLoader(ll.train, 16, shuffle=True, collate_fn=collate))
+    par = all_batches(DataLoader(ll.train, 16, shuffle=True, collate_fn=collate, num_workers=2))
+    assert all(torch.equal(a, b) for s, p in zip(serial, par) for a, b in zip(s, p))
+
+
+def test_a_worker_error_surfaces_and_workers_stop():
+    dl = DataLoader(Squares(64, bad=[37]), 8, collate_fn=collate, num_workers=2)
+    with pytest.raises(KeyError, match='item 37 is broken'):
+        for _ in dl: pass
+    assert multiprocessing.active_children() == []
+
+
+def test_leaving_the_loop_early_stops_the_workers():
+    it = iter(DataLoader(Squares(10_000), 8, collate_fn=collate, num_workers=2))
+    first = next(it)
+    it.close()
+    assert first[1].tolist() == list(range(8)) and multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize('bad', [-1, 1.5, True, '2'])
+def test_num_workers_checked(bad):
+    with pytest.raises(ValueError, match='num_workers must be an integer >= 0'):
+        DataLoader(Squares(4), 2, num_workers=bad)
+
+
+def test_collate_stacks_tensors_and_numbers():
+    xb, yb = collate([(torch.zeros(2), 1), (torch.ones(2), 4)])
+    assert xb.shape == (2, 2) and yb.tolist() == [1, 4] and yb.dtype == torch.int64
+    xb, yb = collate([(torch.zeros(2), torch.tensor(1)), (torch.ones(2), torch.tensor(4))])   # 03's case
+    assert yb.tolist() == [1, 4]
+
+
+# --- DataBunch, normalization, model -------------------------------------------------------------
+
+def test_databunchify(folder):
+    ll = labelled(folder)
+    data = ll.to_databunch(8, c_in=1, c_out=10, num_workers=2)
+    assert isinstance(data, DataBunch) and (data.c_in, data.c_out, data.c) == (1, 10, 10)
+    assert data.train_dl.bs == 8 and data.valid_dl.bs == 16 and data.train_dl.num_workers == 2
+    assert data.train_ds is ll.train and len(list(data.valid_dl)) == 2
+    assert databunchify(ll, 4).c_out is None
+
+
+def test_normalize_chan_matches_batch_norm():
+    x = torch.rand(6, 3, 5, 5, dtype=torch.float64)
+    m, s = x.mean((0, 2, 3)), x.std((0, 2, 3))
+    assert torch.allclose(normalize_chan(x, m, s), F.batch_norm(x, m, s**2, training=False, eps=0))
+    dl = DataLoader(Dataset(x, torch.zeros(6)), 2)
+    cm, cs = channel_stats(dl, n_batches=3)
+    assert torch.allclose(cm, m) and torch.allclose(cs, s)
+
+
+def test_cnn_sized_from_c_in_and_c_out():
+    assert [prev_pow_2(x) for x in (1, 9, 27, 64)] == [1, 8, 16, 64]
+    data = DataBunch(None, None, c_in=3, c_out=7)
+    model = get_cnn_model(data, [32, 64], conv_layer)
+    first = model[0][0]
+    assert (first.in_channels, first.out_channels) == (3, 16)
+    assert model(torch.randn(2, 3, 28, 28)).shape == (2, 7)
+
+
+def test_model_summary_prints_each_layer(folder, capsys):
+    ll = labelled(folder)
+    data = ll.to_databunch(8, c_in=1, c_out=10)
+    learn, run = get_learn_run([16], data, 0.1, conv_layer, cbs=[AvgStatsCallback([accuracy])])
+    model_summary(run, learn, data)
+    out = capsys.readouterr().out
+    assert '-> (16, 8, 28, 28)' in out and '-> (16, 10)' in out and out.count('->') == len(learn.model)
+    model_summary(run, learn, data, find_all=True)
+    assert 'Conv2d(1, 8' in capsys.readouterr().out
+
+
+def test_show_batch_grid_with_labels():
+    x = torch.rand(6, 1, 4, 4)
+    show_batch(x, c=4, labels=list('abcdef'))
+    axes = plt.gcf().axes
+    assert len(axes) == 8 and [a.get_title() for a in axes[:6]] == list('abcdef') and axes[6].get_title() == ''
+    plt.close('all')
+    show_batch(torch.rand(10, 3, 4, 4), c=3, r=2)
+    assert len(plt.gcf().axes) == 6
+    plt.close('all')
