@@ -160,11 +160,11 @@ class StatefulOptimizer(Optimizer):
         self.state[p] = state
 
 
-def _position_of_params(opt): return {p: i for i,(p) in enumerate(p for pg in opt.param_groups for p in pg['params'])}
+def _all_params(opt): return [p for pg in opt.param_groups for p in pg['params']]
 
 def _state_dict(self):
     "Hyper-parameters by group and per-parameter state by position (references: deep-copy to keep)."
-    pos = _position_of_params(self)
+    pos = {p: i for i,p in enumerate(_all_params(self))}
     return {'state': {pos[p]: s for p,s in self.state.items()},
             'param_groups': [{**_hypers(pg), 'params': [pos[p] for p in pg['params']]} for pg in self.param_groups]}
 
@@ -173,23 +173,30 @@ def _load_state_dict(self, sd):
     groups = sd['param_groups']
     sizes,ours = [len(g['params']) for g in groups],[len(pg['params']) for pg in self.param_groups]
     if sizes != ours: raise ValueError(f"load_state_dict: param groups of sizes {sizes} given, this optimizer has {ours}")
-    params = [p for pg in self.param_groups for p in pg['params']]
+    params = _all_params(self)
     for pg,g in zip(self.param_groups, groups): pg.update(_hypers(g))
     self.state = {params[i]: {k: v.to(params[i].device, copy=True) if isinstance(v, torch.Tensor) else v
                               for k,v in s.items()} for i,s in sd['state'].items()}
 
-Optimizer.state_dict,Optimizer.load_state_dict = _state_dict,_load_state_dict
+Optimizer.state_dict,Optimizer.load_state_dict = _state_dict,_load_state_dict   # methods of every Optimizer, written here
 
 
-class AverageGrad(Stat):
-    "Running average of the gradient, `grad_avg` = mom*grad_avg + mom_damp*grad; mom_damp = 1-mom with dampening, else 1."
-    _defaults = dict(mom=0.9)
-    def __init__(self, dampening=False): self.dampening = dampening
-    def init_state(self, p): return {'grad_avg': torch.zeros_like(p.data), 'mom_damp': 1.}
-    def update(self, p, state, mom, **kwargs):
-        state['mom_damp'] = 1 - mom if self.dampening else 1.
-        state['grad_avg'].mul_(mom).add_(p.grad.data, alpha=state['mom_damp'])
+class _RunningAverage(Stat):
+    "Keeps an average `avg` = beta*avg + damp*x, with damp = 1-beta (dampening) or 1, itself kept too: see `names`."
+    names = ('avg', 'damp')
+    def __init__(self, dampening): self.dampening = dampening
+    def init_state(self, p): return {self.names[0]: torch.zeros_like(p.data), self.names[1]: 1.}
+    def _update(self, state, beta, x):
+        avg,damp = self.names
+        state[damp] = 1 - beta if self.dampening else 1.
+        state[avg].mul_(beta).add_(x, alpha=state[damp])
         return state
+
+class AverageGrad(_RunningAverage):
+    "Running average of the gradient: `grad_avg` = mom*grad_avg + mom_damp*grad."
+    _defaults,names = dict(mom=0.9),('grad_avg', 'mom_damp')
+    def __init__(self, dampening=False): super().__init__(dampening)
+    def update(self, p, state, mom, **kwargs): return self._update(state, mom, p.grad.data)
 
 def momentum_step(p, lr, grad_avg, **kwargs):
     "Step along the running average of the gradients: p <- p - lr * grad_avg."
@@ -200,15 +207,11 @@ def momentum_step(p, lr, grad_avg, **kwargs):
 sgd_mom_opt = partial(StatefulOptimizer, steppers=[momentum_step, weight_decay], stats=AverageGrad(), wd=0.01)
 
 
-class AverageSqrGrad(Stat):
-    "Running average of the squared gradient, `sqr_avg` = sqr_mom*sqr_avg + sqr_damp*grad**2."
-    _defaults = dict(sqr_mom=0.99)
-    def __init__(self, dampening=True): self.dampening = dampening
-    def init_state(self, p): return {'sqr_avg': torch.zeros_like(p.data), 'sqr_damp': 1.}
-    def update(self, p, state, sqr_mom, **kwargs):
-        state['sqr_damp'] = 1 - sqr_mom if self.dampening else 1.
-        state['sqr_avg'].mul_(sqr_mom).addcmul_(p.grad.data, p.grad.data, value=state['sqr_damp'])
-        return state
+class AverageSqrGrad(_RunningAverage):
+    "Running average of the squared gradient: `sqr_avg` = sqr_mom*sqr_avg + sqr_damp*grad**2."
+    _defaults,names = dict(sqr_mom=0.99),('sqr_avg', 'sqr_damp')
+    def __init__(self, dampening=True): super().__init__(dampening)
+    def update(self, p, state, sqr_mom, **kwargs): return self._update(state, sqr_mom, p.grad.data**2)
 
 class StepCount(Stat):
     "How many steps this parameter has taken, `step` (1 at the first)."
