@@ -172,6 +172,7 @@ class ListContainer():
 class Hook():
     "Calls `f(hook, module, input, output)` after every forward pass of `m`, until removed: by `remove`, a `with` block's end, or deletion."
     def __init__(self, m, f):
+        if not isinstance(m, nn.Module): raise TypeError(f"Hook needs an nn.Module to watch, got {type(m).__name__}")
         ref = weakref.ref(self)   # the module keeps this function; a strong reference would keep the Hook alive forever
         def _call(mod, inp, outp):
             if (hook := ref()) is not None: f(hook, mod, inp, outp)
@@ -187,7 +188,8 @@ class Hooks(ListContainer):
     def __init__(self, ms, f): super().__init__([Hook(m, f) for m in ms])
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
-    def __del__(self): self.remove()
+    def __del__(self):
+        if hasattr(self, 'items'): self.remove()   # not when __init__ failed before the list existed
     def __delitem__(self, i):
         self[i].remove()
         super().__delitem__(i)

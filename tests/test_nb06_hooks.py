@@ -121,6 +121,14 @@ def test_hook_removed_on_deletion():
     assert _n_hooks(lin) == 0
 
 
+def test_hooks_on_something_that_is_not_a_module():
+    lin = nn.Linear(3, 4)
+    with pytest.raises(TypeError, match='Hook needs an nn.Module to watch, got function'):
+        Hooks([lin, flatten], append_stats)
+    gc.collect()
+    assert _n_hooks(lin) == 0   # the Hook made for `lin` before the error removed itself
+
+
 def test_append_stats_values_and_eval_mode_ignored():
     m = nn.Identity()
     x = torch.tensor([[-10., -0.2, 0., 0.2, 1., 3.]])
