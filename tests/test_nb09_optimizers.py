@@ -23,7 +23,7 @@ def batch(device='cpu'):
 
 def small_model(device='cpu'):
     torch.manual_seed(1)
-    return get_cnn_model(types.SimpleNamespace(c=10), [4, 8], conv_layer).double().to(device)
+    return get_cnn_model(types.SimpleNamespace(c=10, c_in=1, c_out=10), [4, 8], conv_layer).double().to(device)
 
 def compare(ours, theirs, device='cpu', n=10, params=lambda m: m.parameters()):
     "Ours and torch's from the same start on the same batch; the largest weight difference after `n` steps."
@@ -136,3 +136,21 @@ def test_param_scheduler_drives_any_hyper_of_any_group():
         sched.run = types.SimpleNamespace(opt=opt, in_train=True, n_epochs=0., epochs=1)
         sched.begin_fit(); sched.begin_batch()
         assert [pg[name] for pg in opt.param_groups] == [0.5, 0.25]
+
+def test_course_calls_09():
+    "The course's 09 pattern: an optimizer function from steppers given to get_learn_run, with Recorder and ParamScheduler."
+    from functools import partial
+    from exp.nb_09 import (AvgStatsCallback, DataBunch, Dataset, Recorder, accuracy, combine_scheds, get_dls,
+                           get_learn_run, sched_cos)
+    import inspect
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 28, 28, generator=g); y = torch.randint(0, 3, (64,), generator=g)
+    c = dict(c_in=1, c_out=3) if 'c_in' in inspect.signature(DataBunch).parameters else dict(c=3)
+    data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 16), **c)
+    sched = combine_scheds([0.3, 0.7], [sched_cos(0.3, 0.6), sched_cos(0.6, 0.2)])
+    cbfs = [partial(AvgStatsCallback, accuracy), Recorder, partial(ParamScheduler, 'lr', sched)]
+    opt_func = partial(Optimizer, steppers=[sgd_step])
+    learn,run = get_learn_run([4], data, 0.4, conv_layer, cbs=cbfs, opt_func=opt_func)
+    run.fit(1, learn)
+    assert isinstance(learn.opt, Optimizer) and run.recorder.lrs[0][0] == pytest.approx(0.3)
+    assert learn.opt.hypers[-1]['lr'] == run.recorder.lrs[-1][-1]

@@ -1,4 +1,5 @@
 """09b: the Learner that is its own Runner keeps 05b's guarantees; tiny data, tiny models."""
+import inspect
 import math
 
 import pytest
@@ -8,14 +9,15 @@ from torch import nn
 
 from exp.nb_09b import (AvgStatsCallback, Callback, CancelTrainException, DataBunch, Dataset, LR_Find, Learner,
                         ParamScheduler, Recorder, TerminateOnNaNCallback, accuracy, adam_opt, conv_layer, format_time,
-                        get_dls, get_learner, sgd_opt)
+                        get_cnn_model, get_dls, get_learner, init_cnn, sgd_opt)
 
 
 def tiny_data(n=64, bs=16):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 1, 8, 8, generator=g)
     y = (x.mean((1, 2, 3)) > 0).long()
-    return DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), bs), c=2)
+    c = dict(c_in=1, c_out=2) if 'c_in' in inspect.signature(DataBunch).parameters else dict(c=2)   # 08's DataBunch or 04's
+    return DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), bs), **c)
 
 def tiny_learner(opt_func=sgd_opt, lr=0.1, **kwargs):
     torch.manual_seed(0)
@@ -94,8 +96,11 @@ def test_avg_stats_writes_a_table_through_the_logger():
 
 def test_get_learner_course_call():
     data = tiny_data()
+    torch.manual_seed(3)
     learn = quiet(get_learner([4, 8], data, 0.1, conv_layer, cb_funcs=[Recorder]))
-    assert isinstance(learn.model[0][0], nn.Conv2d) and learn.model[0][0].bias.abs().sum() == 0   # init_cnn ran
+    torch.manual_seed(3)
+    model = get_cnn_model(data, [4, 8], conv_layer); init_cnn(model)   # Kaiming, not PyTorch's default init
+    assert all(torch.equal(a.cpu(), b) for a,b in zip(learn.model.parameters(), model.parameters()))
     learn.fit(1)
     assert len(learn.recorder.losses) == 3
 

@@ -27,7 +27,7 @@ BAR = '%|'   # in every tqdm text bar: the percentage, then the bar's left edge
 def tiny_learner(progress):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 8, generator=g); y = (x.sum(1) > 0).long()
-    data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 16), c=2)
+    data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 16))
     torch.manual_seed(0)
     return Learner(nn.Sequential(nn.Linear(8, 2)), data, F.cross_entropy, lr=0.1,
                    cbs=[progress, AvgStatsCallback(accuracy)])
@@ -102,7 +102,7 @@ import sys, torch, torch.nn.functional as F
 from torch import nn
 from exp.nb_09c import *
 x = torch.randn(64, 8); y = (x.sum(1) > 0).long()
-data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 16), c=2)
+data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 16))
 Learner(nn.Sequential(nn.Linear(8, 2)), data, F.cross_entropy, cbs=[ProgressCallback(mininterval=0)]).fit(2)
 print('done')
 """
