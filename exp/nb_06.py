@@ -155,7 +155,7 @@ class ListContainer():
     def __init__(self, items): self.items = listify(items)
     def __getitem__(self, idx):
         if isinstance(idx, (int, slice)): return self.items[idx]
-        idx = list(idx)
+        idx = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)   # a bool tensor is a mask too
         if idx and isinstance(idx[0], bool):
             if len(idx) != len(self): raise IndexError(f"boolean mask of length {len(idx)} for {len(self)} items")
             return [o for m,o in zip(idx, self.items) if m]

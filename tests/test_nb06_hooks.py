@@ -84,7 +84,8 @@ def test_init_cnn_std_is_kaiming(uniform):
 def test_list_container_indexing():
     c = ListContainer(list('abcdefghijkl'))
     assert c[0] == 'a' and c[1:3] == ['b', 'c'] and c[[0, 2]] == ['a', 'c']
-    assert c[[True, False] * 6] == list('acegik')
+    assert c[[True, False] * 6] == list('acegik') == c[torch.tensor([True, False] * 6)]
+    assert c[torch.tensor([1, 2])] == ['b', 'c']
     with pytest.raises(IndexError, match='mask of length 2 for 12'): c[[True, False]]
     c[0] = 'z'; del c[1]
     assert list(c)[:2] == ['z', 'c'] and len(c) == 11
