@@ -281,7 +281,9 @@ def test_model_summary_prints_each_layer(folder, capsys):
     ll = labelled(folder)
     data = ll.to_databunch(8, c_in=1, c_out=10)
     learn, run = get_learn_run([16], data, 0.1, conv_layer, cbs=[AvgStatsCallback([accuracy])])
+    before = [b.clone() for b in learn.model.buffers()]   # BatchNorm's running statistics
     model_summary(run, learn, data)
+    assert before and all(torch.equal(a, b) for a, b in zip(before, learn.model.buffers())) and learn.model.training
     out = capsys.readouterr().out
     assert '-> (16, 8, 28, 28)' in out and '-> (16, 10)' in out and out.count('->') == len(learn.model)
     model_summary(run, learn, data, find_all=True)
