@@ -113,3 +113,12 @@ def test_cancel_train_still_runs_after_fit():
     stop = Halt()
     learn.fit(5, cbs=stop)
     assert stop.ended and learn.n_iter == 2
+
+def test_any_optimizer_function_and_scheduled_hypers():
+    learn = quiet(tiny_learner(opt_func=torch.optim.SGD, lr=0.1))   # torch's optimizers are optimizer functions too
+    learn.fit(1)
+    assert isinstance(learn.opt, torch.optim.SGD)
+    learn = quiet(tiny_learner(opt_func=adam_opt(), lr=0.01, cb_funcs=[Recorder]))
+    learn.fit(2, cbs=[ParamScheduler('mom', lambda pos: 0.95 - 0.1*pos), ParamScheduler('lr', lambda pos: 0.01*(1-pos))])
+    assert learn.opt.param_groups[0]['mom'] == pytest.approx(0.95 - 0.1*5/6)   # set before the last of 6 batches
+    assert learn.recorder.lrs[0][0] == 0.01 and learn.recorder.lrs[0][-1] == pytest.approx(0.01/6)
