@@ -18,7 +18,7 @@ def randomize_affine(ours, ref):
     "Give both layers the same random (non-default) scale and shift, so their gradients are not trivial."
     with torch.no_grad():
         for p, q in zip(ours.parameters(), ref.parameters()):
-            q.copy_(torch.randn_like(q) * 0.5 + (1 if p is getattr(ours, 'mults', None) else 0))
+            q.copy_(torch.rand_like(q) + 0.5)   # scales and shifts in [0.5, 1.5)
             p.copy_(q.view_as(p))
 
 def fwd_bwd(layer, x, g):
