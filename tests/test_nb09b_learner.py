@@ -122,3 +122,9 @@ def test_any_optimizer_function_and_scheduled_hypers():
     learn.fit(2, cbs=[ParamScheduler('mom', lambda pos: 0.95 - 0.1*pos), ParamScheduler('lr', lambda pos: 0.01*(1-pos))])
     assert learn.opt.param_groups[0]['mom'] == pytest.approx(0.95 - 0.1*5/6)   # set before the last of 6 batches
     assert learn.recorder.lrs[0][0] == 0.01 and learn.recorder.lrs[0][-1] == pytest.approx(0.01/6)
+
+def test_splitter_makes_the_param_groups():
+    learn = quiet(tiny_learner(splitter=lambda m: [{'params': list(m[:2].parameters()), 'lr': 0.01},
+                                                   {'params': list(m[2:].parameters())}]))
+    learn.fit(1)
+    assert [pg['lr'] for pg in learn.opt.param_groups] == [0.01, 0.1]

@@ -133,3 +133,6 @@ def test_real_terminal_and_real_pipe_in_a_separate_process():
     proc = run_script(subprocess.PIPE)
     out,err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and BAR not in err.decode() and 'epochs' not in err.decode()
+
+def test_bad_loss_every_is_refused():
+    with pytest.raises(ValueError, match='ProgressCallback: loss_every'): ProgressCallback(loss_every=0)
