@@ -2,7 +2,7 @@
 batches of 64): our DataLoader with 0, 1 and 2 worker processes, and PyTorch's DataLoader with 2 workers on
 the same LabeledData. Rounds interleave the loaders so machine load hits them alike; the median round counts.
 The last line is the ratio of ours with 2 workers to ours with 0 (and to torch's with 2).
-Run: .venv/bin/python bench/datablock.py [--n_batches 60] [--rounds 3]"""
+Run: .venv/bin/python bench/datablock.py [--n_batches 100] [--rounds 5]"""
 import statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,7 +27,7 @@ def images_per_second(make_dl, n_batches):
     return n / (time.perf_counter() - start)
 
 
-def main(n_batches=60, rounds=3, bs=64):
+def main(n_batches=100, rounds=5, bs=64):
     ds = labeled_train()
     loaders = {'ours, 0 workers': lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate),
                'ours, 1 worker': lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate, num_workers=1),

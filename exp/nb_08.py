@@ -294,9 +294,9 @@ def _init_worker(ds, collate_fn):
     _WORKER = ds, collate_fn
 
 def _make_batch(idxs):
-    "The batch for the indices `idxs`, made in a worker from the dataset it was given."
+    "The batch for the list of indices `idxs`, made in a worker from the dataset it was given; packed to travel."
     ds, collate_fn = _WORKER
-    return ds[idxs] if collate_fn is None else collate_fn([ds[i] for i in torch.as_tensor(idxs).tolist()])
+    return _pack(ds[torch.tensor(idxs)] if collate_fn is None else collate_fn([ds[i] for i in idxs]))
 
 def _pool(n, ds, collate_fn):
     "`n` worker processes holding `ds` and `collate_fn` (started by fork where the system has it)."
@@ -304,14 +304,35 @@ def _pool(n, ds, collate_fn):
     return concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(ds, collate_fn))
 
 
+class _AsNumpy:
+    "A tensor on its way from a worker, as a NumPy array (pickled as plain bytes)."
+    def __init__(self, a): self.a = a
+
+def _pack(b):
+    "Tensors in `b` (also inside tuples, lists and dicts) as _AsNumpy; dtypes NumPy lacks stay tensors."
+    if torch.is_tensor(b):
+        try: return _AsNumpy(b.detach().cpu().numpy())
+        except TypeError: return b   # bfloat16, say
+    if type(b) in (tuple, list): return type(b)(_pack(o) for o in b)
+    if type(b) is dict: return {k: _pack(v) for k, v in b.items()}
+    return b
+
+def _unpack(b):
+    "`_pack` undone: each _AsNumpy back to a tensor sharing its memory."
+    if isinstance(b, _AsNumpy): return torch.from_numpy(b.a)
+    if type(b) in (tuple, list): return type(b)(_unpack(o) for o in b)
+    if type(b) is dict: return {k: _unpack(v) for k, v in b.items()}
+    return b
+
+
 def _parallel_batches(ds, collate_fn, batch_sampler, n_workers):
     "Yield the batches for `batch_sampler`'s index lists, in order, made by `n_workers` processes."
     pool, pending = _pool(n_workers, ds, collate_fn), collections.deque()
     try:
         for idxs in batch_sampler:
-            pending.append(pool.submit(_make_batch, idxs))
-            if len(pending) > 2 * n_workers: yield pending.popleft().result()
-        while pending: yield pending.popleft().result()
+            pending.append(pool.submit(_make_batch, torch.as_tensor(idxs).tolist()))
+            if len(pending) > 2 * n_workers: yield _unpack(pending.popleft().result())
+        while pending: yield _unpack(pending.popleft().result())
     finally: pool.shutdown(wait=True, cancel_futures=True)
 
 class DataLoader(DataLoader):
