@@ -299,3 +299,26 @@ def test_show_batch_grid_with_labels():
     show_batch(torch.rand(10, 3, 4, 4), c=3, r=2)
     assert len(plt.gcf().axes) == 6
     plt.close('all')
+
+
+def test_batches_cross_processes_unchanged():
+    "What a worker returns is packed as NumPy arrays and unpacked to equal tensors (dicts, lists, odd dtypes too)."
+    import pickle, warnings
+    b = {'x': torch.randn(3, 2, requires_grad=True), 'y': [torch.arange(3), 7],
+         'half': torch.ones(2, dtype=torch.bfloat16), 'flag': torch.tensor([True, False])}
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')   # e.g. torch's warning about a read-only NumPy array
+        got = nb_08._unpack(pickle.loads(pickle.dumps(nb_08._pack(b))))
+    assert set(got) == set(b) and got['y'][1] == 7 and type(got['y']) is list
+    for k in ('x', 'half', 'flag'): assert got[k].dtype == b[k].dtype and torch.equal(got[k], b[k].detach())
+    assert torch.equal(got['y'][0], b['y'][0])
+    assert isinstance(nb_08._pack(b)['half'], torch.Tensor)   # NumPy has no bfloat16: sent as a tensor
+
+
+def dict_collate(items): return {'x': torch.stack([x for x, _ in items]), 'y': torch.tensor([y for _, y in items])}
+
+
+def test_workers_with_a_custom_collate():
+    dl = lambda w: DataLoader(Squares(30), 4, shuffle=True, collate_fn=dict_collate, num_workers=w)
+    serial, par = all_batches(dl(0)), all_batches(dl(2))
+    assert all(torch.equal(s['x'], p['x']) and torch.equal(s['y'], p['y']) for s, p in zip(serial, par))
