@@ -11,12 +11,12 @@ _bn_dims = (0,2,3)   # a channel's statistics come from every image and every pi
 
 def _n_per_channel(x): return x.numel() // x.shape[1]
 
-def _check_bn_input(layer, x, nf):
-    "A clear error for input that is not (N, nf, H, W), or that has one value per channel in training."
+def _check_bn_input(layer, x, nf, batch_stats=True):
+    "A clear error for input that is not (N, nf, H, W), or (with `batch_stats`) that has one value per channel in training."
     name = type(layer).__name__
     if x.ndim != 4 or x.shape[1] != nf:
         raise ValueError(f"{name}({nf}) expects input (N, {nf}, H, W), got {tuple(x.shape)}")
-    if layer.training and _n_per_channel(x) < 2:
+    if batch_stats and layer.training and _n_per_channel(x) < 2:
         raise ValueError(f"{name} needs more than one value per channel in training, got input {tuple(x.shape)}")
 
 
@@ -150,7 +150,7 @@ class RunningBatchNorm(nn.Module):
         return sums,sqrs
 
     def forward(self, x):
-        _check_bn_input(self, x, self.mults.shape[0])
+        _check_bn_input(self, x, self.mults.shape[0], batch_stats=False)   # running sums work even for one value
         sums,sqrs = self.update_stats(x) if self.training else (self.sums,self.sqrs)
         c = self.count
         if self.step < 100: sums,sqrs,c = sums/self.dbias,sqrs/self.dbias,c/self.dbias   # later on, dbias ~ 1

@@ -169,9 +169,13 @@ def test_running_batchnorm_gradient_through_this_batch():
 
 
 def test_running_batchnorm_batch_of_one():
+    "Where BatchNorm must refuse (one value per channel), the running sums still give finite outputs."
+    torch.manual_seed(7)
     rbn = RunningBatchNorm(3)
-    y = rbn(torch.randn(1, 3, 4, 4))
-    assert torch.isfinite(y).all()
+    assert torch.isfinite(rbn(torch.randn(1, 3, 4, 4))).all()
+    for _ in range(5): assert torch.isfinite(rbn(torch.randn(1, 3, 1, 1))).all()
+    with pytest.raises(ValueError, match=r'RunningBatchNorm\(3\) expects input \(N, 3, H, W\), got \(2, 5, 4, 4\)'):
+        rbn(torch.randn(2, 5, 4, 4))
 
 
 def test_conv_layer_bn():
