@@ -51,6 +51,7 @@ def lsuv_module(model, m, xb, tol=1e-3, max_iters=10):
             if abs(h.mean) < tol and abs(h.std-1) < tol: break
             _shift_bias(m, -h.mean)
             model(xb)
+            if not h.std > 0: raise ValueError(f"lsuv_module: {type(m).__name__}'s output on xb is constant (std {h.std}): no scale fixes that")
             m.weight.div_(h.std)
         else: warnings.warn(f"lsuv_module: {type(m).__name__} still has mean {h.mean:.4f}, std {h.std:.4f} after {max_iters} rounds")
         model(xb)

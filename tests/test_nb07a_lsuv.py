@@ -84,3 +84,12 @@ def test_lsuv_module_not_in_model():
     with pytest.raises(ValueError, match='ConvLayer was not called by model'):
         lsuv_module(model, other, torch.randn(4, 1, 28, 28))
     assert not other._forward_hooks
+
+
+def test_lsuv_constant_output_is_an_error():
+    torch.manual_seed(3)
+    model = small_cnn()
+    with torch.no_grad(): model[0].conv.weight.zero_(); model[0].conv.bias.zero_()   # the first layer outputs -sub everywhere
+    with pytest.raises(ValueError, match="ConvLayer's output on xb is constant"):
+        lsuv_module(model, model[0], torch.randn(8, 1, 28, 28))
+    assert not model[0]._forward_hooks
