@@ -86,6 +86,7 @@ def _build_image_folder(tmp):
     secs = time.perf_counter() - start
     (tmp/_DONE).write_text(f'train {len(y_train)}\nvalid {len(y_test)}\nbuild_seconds {secs:.1f}\n')
 
+
 def fashion_image_folder(dest=None):
     "Fashion-MNIST as a folder of PNGs, train/<class>/ and valid/<class>/, built once (atomically) into `dest`."
     dest = Path(dest) if dest is not None else cache_dir()/'fashion_mnist_png'
