@@ -1,0 +1,155 @@
+# Generated from nbs/10_augmentation.ipynb by notebook2script.py: edit the notebook, not this file.
+
+
+from exp.nb_09c import *
+import math
+
+
+def fashion_databunch(n_train=None, n_valid=None, bs=128, seed=0):
+    """Fashion-MNIST from its tensors as (N, 1, 28, 28) floats in [0, 1]: `n_train` training images drawn at random
+    (with `seed`; all if None) and the first `n_valid` test images (all if None) as the validation set."""
+    x_train, y_train, x_test, y_test = get_fashion_mnist()
+    idx = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:n_train]
+    img = lambda x: x[:, None].float().div_(255.)
+    train = Dataset(img(x_train[idx]), y_train[idx])
+    valid = Dataset(img(x_test[:n_valid]), y_test[:n_valid])
+    return DataBunch(DataLoader(train, bs, shuffle=True), DataLoader(valid, bs*2), c_in=1, c_out=len(FASHION_CLASSES))
+
+
+def _check_images(x, who):
+    "A ValueError naming `who` unless `x` is a floating-point batch of images (N, C, H, W)."
+    if not torch.is_tensor(x) or x.ndim != 4 or not x.is_floating_point():
+        got = f'{tuple(x.shape)} of {x.dtype}' if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f'{who}: expected a float tensor of images (N, C, H, W), got {got}')
+
+def _uniform(n, lo, hi, like):
+    "`n` independent draws from U(lo, hi) on the device (and in the dtype) of the tensor `like`."
+    return torch.empty(n, device=like.device, dtype=like.dtype).uniform_(lo, hi)
+
+
+def flip_batch(x, p=0.5):
+    "Mirror each image of the batch left-right with probability `p`; every image tosses its own coin."
+    _check_images(x, 'flip_batch')
+    flip = (torch.rand(len(x), device=x.device) < p)[:, None, None, None]
+    return torch.where(flip, x.flip(-1), x)
+
+
+def _windows(x, top, left, h, w):
+    "The (h, w) window of each image `i` of `x` whose top-left corner is (top[i], left[i])."
+    rows = top[:, None] + torch.arange(h, device=x.device)    # (N, h): the rows each image keeps
+    cols = left[:, None] + torch.arange(w, device=x.device)
+    n = torch.arange(len(x), device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+def pad_crop_batch(x, pad=4):
+    "Pad each image with `pad` zeros on every side, then cut out a window of the original size at a random place."
+    _check_images(x, 'pad_crop_batch')
+    if not isinstance(pad, int) or pad < 0: raise ValueError(f'pad_crop_batch: pad must be an int >= 0, got {pad!r}')
+    N, _, H, W = x.shape
+    top, left = (torch.randint(0, 2*pad + 1, (N,), device=x.device) for _ in range(2))
+    return _windows(F.pad(x, (pad,)*4), top, left, H, W)
+
+
+def _centres(n, like):
+    "Where the centres of `n` pixels lie on the axis from -1 (the first pixel's outer edge) to 1 (the last one's)."
+    return (torch.arange(n, device=like.device, dtype=like.dtype) * 2 + 1) / n - 1
+
+def affine_grid(theta, size):
+    "As F.affine_grid(theta, size, align_corners=False): for each output pixel, the point (x, y) to read it from."
+    if theta.ndim != 3 or theta.shape[1:] != (2, 3) or theta.shape[0] != size[0]:
+        raise ValueError(f'affine_grid: theta must be (N, 2, 3) with N = size[0] = {size[0]}, got {tuple(theta.shape)}')
+    N, _, H, W = size
+    ys, xs = torch.meshgrid(_centres(H, theta), _centres(W, theta), indexing='ij')
+    base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, H*W, 3)   # (x, y, 1) of every output pixel
+    return torch.bmm(base.expand(N, -1, -1), theta.transpose(1, 2)).view(N, H, W, 2)
+
+
+def grid_sample(x, grid):
+    "As F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False), written out."
+    _check_images(x, 'grid_sample')
+    N, C, H, W = x.shape
+    if grid.ndim != 4 or grid.shape[0] != N or grid.shape[-1] != 2:
+        raise ValueError(f'grid_sample: grid must be (N, H_out, W_out, 2) with N = {N}, got {tuple(grid.shape)}')
+    # to pixel units (pixel j's centre at j), then onto the frame: a point further out reads only zeros anyway
+    ix = grid[..., 0].add(1).mul_(W / 2).sub_(0.5).clamp_(-1, W)
+    iy = grid[..., 1].add(1).mul_(H / 2).sub_(0.5).clamp_(-1, H)
+    x0, y0 = ix.floor(), iy.floor()
+    fx, fy = (ix - x0).view(N, 1, -1), (iy - y0).view(N, 1, -1)
+    flat = F.pad(x, (1, 2, 1, 2)).reshape(N, C, -1)        # the frame of zeros
+    row = W + 3                                            # a padded row's length
+    top_left = (y0 + 1).mul_(row).add_(x0 + 1).long().view(N, 1, -1)
+    read = lambda offset: flat.gather(2, (top_left + offset).expand(N, C, -1))
+    top = torch.lerp(read(0), read(1), fx)                 # lerp(a, b, f) = a + f (b - a)
+    bottom = torch.lerp(read(row), read(row + 1), fx)
+    return torch.lerp(top, bottom, fy).view(N, C, *grid.shape[1:3])
+
+
+def rand_affine(n, degrees=10., scale=(0.9, 1.1), shift=0.1, like=None):
+    """`n` random matrices (n, 2, 3) for `affine_grid`: a rotation by up to `degrees` either way, a zoom by a factor in
+    `scale`, a shift by up to `shift` (in units of half the image) in x and y. Device and dtype from `like`."""
+    like = torch.empty(0) if like is None else like
+    a = _uniform(n, -degrees, degrees, like) * math.pi / 180
+    s = _uniform(n, *scale, like)
+    cos, sin = a.cos() / s, a.sin() / s
+    tx, ty = _uniform(n, -shift, shift, like), _uniform(n, -shift, shift, like)
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+
+def affine_batch(x, theta):
+    "Each image `x[i]` moved by its own affine matrix `theta[i]` (bilinear, zeros where it reads outside)."
+    return grid_sample(x, affine_grid(theta, x.shape))
+
+def rand_affine_batch(x, degrees=10., scale=(0.9, 1.1), shift=0.1):
+    "Each image rotated, zoomed and shifted at random (see `rand_affine`)."
+    _check_images(x, 'rand_affine_batch')
+    return affine_batch(x, rand_affine(len(x), degrees, scale, shift, like=x))
+
+
+def _box(n_pix, size, like):
+    "Masks (N, n_pix) of a run of `size[i]` pixels (a tensor) starting at a random place inside `n_pix`."
+    start = (torch.rand(len(size), device=like.device, dtype=like.dtype) * (n_pix - size + 1)).floor()
+    pos = torch.arange(n_pix, device=like.device)
+    return (pos >= start[:, None]) & (pos < (start + size)[:, None])
+
+def random_erase_batch(x, p=0.5, area=(0.02, 0.4), ratio=0.3, fill=(0., 1.)):
+    """Random erasing (Zhong et al. 2017, arXiv 1708.04896): with probability `p`, a rectangle covering a fraction `area`
+    of the image, with aspect ratio (height/width) in (`ratio`, 1/`ratio`), gets uniform noise in `fill`."""
+    _check_images(x, 'random_erase_batch')
+    N, C, H, W = x.shape
+    s = _uniform(N, *area, x) * H * W                 # S_e, the erased area
+    r = _uniform(N, ratio, 1/ratio, x)                # r_e, its aspect ratio
+    h = (s * r).sqrt().round().clamp(1, H)            # clipped to the image (the paper draws again)
+    w = (s / r).sqrt().round().clamp(1, W)
+    erase = (torch.rand(N, device=x.device) < p)[:, None, None]
+    mask = (_box(H, h, x)[:, :, None] & _box(W, w, x)[:, None, :] & erase)[:, None]
+    return torch.where(mask, torch.empty_like(x).uniform_(*fill), x)
+
+
+class AugmentCallback(Callback):
+    "Passes each training batch through the batch transforms `tfms` (see `compose`); validation batches stay as they are."
+    _order = 1   # after DeviceCallback (0) put the batch on the device, before BatchTransformXCallback's normalizing (2)
+    def __init__(self, tfms): self.tfms = listify(tfms)
+    def begin_batch(self):
+        if self.in_train: self.run.xb = compose(self.xb, self.tfms)
+
+
+class EpochHistory(Callback):
+    "Keeps AvgStatsCallback's averages after each epoch: `train[e]` and `valid[e]` are [loss, *metrics] of epoch e."
+    _order = 1
+    def begin_fit(self):
+        if not hasattr(self.run, 'avg_stats'): raise ValueError('EpochHistory needs an AvgStatsCallback on the learner')
+        self.train, self.valid = [], []
+    def after_epoch(self):
+        self.train.append(self.avg_stats.train_stats.avg_stats)
+        self.valid.append(self.avg_stats.valid_stats.avg_stats)
+    def column(self, split, i=0):
+        "Metric `i` (0: the loss) of `split` ('train' or 'valid') at each epoch."
+        return [row[i] for row in getattr(self, split)]
+
+
+# What `from exp.nb_10 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+from exp.nb_09c import __all__ as _all_nb_09c
+__all__ = [_name for _name in dict.fromkeys(_all_nb_09c + [
+    'math', 'fashion_databunch', 'flip_batch', 'pad_crop_batch', 'affine_grid', 'grid_sample',
+    'rand_affine', 'affine_batch', 'rand_affine_batch', 'random_erase_batch', 'AugmentCallback',
+    'EpochHistory'
+]) if _name in globals()]

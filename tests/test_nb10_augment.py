@@ -1,0 +1,181 @@
+"""10: batch augmentation from scratch: affine grid and bilinear sampling checked against PyTorch in float64; flips,
+padded crops and random erasing do what they say per image; AugmentCallback touches training batches only."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exp.nb_10 import (AugmentCallback, AvgStatsCallback, Callback, DataBunch, Dataset, EpochHistory, Learner,
+                       accuracy, affine_batch, affine_grid, fashion_databunch, flip_batch, get_dls, grid_sample,
+                       pad_crop_batch, rand_affine, rand_affine_batch, random_erase_batch, sgd_opt)
+
+F64 = torch.float64
+
+def images(n=6, c=2, h=9, w=13, seed=0, dtype=F64):
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize('size', [(5, 1, 28, 28), (3, 2, 9, 13), (2, 3, 1, 7)])
+def test_affine_grid_matches_torch_in_float64(size):
+    torch.manual_seed(0)
+    theta = torch.randn(size[0], 2, 3, dtype=F64)
+    torch.testing.assert_close(affine_grid(theta, size), F.affine_grid(theta, size, align_corners=False),
+                               rtol=0, atol=1e-12)
+
+@pytest.mark.parametrize('spread', [0.5, 1.0, 3.0])   # 3: most points far outside the image
+def test_grid_sample_matches_torch_in_float64(spread):
+    x = images()
+    torch.manual_seed(1)
+    for out_hw in [(9, 13), (4, 17)]:
+        grid = torch.randn(len(x), *out_hw, 2, dtype=F64) * spread
+        torch.testing.assert_close(grid_sample(x, grid), F.grid_sample(x, grid, align_corners=False), rtol=0, atol=1e-12)
+
+def test_grid_sample_on_pixel_centres_and_edges():
+    x = images(n=1, c=1, h=4, w=5)
+    ys, xs = torch.meshgrid((torch.arange(4, dtype=F64)*2+1)/4 - 1, (torch.arange(5, dtype=F64)*2+1)/5 - 1, indexing='ij')
+    test_grid = torch.stack([xs, ys], -1)[None]
+    torch.testing.assert_close(grid_sample(x, test_grid), x, rtol=0, atol=1e-12)   # centres read the pixels exactly
+    edges = torch.tensor([[[[-1., -1.], [1., 1.], [-1 - 1/5, 0.], [5., 5.]]]], dtype=F64)
+    torch.testing.assert_close(grid_sample(x, edges), F.grid_sample(x, edges, align_corners=False), rtol=0, atol=1e-12)
+
+def test_rand_affine_batch_matches_torch_with_the_same_matrices():
+    x = images(dtype=F64)
+    torch.manual_seed(2); ours = rand_affine_batch(x, degrees=40, scale=(0.6, 1.4), shift=0.4)
+    torch.manual_seed(2); theta = rand_affine(len(x), degrees=40, scale=(0.6, 1.4), shift=0.4, like=x)
+    theirs = F.grid_sample(x, F.affine_grid(theta, x.shape, align_corners=False), align_corners=False)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+
+def test_rand_affine_is_a_rotation_zoom_and_shift_within_bounds():
+    torch.manual_seed(0)
+    theta = rand_affine(2000, degrees=20, scale=(0.8, 1.25), shift=0.1, like=torch.empty(0, dtype=F64))
+    m = theta[:, :, :2]
+    s = 1 / m[:, 0].norm(dim=1)                                     # columns of a rotation over s
+    torch.testing.assert_close(m[:, 1].norm(dim=1), 1 / s)
+    torch.testing.assert_close((m[:, 0] * m[:, 1]).sum(1), torch.zeros(2000, dtype=F64))   # orthogonal
+    angle = torch.atan2(m[:, 1, 0], m[:, 0, 0]) * 180 / math.pi
+    assert angle.abs().max() <= 20 + 1e-9 and angle.abs().max() > 19       # spread over the range
+    assert s.min() >= 0.8 - 1e-9 and s.max() <= 1.25 + 1e-9
+    assert theta[:, :, 2].abs().max() <= 0.1
+    assert theta.dtype == F64
+
+def test_identity_matrix_gives_the_image_back():
+    x = images()
+    ident = torch.tensor([[1., 0, 0], [0, 1, 0]], dtype=F64).expand(len(x), 2, 3)
+    torch.testing.assert_close(affine_batch(x, ident), x, rtol=0, atol=1e-12)
+
+def test_flip_batch_flips_each_image_or_not():
+    x = images(n=200, c=1, h=3, w=4, dtype=torch.float32)
+    test_none, test_all = flip_batch(x, p=0.), flip_batch(x, p=1.)
+    assert torch.equal(test_none, x) and torch.equal(test_all, x.flip(-1))
+    torch.manual_seed(0)
+    y = flip_batch(x)
+    flipped = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(y, x)])
+    kept = torch.tensor([torch.equal(a, b) for a, b in zip(y, x)])
+    assert (flipped ^ kept).all()                     # every image is one or the other, whole
+    assert 60 < flipped.sum() < 140                   # and each tossed its own coin
+
+def test_pad_crop_batch_gives_windows_of_the_padded_images():
+    x = images(n=50, c=2, h=6, w=7, dtype=torch.float32)
+    assert torch.equal(pad_crop_batch(x, pad=0), x)
+    torch.manual_seed(0)
+    y, pad = pad_crop_batch(x, pad=2), 2
+    padded = F.pad(x, (pad,)*4)
+    offsets = []
+    for a, p in zip(y, padded):
+        found = [(t, l) for t in range(2*pad+1) for l in range(2*pad+1) if torch.equal(a, p[:, t:t+6, l:l+7])]
+        assert found, 'an output is not a window of its padded image'
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10                     # windows drawn per image
+
+def test_random_erase_batch_fills_one_rectangle_per_image():
+    x = torch.full((300, 2, 20, 30), -1.)
+    torch.manual_seed(0)
+    y = random_erase_batch(x, p=1., area=(0.02, 0.4), ratio=0.3)
+    changed = y != -1
+    assert torch.equal(changed[:, 0], changed[:, 1])  # the same rectangle in every channel
+    m = changed[:, 0]
+    for mask in m:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert mask.sum() == len(rows) * len(cols)    # a filled rectangle ...
+        assert rows.diff().eq(1).all() and cols.diff().eq(1).all()   # ... in one piece
+    frac = m.float().mean((1, 2))
+    assert frac.min() > 0 and frac.max() <= 0.5       # S_e in (0.02, 0.4) of the image, rounded to whole pixels
+    noise = y[changed]
+    assert noise.min() >= 0 and noise.max() <= 1
+    assert torch.equal(random_erase_batch(x, p=0.), x)
+    torch.manual_seed(1)
+    some = (random_erase_batch(x, p=0.5) != -1).flatten(1).any(1).float().mean()
+    assert 0.35 < some < 0.65
+
+@pytest.mark.parametrize('f', [flip_batch, pad_crop_batch, rand_affine_batch, random_erase_batch])
+def test_bad_input_is_refused_by_name(f):
+    with pytest.raises(ValueError, match=f.__name__):
+        f(torch.zeros(3, 28, 28))                     # no channel axis
+    with pytest.raises(ValueError, match=f.__name__):
+        f(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+
+def test_bad_shapes_for_grid_and_sample():
+    with pytest.raises(ValueError, match='theta'): affine_grid(torch.zeros(2, 3, 3), (2, 1, 5, 5))
+    with pytest.raises(ValueError, match=r'size\[0\] = 3'): affine_grid(torch.zeros(2, 2, 3), (3, 1, 5, 5))
+    with pytest.raises(ValueError, match='grid'): grid_sample(torch.zeros(2, 1, 5, 5), torch.zeros(2, 5, 5, 3))
+    with pytest.raises(ValueError, match='pad'): pad_crop_batch(torch.zeros(2, 1, 5, 5), pad=-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no GPU here')
+def test_transforms_run_on_cuda_like_on_cpu():
+    x = images(dtype=torch.float32)
+    for f in [flip_batch, pad_crop_batch, rand_affine_batch, random_erase_batch]:
+        y = f(x.cuda())
+        assert y.is_cuda and y.shape == x.shape
+    theta = rand_affine(len(x), like=x)
+    torch.testing.assert_close(affine_batch(x.cuda(), theta.cuda()).cpu(), affine_batch(x, theta), rtol=1e-5, atol=1e-5)
+
+
+class _Spy(Callback):
+    _order = 5   # after AugmentCallback
+    def begin_fit(self): self.seen = []
+    def begin_batch(self): self.seen.append((self.in_train, self.xb.clone()))
+
+def tiny_learner(cbs):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 1, 4, 4, generator=g)
+    y = (x.mean((1, 2, 3)) > 0.5).long()
+    data = DataBunch(*get_dls(Dataset(x[:24], y[:24]), Dataset(x[24:], y[24:]), 8), c_in=1, c_out=2)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    learn = Learner(model, data, F.cross_entropy, opt_func=sgd_opt, lr=0.1, cbs=cbs,
+                    cb_funcs=[lambda: AvgStatsCallback([accuracy]), EpochHistory])
+    learn.logger = lambda *a: None
+    return learn
+
+def test_augment_callback_changes_training_batches_only():
+    spy = _Spy()
+    learn = tiny_learner([AugmentCallback([lambda x: x + 100.]), spy])
+    learn.fit(2)
+    train = [xb for t, xb in spy.seen if t]
+    valid = [xb for t, xb in spy.seen if not t]
+    assert len(train) == 2 * 3 and len(valid) == 2 * 1   # 16 validation images in batches of 16
+    assert all(xb.min() >= 100 for xb in train) and all(xb.max() <= 1 for xb in valid)
+
+def test_epoch_history_keeps_each_epochs_averages():
+    learn = tiny_learner([])
+    learn.fit(3)
+    h = learn.epoch_history
+    assert len(h.train) == len(h.valid) == 3
+    assert h.column('valid', 1)[-1] == learn.avg_stats.valid_stats.avg_stats[1]
+    assert h.column('train') == [row[0] for row in h.train]
+
+def test_epoch_history_needs_avg_stats():
+    learn = Learner(nn.Linear(16, 2), tiny_learner([]).data, F.cross_entropy, cbs=[EpochHistory()])
+    with pytest.raises(ValueError, match='AvgStatsCallback'): learn.fit(1)
+
+def test_fashion_databunch_subsets():
+    data = fashion_databunch(n_train=100, n_valid=50, bs=32)
+    xb, yb = next(iter(data.train_dl))
+    assert len(data.train_ds) == 100 and len(data.valid_ds) == 50
+    assert xb.shape == (32, 1, 28, 28) and xb.dtype == torch.float32 and 0 <= xb.min() and xb.max() <= 1
+    assert data.c_in == 1 and data.c_out == 10
+    again = fashion_databunch(n_train=100, n_valid=50, bs=32)
+    assert torch.equal(again.train_ds.y, data.train_ds.y)   # the same images, whatever the global seed
