@@ -105,8 +105,10 @@ class MixedPrecision(Callback):
     def __init__(self, loss_scale=512, flat_master=False, dynamic=True, max_loss_scale=2.**24, div_factor=2., scale_wait=500,
                  dtype=torch.float16):
         _no_flat(flat_master)
+        if dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"MixedPrecision(dtype={dtype}): the model's dtype must be torch.float16 or torch.bfloat16")
         self.scaler = LossScaler(max_loss_scale if dynamic else loss_scale, div_factor, scale_wait, dynamic)
-        self.dtype = dtype
+        self.dtype,self.model_pgs = dtype,None
     @property
     def loss_scale(self): return self.scaler.scale
 
@@ -115,10 +117,12 @@ class MixedPrecision(Callback):
         model_to_half(self.model, self.dtype)
         _swap_params(self.opt, self.model_pgs, self.master_pgs)   # the optimizer now steps the float32 masters
         self.scales,self.skipped = [],[]   # per training batch: the scale used, and whether its step was skipped
-    def after_fit(self):
+    def after_fit(self):   # also after an error: the learner is left as it was found
+        if self.model_pgs is None: return   # begin_fit never ran
         model_to_float(self.model)
         to_model_params(self.model_pgs, self.master_pgs)   # exact float32 weights back, not their rounded copies
         _swap_params(self.opt, self.master_pgs, self.model_pgs)
+        self.model_pgs = self.master_pgs = None
 
     def begin_batch(self): self.run.xb = self.xb.to(self.dtype)
     def after_pred(self): self.run.pred = self.pred.float()   # the loss in float32

@@ -85,6 +85,7 @@ def test_flat_master_refused_clearly():
     opt = sgd_opt(nn.Linear(2, 2).parameters(), lr=1.)
     with pytest.raises(NotImplementedError, match='flat_master'): get_master(opt, flat_master=True)
     with pytest.raises(NotImplementedError, match='flat_master'): MixedPrecision(flat_master=True)
+    with pytest.raises(ValueError, match='dtype'): MixedPrecision(dtype=torch.float32)
     model_pgs, master_pgs = get_master(opt, False)     # the course's positional calls
     to_master_grads(model_pgs, master_pgs, False); to_model_params(model_pgs, master_pgs, False)
 
@@ -120,8 +121,10 @@ def test_loss_scaler_halves_on_overflow_and_grows_after_clean_steps():
     s = LossScaler(1024., div_factor=2., scale_wait=3)
     assert s.update(True) is False and s.scale == 512.
     assert all(s.update(False) for _ in range(2)) and s.scale == 512.
-    assert s.update(True) is False and s.scale == 256.   # the count restarts after an overflow
-    for _ in range(3): s.update(False)
+    assert s.update(True) is False and s.scale == 256.   # the count restarts after an overflow:
+    s.update(False); s.update(False)
+    assert s.scale == 256.                               # two clean steps since: not yet
+    s.update(False)
     assert s.scale == 512.
     static = LossScaler(512., dynamic=False)
     assert static.update(True) is False and static.update(False) and static.scale == 512.
@@ -192,6 +195,21 @@ def test_mixed_precision_trains_like_float32_and_fits_again():
     learn.remove_cbs(mp)
     learn.fit(1)                                         # a plain fit afterwards still steps the model itself
     assert learn.avg_stats.valid_stats.avg_stats[1] > 0.8
+
+
+def test_mixed_precision_gives_the_learner_back_after_an_error():
+    class Boom(Exception): pass
+    calls = []
+    def bad_loss(pred, yb):
+        calls.append(1)
+        if len(calls) == 3: raise Boom
+        return F.cross_entropy(pred, yb)
+    learn = tiny_learner([MixedPrecision]); learn.loss_func = bad_loss
+    with pytest.raises(Boom): learn.fit(1)
+    params = list(learn.model.parameters())
+    assert all(p.dtype == torch.float32 for p in params)
+    assert all(p is q for p, q in zip(learn.opt.param_groups[0]['params'], params))
+    assert all(not l._forward_hooks and not l._forward_pre_hooks for l in learn.model.modules())
 
 
 def test_mixed_precision_losses_seen_by_others_are_unscaled():
