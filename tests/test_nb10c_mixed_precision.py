@@ -212,6 +212,16 @@ def test_mixed_precision_gives_the_learner_back_after_an_error():
     assert all(not l._forward_hooks and not l._forward_pre_hooks for l in learn.model.modules())
 
 
+def test_course_calls():
+    "The course's 10c: MixedPrecision's arguments in its order, `loss_scale` read from the callback, the helpers' calls."
+    static = MixedPrecision(512, False, False)             # loss_scale, flat_master, dynamic
+    assert static.loss_scale == 512 and not static.scaler.dynamic
+    dyn = MixedPrecision(512, False, True, 2.**24, 2., 500)
+    assert dyn.loss_scale == 2.**24 and dyn.scaler.scale_wait == 500
+    learn = tiny_learner([MixedPrecision]); learn.fit(1)
+    assert learn.cbs[-1].loss_scale == learn.mixed_precision.loss_scale < 2.**24
+
+
 def test_mixed_precision_losses_seen_by_others_are_unscaled():
     ref = tiny_learner(opt_func=sgd_opt, lr=0.)          # lr 0: the weights never move, so losses compare exactly
     ref.fit(1)
