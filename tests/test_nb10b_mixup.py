@@ -1,0 +1,124 @@
+"""10b: LabelSmoothingCrossEntropy against F.cross_entropy(label_smoothing=...) in float64; reduce_loss and NoneReduce;
+MixUp blends training batches and losses, leaves validation alone, and gives the learner its loss back."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exp.nb_10b import (AvgStatsCallback, Callback, DataBunch, Dataset, LabelSmoothingCrossEntropy, Learner, MixUp,
+                        NoneReduce, accuracy, get_dls, lin_comb, reduce_loss, sgd_opt, unsqueeze)
+
+F64 = torch.float64
+
+def logits(n=50, k=7, seed=0, scale=3.):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g, dtype=F64) * scale, torch.randint(0, k, (n,), generator=g)
+
+
+@pytest.mark.parametrize('eps', [0., 0.1, 0.25, 1.])
+@pytest.mark.parametrize('reduction', ['mean', 'sum', 'none'])
+def test_label_smoothing_matches_torch_in_float64(eps, reduction):
+    out, y = logits()
+    ours = LabelSmoothingCrossEntropy(eps, reduction)(out, y)
+    torch.testing.assert_close(ours, F.cross_entropy(out, y, label_smoothing=eps, reduction=reduction), rtol=0, atol=1e-12)
+
+def test_label_smoothing_gradient_matches_torch():
+    out, y = logits(seed=1)
+    a, b = out.clone().requires_grad_(), out.clone().requires_grad_()
+    LabelSmoothingCrossEntropy(0.2)(a, y).backward()
+    F.cross_entropy(b, y, label_smoothing=0.2).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-12)
+
+def test_label_smoothing_has_a_finite_best_logit_gap():
+    # plain cross-entropy keeps falling as the right logit grows; the smoothed one rises again
+    y = torch.tensor([0])
+    gaps = torch.tensor([2., 4., 8., 16.], dtype=F64)
+    out = torch.zeros(4, 5, dtype=F64); out[:, 0] = gaps
+    plain = torch.stack([F.cross_entropy(o[None], y) for o in out])
+    smooth = torch.stack([LabelSmoothingCrossEntropy(0.1)(o[None], y) for o in out])
+    assert (plain.diff() < 0).all() and smooth[-1] > smooth.min()
+
+def test_label_smoothing_refuses_bad_input():
+    with pytest.raises(ValueError, match='eps'): LabelSmoothingCrossEntropy(1.5)
+    with pytest.raises(ValueError, match=r'\(4, 3\).*\(5,\)'): LabelSmoothingCrossEntropy()(torch.zeros(4, 3), torch.zeros(5).long())
+
+def test_reduce_loss():
+    loss = torch.tensor([1., 2., 6.])
+    assert reduce_loss(loss) == 3 and reduce_loss(loss, 'sum') == 9 and torch.equal(reduce_loss(loss, 'none'), loss)
+    with pytest.raises(ValueError, match="'avg'"): reduce_loss(loss, 'avg')
+
+def test_none_reduce_with_a_function_and_a_module():
+    out, y = logits()
+    with NoneReduce(F.cross_entropy) as f: per_item = f(out, y)
+    torch.testing.assert_close(per_item, F.cross_entropy(out, y, reduction='none'))
+    module = nn.CrossEntropyLoss(reduction='sum')
+    with NoneReduce(module) as f:
+        assert f(out, y).shape == (50,)
+    assert module.reduction == 'sum'
+    with pytest.raises(RuntimeError):
+        with NoneReduce(module): raise RuntimeError('boom')
+    assert module.reduction == 'sum'                 # put back after an error too
+
+def test_lin_comb_and_unsqueeze():
+    assert lin_comb(torch.tensor(10.), torch.tensor(2.), 0.25) == 4.
+    assert unsqueeze(torch.zeros(5), (1, 2, 3)).shape == (5, 1, 1, 1)
+    assert unsqueeze(torch.zeros(5), 0).shape == (1, 5)
+
+
+def test_mix_blends_each_image_with_its_partner():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 2, 5, 5), torch.arange(64)
+    mix = MixUp(0.4)
+    mixed = mix.mix(x, y)
+    lam = mix.lam
+    assert lam.shape == (64,) and (lam >= 0.5).all() and (lam <= 1).all() and lam.std() > 0.05
+    torch.testing.assert_close(mixed, lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[mix.shuffle])
+    assert torch.equal(mix.yb1, y[mix.shuffle]) and sorted(mix.shuffle.tolist()) == list(range(64))
+
+def test_mixup_refuses_a_bad_alpha():
+    with pytest.raises(ValueError, match='alpha'): MixUp(0)
+
+
+class _Spy(Callback):
+    "Records, for every batch, whether it trains, its input after MixUp and the loss."
+    _order = 95
+    def begin_fit(self): self.batches, self.losses = [], []
+    def begin_batch(self): self.batches.append((self.in_train, self.xb.clone(), self.yb.clone()))
+    def after_loss(self): self.losses.append((self.in_train, self.pred.detach().clone(), self.loss.detach().clone()))
+
+def tiny_learner(loss_func, cbs):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 1, 4, 4, generator=g)
+    y = (x.mean((1, 2, 3)) > 0).long()
+    data = DataBunch(*get_dls(Dataset(x[:24], y[:24]), Dataset(x[24:], y[24:]), 8), c_in=1, c_out=2)
+    torch.manual_seed(0)
+    learn = Learner(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), data, loss_func, opt_func=sgd_opt, lr=0.1, cbs=cbs,
+                    cb_funcs=[lambda: AvgStatsCallback([accuracy])])
+    learn.logger = lambda *a: None
+    return learn, x, y
+
+@pytest.mark.parametrize('loss_func', [F.cross_entropy, nn.CrossEntropyLoss(reduction='sum'), LabelSmoothingCrossEntropy()])
+def test_mixup_in_training_and_not_in_validation(loss_func):
+    mix, spy = MixUp(0.4), _Spy()
+    learn, x, y = tiny_learner(loss_func, [mix, spy])
+    valid_x, reduction = x[24:], getattr(loss_func, 'reduction', None)
+    learn.fit(1)
+    assert learn.loss_func is loss_func and getattr(loss_func, 'reduction', None) == reduction   # all put back
+    train = [(b, l) for b, l in zip(spy.batches, spy.losses) if b[0]]
+    valid = [(b, l) for b, l in zip(spy.batches, spy.losses) if not b[0]]
+    assert len(train) == 3 and len(valid) == 1
+    assert torch.equal(valid[0][0][1], valid_x)      # validation images as they are
+    torch.testing.assert_close(valid[0][1][2], loss_func(valid[0][1][1], y[24:]))
+    assert not any(any(torch.equal(xb, x[i:i+8]) for i in range(0, 24, 8)) for (_, xb, _), _ in train)
+    # the last training batch's loss is the lam-weighted blend of the losses against both label sets
+    (_, _, yb), (_, pred, loss) = train[-1]
+    with NoneReduce(loss_func) as per_item:
+        want = mix.lam * per_item(pred, yb) + (1 - mix.lam) * per_item(pred, yb[mix.shuffle])
+    torch.testing.assert_close(loss, reduce_loss(want, getattr(loss_func, 'reduction', 'mean')))
+
+def test_mixup_gives_the_loss_back_after_an_error():
+    class Boom(Callback):
+        def after_loss(self): raise RuntimeError('boom')
+    learn, _, _ = tiny_learner(F.cross_entropy, [MixUp(0.4)])
+    with pytest.raises(RuntimeError, match='boom'): learn.fit(1, cbs=Boom())
+    assert learn.loss_func is F.cross_entropy
