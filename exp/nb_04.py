@@ -206,6 +206,9 @@ class _RunnerCallbacks:
             if vars(self).get(cb.name) is cb: delattr(self, cb.name)
         self._handlers = {}
 
+
+class _RunnerShortcuts:
+    "Part 1b of the Runner: the learner's parts, read through the runner (`run.model` is `run.learn.model`)."
     @property
     def opt(self): return self.learn.opt
     @property
@@ -238,7 +241,7 @@ class _RunnerEvents:
         return res or self.stop
 
 
-class Runner(_RunnerCallbacks, _RunnerEvents):
+class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
     "The training loop. At each event it calls the callbacks, in `_order`; see the table above for what True does."
     def one_batch(self, xb, yb):
         self.xb,self.yb = xb.to(def_device),yb.to(def_device)   # the one place batches move to the device

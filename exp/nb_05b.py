@@ -41,12 +41,12 @@ def _restore(model, opt, snap):
     "Load a `_snapshot` back into `model` and `opt`."
     model.load_state_dict(snap[0]); opt.load_state_dict(snap[1])
 
-
 def _check_count(who, **args):
     "Raise a ValueError naming the first of `args` that is not a whole number >= 1."
     for k,v in args.items():
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"{who}: {k} must be a whole number >= 1, got {v!r}")
+
 
 class LR_Find(Callback):
     "LR range test (Smith 2015): raise the lr exponentially from min_lr to max_lr, batch by batch, until the loss explodes."
