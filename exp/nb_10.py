@@ -64,15 +64,10 @@ def affine_grid(theta, size):
     return torch.bmm(base.expand(N, -1, -1), theta.transpose(1, 2)).view(N, H, W, 2)
 
 
-def grid_sample(x, grid):
-    "As F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False), written out."
-    _check_images(x, 'grid_sample')
+def _bilinear(x, ix, iy):
+    "Bilinear reads of each image `x[i]` at the points (ix[i], iy[i]) (N, P) in pixel units; zeros outside. (N, C, P)"
     N, C, H, W = x.shape
-    if grid.ndim != 4 or grid.shape[0] != N or grid.shape[-1] != 2:
-        raise ValueError(f'grid_sample: grid must be (N, H_out, W_out, 2) with N = {N}, got {tuple(grid.shape)}')
-    # to pixel units (pixel j's centre at j), then onto the frame: a point further out reads only zeros anyway
-    ix = grid[..., 0].add(1).mul_(W / 2).sub_(0.5).clamp_(-1, W)
-    iy = grid[..., 1].add(1).mul_(H / 2).sub_(0.5).clamp_(-1, H)
+    ix, iy = ix.clamp(-1, W), iy.clamp(-1, H)              # onto the frame: a point further out reads only zeros anyway
     x0, y0 = ix.floor(), iy.floor()
     fx, fy = (ix - x0).view(N, 1, -1), (iy - y0).view(N, 1, -1)
     flat = F.pad(x, (1, 2, 1, 2)).reshape(N, C, -1)        # the frame of zeros
@@ -81,7 +76,17 @@ def grid_sample(x, grid):
     read = lambda offset: flat.gather(2, (top_left + offset).expand(N, C, -1))
     top = torch.lerp(read(0), read(1), fx)                 # lerp(a, b, f) = a + f (b - a)
     bottom = torch.lerp(read(row), read(row + 1), fx)
-    return torch.lerp(top, bottom, fy).view(N, C, *grid.shape[1:3])
+    return torch.lerp(top, bottom, fy)
+
+def grid_sample(x, grid):
+    "As F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False), written out."
+    _check_images(x, 'grid_sample')
+    N, C, H, W = x.shape
+    if grid.ndim != 4 or grid.shape[0] != N or grid.shape[-1] != 2:
+        raise ValueError(f'grid_sample: grid must be (N, H_out, W_out, 2) with N = {N}, got {tuple(grid.shape)}')
+    ix = ((grid[..., 0] + 1) * W - 1) / 2                  # to pixel units, where pixel j's centre is at j
+    iy = ((grid[..., 1] + 1) * H - 1) / 2
+    return _bilinear(x, ix.reshape(N, -1), iy.reshape(N, -1)).view(N, C, *grid.shape[1:3])
 
 
 def rand_affine(n, degrees=10., scale=(0.9, 1.1), shift=0.1, like=None):
@@ -95,8 +100,14 @@ def rand_affine(n, degrees=10., scale=(0.9, 1.1), shift=0.1, like=None):
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 def affine_batch(x, theta):
-    "Each image `x[i]` moved by its own affine matrix `theta[i]` (bilinear, zeros where it reads outside)."
-    return grid_sample(x, affine_grid(theta, x.shape))
+    "Each image `x[i]` moved by its own affine matrix `theta[i]`: `grid_sample(x, affine_grid(theta, x.shape))`, fused."
+    N, C, H, W = x.shape
+    to_pixels = theta.new_tensor([[W/2, 0, (W-1)/2], [0, H/2, (H-1)/2]])   # x_pix = ((x + 1) W - 1) / 2
+    last_row = theta.new_tensor([0., 0, 1]).expand(N, 1, 3)
+    theta_pix = to_pixels @ torch.cat([theta, last_row], 1)                 # (N, 2, 3): output point -> input pixel
+    ys, xs = torch.meshgrid(_centres(H, theta), _centres(W, theta), indexing='ij')
+    pts = theta_pix @ torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()])   # (N, 2, H*W)
+    return _bilinear(x, pts[:, 0], pts[:, 1]).view(N, C, H, W)
 
 def rand_affine_batch(x, degrees=10., scale=(0.9, 1.1), shift=0.1):
     "Each image rotated, zoomed and shifted at random (see `rand_affine`)."
