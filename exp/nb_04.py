@@ -2,7 +2,7 @@
 
 
 from exp.nb_03 import *
-import difflib, math, re, types
+import difflib, math, re
 import torch.optim as optim
 from functools import partial
 from collections.abc import Iterable   # what typing.Iterable stands for; works with isinstance and in hints
