@@ -1,5 +1,7 @@
 """10b: LabelSmoothingCrossEntropy against F.cross_entropy(label_smoothing=...) in float64; reduce_loss and NoneReduce;
 MixUp blends training batches and losses, leaves validation alone, and gives the learner its loss back."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -122,3 +124,21 @@ def test_mixup_gives_the_loss_back_after_an_error():
     learn, _, _ = tiny_learner(F.cross_entropy, [MixUp(0.4)])
     with pytest.raises(RuntimeError, match='boom'): learn.fit(1, cbs=Boom())
     assert learn.loss_func is F.cross_entropy
+
+
+def test_the_courses_10b_calls():
+    # the course's 10b: MixUp as a callback factory in cb_funcs, LabelSmoothingCrossEntropy as get_learner's loss
+    from functools import partial
+    from exp.nb_10b import BatchTransformXCallback, CudaCallback, conv_layer, get_learner
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 1, 8, 8, generator=g)
+    y = (x.mean((1, 2, 3)) > 0).long()
+    data = DataBunch(*get_dls(Dataset(x[:32], y[:32]), Dataset(x[32:], y[32:]), 16), c_in=1, c_out=2)
+    norm = lambda xb: (xb - xb.mean()) / xb.std()
+    cbfs = [partial(AvgStatsCallback, accuracy), CudaCallback, partial(BatchTransformXCallback, norm)]
+    for extra, loss_func in [([MixUp], F.cross_entropy), ([], LabelSmoothingCrossEntropy())]:
+        torch.manual_seed(0)
+        learn = get_learner([8, 16], data, 0.4, conv_layer, cb_funcs=cbfs + extra, loss_func=loss_func)
+        learn.logger = lambda *a: None
+        learn.fit(1)
+        assert learn.loss_func is loss_func and math.isfinite(learn.avg_stats.valid_stats.avg_stats[0])
