@@ -1,0 +1,169 @@
+"""11: ResBlock against its formula in F.* calls, zero-init identity at start, XResNet sizes and shapes, the small-image
+arguments, cnn_learner/sched_1cycle, get_preds with flip TTA, and the data splits."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exp.nb_11 import (Callback, EpochHistory, Flatten, LabelSmoothingCrossEntropy, ResBlock, XResNet, adam_opt,
+                       cnn_learner, conv, conv_layer, fashion_splits, get_preds, image_norm, images_databunch,
+                       mnist_splits, noop, sched_1cycle, eval_accuracy, xresnet18, xresnet34, xresnet50)
+
+
+def bn_eval(x, bn):
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps)
+
+def randomize_bns(m, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.weight.copy_(torch.randn(bn.weight.shape, generator=g))
+                bn.bias.copy_(torch.randn(bn.bias.shape, generator=g))
+                bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g))
+                bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
+
+
+def test_conv_pads_to_keep_or_halve_the_size():
+    x = torch.randn(2, 3, 9, 9)
+    assert conv(3, 5)(x).shape == (2, 5, 9, 9)
+    assert conv(3, 5, stride=2)(x).shape == (2, 5, 5, 5)
+    assert conv(3, 5).bias is None and conv(3, 5, bias=True).bias is not None
+    assert noop(x) is x
+    assert Flatten()(torch.randn(4, 7, 1, 1)).shape == (4, 7)
+
+def test_conv_layer_parts():
+    assert [type(m) for m in conv_layer(2, 4)] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    last = conv_layer(2, 4, zero_bn=True, act=False)
+    assert [type(m) for m in last] == [nn.Conv2d, nn.BatchNorm2d] and (last[1].weight == 0).all()
+
+def test_basic_block_matches_its_formula():
+    torch.manual_seed(0)
+    b = ResBlock(1, 6, 12, stride=2).eval()
+    randomize_bns(b)
+    x = torch.randn(3, 6, 9, 9, dtype=torch.float64)
+    b = b.double()
+    (c1, bn1, _), (c2, bn2) = b.convs
+    r = bn_eval(F.conv2d(F.relu(bn_eval(F.conv2d(x, c1.weight, stride=2, padding=1), bn1)), c2.weight, padding=1), bn2)
+    s = bn_eval(F.conv2d(F.avg_pool2d(x, 2, ceil_mode=True), b.idconv[0].weight), b.idconv[1])
+    out = b(x)
+    assert out.shape == (3, 12, 5, 5)
+    torch.testing.assert_close(out, F.relu(r + s), rtol=0, atol=1e-10)
+
+def test_bottleneck_block_matches_its_formula_and_strides_in_the_3x3():
+    torch.manual_seed(1)
+    b = ResBlock(4, 4, 8, stride=2).eval().double()   # 16 channels in, 32 out, 8 in the middle
+    randomize_bns(b, 1)
+    (c1, bn1, _), (c2, bn2, _), (c3, bn3) = b.convs
+    assert (c1.kernel_size, c1.stride, c2.kernel_size, c2.stride) == ((1, 1), (1, 1), (3, 3), (2, 2))
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    r = F.relu(bn_eval(F.conv2d(x, c1.weight), bn1))
+    r = F.relu(bn_eval(F.conv2d(r, c2.weight, stride=2, padding=1), bn2))
+    r = bn_eval(F.conv2d(r, c3.weight), bn3)
+    s = bn_eval(F.conv2d(F.avg_pool2d(x, 2, ceil_mode=True), b.idconv[0].weight), b.idconv[1])
+    torch.testing.assert_close(b(x), F.relu(r + s), rtol=0, atol=1e-10)
+
+def test_same_shape_block_has_no_shortcut_layers():
+    b = ResBlock(1, 8, 8)
+    assert b.idconv is noop and b.pool is noop
+
+@pytest.mark.parametrize('expansion', [1, 4])
+def test_fresh_blocks_start_as_the_identity(expansion):
+    torch.manual_seed(2)
+    b = ResBlock(expansion, 8, 8).eval()
+    x = torch.randn(2, 8*expansion, 6, 6)
+    torch.testing.assert_close(b(x), F.relu(x), rtol=0, atol=0)
+
+def test_only_the_last_bn_of_each_block_starts_at_zero():
+    m = xresnet18(c_in=1, c_out=10, width=8, stem_stride=2, stem_pool=False)
+    blocks = [b for b in m.modules() if isinstance(b, ResBlock)]
+    assert len(blocks) == 8
+    last = {id(b.convs[-1][1]) for b in blocks}
+    for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
+        assert (bn.weight == (0. if id(bn) in last else 1.)).all()
+
+@pytest.mark.parametrize('arch, torchvision_count', [(xresnet18, 11_689_512), (xresnet50, 25_557_032)])
+def test_paper_sizes_are_close_to_torchvisions_resnets(arch, torchvision_count):
+    n = sum(p.numel() for p in arch().parameters())
+    assert abs(n - torchvision_count) / torchvision_count < 0.02, n
+
+def test_xresnet_default_is_for_imagenet_sized_pictures():
+    m = xresnet34(c_out=7).eval()
+    with torch.no_grad(): assert m(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+    assert isinstance(m[3], nn.MaxPool2d) and m[0][0].stride == (2, 2)
+
+def test_small_image_arguments_change_the_stem_and_width():
+    m = XResNet.create(1, [1, 1], c_in=1, c_out=3, width=8, stem_stride=1, stem_pool=False)
+    assert not any(isinstance(l, nn.MaxPool2d) for l in m) and m[0][0].stride == (1, 1)
+    feats = m[:-3](torch.randn(2, 1, 28, 28))
+    assert feats.shape == (2, 16, 14, 14)      # width 8, doubled once; one halving in the second group
+    assert m[-1].in_features == 16 and m[-1].out_features == 3
+
+
+def tiny_data(n=64, bs=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g); y = torch.randint(0, 10, (n,), generator=g)
+    return images_databunch(x, y, x[:32], y[:32], bs=bs)
+
+def test_images_databunch_batches_and_sizes():
+    data = tiny_data()
+    xb, yb = next(iter(data.train_dl))
+    assert xb.shape == (16, 1, 28, 28) and data.c_in == 1 and data.c_out == 10
+    assert next(iter(data.valid_dl))[0].shape == (32, 1, 28, 28)
+
+def test_image_norm_gives_zero_mean_unit_std():
+    x = torch.rand(50, 2, 5, 5) * 3 + 1
+    z = image_norm(x)(x)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(z.std((0, 2, 3)), torch.ones(2), rtol=0, atol=1e-5)
+
+def test_cnn_learner_sizes_the_model_and_schedules_lr_and_mom():
+    torch.manual_seed(0)
+    data = tiny_data()
+    learn = cnn_learner(xresnet18, data, LabelSmoothingCrossEntropy(), adam_opt(wd=0.1), lr=1e-3, width=8,
+                        stem_stride=2, stem_pool=False)
+    learn.logger = lambda line: None
+    assert learn.model[-1].out_features == 10 and learn.model[0][0].in_channels == 1
+    seen = []
+    class Spy(Callback):
+        _order = 50
+        def begin_batch(self):
+            if self.in_train: seen.append((self.opt.param_groups[0]['lr'], self.opt.param_groups[0]['mom']))
+    learn.fit(2, cbs=sched_1cycle(1e-3, pct_start=0.5) + [Spy()])
+    lrs, moms = zip(*seen)
+    assert len(lrs) == 8 and lrs[0] == pytest.approx(1e-4) and max(lrs) <= 1e-3 and lrs[-1] < lrs[3]
+    assert moms[0] == pytest.approx(0.95) and min(moms) >= 0.85 and min(moms) < 0.9
+    assert len(learn.epoch_history.train) == 2
+
+def test_sched_1cycle_one_schedule_per_group():
+    scheds = sched_1cycle([1e-3, 1e-2])
+    assert len(scheds[0].sched_funcs) == 2
+    assert scheds[0].sched_funcs[1](0.3) == pytest.approx(1e-2) and scheds[0].sched_funcs[0](0.) == pytest.approx(1e-4)
+
+def test_get_preds_tta_averages_with_flipped_images_and_restores_mode():
+    torch.manual_seed(3)
+    model = nn.Sequential(Flatten(), nn.Linear(4*5, 3)).train()
+    x = torch.randn(7, 1, 4, 5)
+    plain = get_preds(model, x, bs=3)
+    assert model.training
+    torch.testing.assert_close(plain, F.softmax(model(x), -1))
+    tta = get_preds(model.eval(), x, bs=3, tta=True)
+    torch.testing.assert_close(tta, (F.softmax(model(x), -1) + F.softmax(model(x.flip(-1)), -1)) / 2)
+
+def test_eval_accuracy_counts_correct_predictions():
+    class Fixed(nn.Module):
+        def forward(self, x): return x.flatten(1)[:, :3]
+    learn = type('L', (), {'model': Fixed()})()
+    x = torch.zeros(4, 1, 1, 3); x[0, 0, 0, 0] = x[1, 0, 0, 1] = x[2, 0, 0, 2] = x[3, 0, 0, 0] = 1
+    assert eval_accuracy(learn, x, torch.tensor([0, 1, 2, 2])) == pytest.approx(0.75)
+
+def test_splits_shapes_and_held_out_validation():
+    x_tr, y_tr, x_va, y_va, x_te, y_te = fashion_splits(n_valid=5000)
+    assert (len(x_tr), len(x_va), len(x_te)) == (55000, 5000, 10000) and x_tr.shape[1:] == (1, 28, 28)
+    assert x_tr.dtype == torch.float32 and 0 <= x_tr.min() and x_tr.max() <= 1
+    m = mnist_splits()
+    assert [len(t) for t in m] == [50000, 50000, 10000, 10000, 10000, 10000] and m[0].shape[1:] == (1, 28, 28)
+
+@pytest.mark.parametrize('n_valid', [0, 60000, -3])
+def test_fashion_splits_refuses_a_bad_n_valid(n_valid):
+    with pytest.raises(ValueError, match='n_valid'): fashion_splits(n_valid=n_valid)
