@@ -75,7 +75,7 @@ def test_fresh_blocks_start_as_the_identity(expansion):
     torch.testing.assert_close(b(x), F.relu(x), rtol=0, atol=0)
 
 def test_only_the_last_bn_of_each_block_starts_at_zero():
-    m = xresnet18(c_in=1, c_out=10, width=8, stem_stride=2, stem_pool=False)
+    m = xresnet18(c_in=1, c_out=10, width=8, stem_strides=(1, 2, 1), stem_pool=False)
     blocks = [b for b in m.modules() if isinstance(b, ResBlock)]
     assert len(blocks) == 8
     last = {id(b.convs[-1][1]) for b in blocks}
@@ -93,7 +93,7 @@ def test_xresnet_default_is_for_imagenet_sized_pictures():
     assert isinstance(m[3], nn.MaxPool2d) and m[0][0].stride == (2, 2)
 
 def test_small_image_arguments_change_the_stem_and_width():
-    m = XResNet.create(1, [1, 1], c_in=1, c_out=3, width=8, stem_stride=1, stem_pool=False)
+    m = XResNet.create(1, [1, 1], c_in=1, c_out=3, width=8, stem_strides=(1, 1, 1), stem_pool=False)
     assert not any(isinstance(l, nn.MaxPool2d) for l in m) and m[0][0].stride == (1, 1)
     feats = m[:-3](torch.randn(2, 1, 28, 28))
     assert feats.shape == (2, 16, 14, 14)      # width 8, doubled once; one halving in the second group
@@ -121,7 +121,7 @@ def test_cnn_learner_sizes_the_model_and_schedules_lr_and_mom():
     torch.manual_seed(0)
     data = tiny_data()
     learn = cnn_learner(xresnet18, data, LabelSmoothingCrossEntropy(), adam_opt(wd=0.1), lr=1e-3, width=8,
-                        stem_stride=2, stem_pool=False)
+                        stem_strides=(1, 2, 1), stem_pool=False)
     learn.logger = lambda line: None
     assert learn.model[-1].out_features == 10 and learn.model[0][0].in_channels == 1
     seen = []
@@ -167,3 +167,6 @@ def test_splits_shapes_and_held_out_validation():
 @pytest.mark.parametrize('n_valid', [0, 60000, -3])
 def test_fashion_splits_refuses_a_bad_n_valid(n_valid):
     with pytest.raises(ValueError, match='n_valid'): fashion_splits(n_valid=n_valid)
+
+def test_stem_strides_need_three_values():
+    with pytest.raises(ValueError, match='stem_strides'): XResNet.create(1, [1], stem_strides=(2, 1))
