@@ -3,6 +3,7 @@
 
 from exp.nb_10c import *
 from functools import partial
+import time
 
 
 def noop(x):
