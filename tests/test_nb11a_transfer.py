@@ -185,3 +185,20 @@ def test_debug_callback_fires_only_at_its_event():
     learn.fit(1, cbs=[DebugCallback(cb_types.begin_validate, lambda run: calls.append(run.in_train))])
     assert calls == [False]
     assert set(vars(cb_types)) == set(Learner.events)
+
+
+def test_on_11s_xresnet_round_trip_adapt_freeze_and_split(tmp_path):
+    from exp.nb_11a import xresnet18
+    make = lambda seed: (torch.manual_seed(seed), xresnet18(c_in=1, c_out=3, width=8, stem_strides=(1, 2, 1), stem_pool=False))[1]
+    data = tiny_data(c_out=3)
+    learn = trained(make(0), data)
+    path = save_model(learn.model, tmp_path/'x.pth')
+    learn2 = Learner(load_model(make(1), path), tiny_data(c_out=4), F.cross_entropy, opt_func=adam_opt(), lr=1e-2)
+    for k, v in learn.model.state_dict().items(): assert torch.equal(v, learn2.model.state_dict()[k]), k
+    adapt_model(learn2, learn2.data)
+    m = learn2.model
+    assert m(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+    freeze(m)
+    body, rest = bn_splitter(m)
+    assert body and not any(p.requires_grad for p in body)
+    assert all(p.requires_grad for p in rest) and len(body) + len(rest) == len(list(m.parameters()))
