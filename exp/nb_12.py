@@ -19,8 +19,9 @@ def rank_distrib():
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 def dist_backend():
-    "NCCL when there are GPUs (fast GPU-to-GPU copies), gloo otherwise (CPU tensors over TCP)."
-    return 'nccl' if torch.cuda.is_available() and dist.is_nccl_available() else 'gloo'
+    "NCCL when every local process has a GPU of its own (fast GPU-to-GPU copies), gloo otherwise (over TCP)."
+    n_local = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    return 'nccl' if dist.is_nccl_available() and torch.cuda.device_count() >= n_local > 0 else 'gloo'
 
 
 _ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
@@ -84,10 +85,10 @@ def train_toy(steps=5, bs=32, lr=0.1, mode='scratch', norm=None, seed=1):
     if mode not in _MODES: raise ValueError(f"train_toy: mode must be one of {_MODES}, got {mode!r}")
     rank,world = rank_distrib(),num_distrib()
     if bs % world: raise ValueError(f"train_toy: the global batch bs={bs} must split evenly over {world} ranks")
-    x,y = toy_data()
-    if (steps*bs) > len(x): raise ValueError(f"train_toy: {steps} steps of {bs} rows need {steps*bs}, toy_data has {len(x)}")
+    x,y = (t.to(def_device) for t in toy_data())
+    if steps*bs > len(x): raise ValueError(f"train_toy: {steps} steps of {bs} rows need {steps*bs}, toy_data has {len(x)}")
     torch.manual_seed(seed + rank)
-    model = toy_model(norm=norm)
+    model = toy_model(norm=norm).to(def_device)
     if mode == 'ddp': model = DistributedDataParallel(model)   # broadcasts rank 0's weights itself
     elif mode == 'scratch': broadcast_params(model)
     opt,losses = sgd_opt(model.parameters(), lr=lr),[]
@@ -128,6 +129,7 @@ def _worker(local_rank, fn, args, kwargs, env, timeout, threads, out_dir):
     except BaseException as e:   # when it failed, and how: the parent names the rank that failed first
         (Path(out_dir)/f'error{local_rank}.txt').write_text(f"{time.time()!r}\n{type(e).__name__}: {e}\n{traceback.format_exc()}")
         raise
+    else: dist.barrier()   # no rank tears down the group while another still talks to it
     finally: dist.destroy_process_group()
     torch.save(res, Path(out_dir)/f'rank{local_rank}.pt')
 
@@ -265,7 +267,7 @@ def _stats_of(run):
 
 def reduce_avg_stats(stats):
     "Sum an AvgStats' totals and count over the ranks in place: its averages become those of the whole data set."
-    t = torch.tensor(stats.all_stats + [stats.count], dtype=torch.float64)
+    t = torch.tensor(stats.all_stats + [stats.count], dtype=torch.float64, device=def_device)   # NCCL: on the GPU
     dist.all_reduce(t)
     if t[-1] == 0: return
     stats.tot_loss,stats.tot_mets,stats.count = t[0],list(t[1:-1]),int(t[-1])
@@ -315,7 +317,7 @@ def fit_toy_learner(epochs=2, bs=32, lr=0.1, ddp=True, seed=1, path=None):
     """Fit `toy_model` with the Learner and a DistributedCallback on every rank (different start weights per rank,
     on purpose). Returns (state dict, [train averages, valid averages]); every rank returns the same."""
     torch.manual_seed(seed + rank_distrib())
-    learn = Learner(toy_model(), toy_databunch(bs), F.cross_entropy, lr=lr,
+    learn = Learner(toy_model().to(def_device), toy_databunch(bs), F.cross_entropy, lr=lr,
                     cb_funcs=[partial(AvgStatsCallback, accuracy), partial(DistributedCallback, ddp=ddp, path=path)])
     learn.fit(epochs)
     stats = learn.avg_stats
@@ -364,7 +366,9 @@ def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **
     if under_torchrun():
         torch.set_num_threads(threads)
         init_distributed(timeout)
-        try: res = fn(**kwargs)
+        try:
+            res = fn(**kwargs)
+            dist.barrier()   # as in `launch`: all ranks done before the group goes
         finally: dist.destroy_process_group()
         if int(os.environ['RANK']) != 0: return None
     else: res = launch(fn, nprocs, port=port, timeout=timeout, threads=threads, **kwargs)[0]

@@ -1,0 +1,194 @@
+"""12: data parallelism on several processes (gloo on 127.0.0.1). Every launched run has a process-group timeout
+and every subprocess a wall-clock limit, so a broken run fails instead of hanging."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data.distributed import DistributedSampler as TorchDistributedSampler
+
+from exp.nb_12 import (DistributedError, DistributedSampler, SyncBatchNorm, check_port, dist_backend, fit_toy_learner,
+                       free_port, init_distributed, launch, launch_main, train_toy, under_torchrun)
+from exp.nb_12 import _fail_on_rank
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name('torchrun')
+TIMEOUT = 30   # seconds a collective may wait for a peer in these tests
+
+
+def max_diff(a, b): return max((a[k] - b[k]).abs().max().item() for k in b)
+
+
+# --- DistributedSampler -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('n', [0, 1, 2, 5, 12, 13])
+@pytest.mark.parametrize('world', [1, 2, 3, 5])
+@pytest.mark.parametrize('shuffle,drop_last', [(False, False), (True, False), (False, True), (True, True)])
+def test_sampler_matches_torch(n, world, shuffle, drop_last):
+    for rank in range(world):
+        for epoch in (0, 2):
+            theirs = TorchDistributedSampler(range(n), world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
+            ours = DistributedSampler(n, world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
+            theirs.set_epoch(epoch); ours.set_epoch(epoch)
+            assert list(ours) == list(theirs) and len(ours) == len(theirs)
+
+
+def test_sampler_same_permutation_on_every_rank_new_each_epoch():
+    shards = [list(DistributedSampler(12, 3, r, seed=1)) for r in range(3)]
+    assert sorted(sum(shards, [])) == list(range(12))   # together: each item once
+    s = DistributedSampler(12, 3, 0, seed=1); s.set_epoch(1)
+    assert list(s) != shards[0]
+
+
+def test_sampler_without_padding_covers_each_item_once():
+    shards = [list(DistributedSampler(10, 4, r, shuffle=True, pad=False)) for r in range(4)]
+    assert sorted(sum(shards, [])) == list(range(10))
+    assert [len(DistributedSampler(10, 4, r, pad=False)) for r in range(4)] == [len(s) for s in shards] == [3, 3, 2, 2]
+
+
+def test_sampler_bad_arguments():
+    with pytest.raises(ValueError, match=r'rank must be in \[0, 1\], got 2'): DistributedSampler(10, 2, 2)
+    with pytest.raises(ValueError, match='num_replicas'): DistributedSampler(10, 0, 0)
+    with pytest.raises(ValueError, match='contradict'): DistributedSampler(10, 2, 0, drop_last=True, pad=False)
+
+
+# --- SyncBatchNorm on one process is batch norm -------------------------------------------------------------------
+
+@pytest.mark.parametrize('shape,ref', [((12, 4), nn.BatchNorm1d), ((6, 4, 3, 5), nn.BatchNorm2d)])
+def test_sync_batchnorm_alone_is_batchnorm(shape, ref):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    ours, theirs = SyncBatchNorm(4).double(), ref(4).double()
+    y1, y2 = ours(x), theirs(x)
+    g1, = torch.autograd.grad((y1**3).sum(), x); g2, = torch.autograd.grad((y2**3).sum(), x)
+    assert torch.allclose(y1, y2, atol=1e-12) and torch.allclose(g1, g2, atol=1e-12)
+    assert torch.allclose(ours.running_mean, theirs.running_mean) and torch.allclose(ours.running_var, theirs.running_var)
+    ours.eval(); theirs.eval()
+    assert torch.allclose(ours(x), theirs(x), atol=1e-12)
+
+
+# --- two processes equal one ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('mode', ['scratch', 'ddp'])
+def test_two_processes_give_the_weights_of_one(mode):
+    ref_losses, ref = train_toy(6, 32)
+    res = launch(train_toy, 2, 6, 32, mode=mode, timeout=TIMEOUT)
+    for _, state in res: assert max_diff(state, ref) < 1e-12   # float64: only the order of the sums differs
+    for i, l in enumerate(ref_losses): assert abs((res[0][0][i] + res[1][0][i])/2 - l) < 1e-12
+
+
+def test_sync_batchnorm_two_processes_equal_one_and_plain_batchnorm_does_not():
+    ref = train_toy(6, 32, norm=SyncBatchNorm)[1]
+    res = launch(train_toy, 2, 6, 32, mode='ddp', norm=SyncBatchNorm, timeout=TIMEOUT)
+    assert max_diff(res[0][1], ref) < 1e-12 and max_diff(res[1][1], ref) < 1e-12
+    ref_bn = train_toy(6, 32, norm=nn.BatchNorm1d)[1]
+    res_bn = launch(train_toy, 2, 6, 32, mode='ddp', norm=nn.BatchNorm1d, timeout=TIMEOUT)
+    assert max_diff(res_bn[0][1], ref_bn) > 1e-3   # per-process statistics: the known difference
+
+
+def test_learner_callback_two_processes_equal_one_with_metrics_and_checkpoint(tmp_path):
+    ref_state, ref_stats = fit_toy_learner(epochs=2)
+    res = launch(fit_toy_learner, 2, epochs=2, path=tmp_path/'ck.pt', timeout=TIMEOUT)
+    for state, stats in res:
+        assert max_diff(state, ref_state) < 1e-12
+        assert torch.allclose(torch.tensor(stats), torch.tensor(ref_stats), atol=1e-12)   # whole-set averages
+    assert max_diff(torch.load(tmp_path/'ck.pt'), ref_state) < 1e-12   # written by rank 0 after the last epoch
+    res = launch(fit_toy_learner, 2, epochs=1, ddp=False, timeout=TIMEOUT)
+    assert max_diff(res[0][0], fit_toy_learner(epochs=1)[0]) < 1e-12
+
+
+def test_learner_callback_alone_restores_the_learner():
+    from exp.nb_12 import AvgStatsCallback, DistributedCallback, Learner, accuracy, partial, toy_databunch, toy_model
+    import torch.nn.functional as F
+    data = toy_databunch(32)
+    learn = Learner(toy_model(), data, F.cross_entropy, cb_funcs=[partial(AvgStatsCallback, accuracy), DistributedCallback])
+    model, dls = learn.model, (data.train_dl, data.valid_dl)
+    learn.logger = lambda *a: None
+    learn.fit(1)
+    assert learn.model is model and (data.train_dl, data.valid_dl) == dls
+
+
+# --- faults ---------------------------------------------------------------------------------------------------------
+
+def test_a_rank_that_raises_stops_the_others_and_is_named():
+    with pytest.raises(DistributedError, match=r'rank 1 of 2 failed first, with ValueError: rank 1 was told to fail'):
+        launch(_fail_on_rank, 2, bad=1, how='raise', timeout=TIMEOUT)
+
+
+def test_a_stuck_rank_ends_the_run_by_the_timeout():
+    with pytest.raises(DistributedError, match=r'rank 0 of 2 failed first.*Timed out.*a timeout'):
+        launch(_fail_on_rank, 2, bad=1, how='hang', seconds=120, timeout=2)
+
+
+def test_port_in_use_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f'port {port} on 127.0.0.1 is already in use'): check_port('127.0.0.1', port)
+        with pytest.raises(RuntimeError, match='already in use'): launch(_fail_on_rank, 2, port=port)
+    check_port('127.0.0.1', free_port())
+
+
+def test_launch_refuses_what_it_cannot_run():
+    def local(): pass
+    local.__module__ = '__main__'
+    with pytest.raises(ValueError, match='defined in __main__'): launch(local, 2)
+    with pytest.raises(ValueError, match='nprocs'): launch(train_toy, 0)
+    with pytest.raises(ValueError, match='timeout'): launch(train_toy, 2, timeout=0)
+    with pytest.raises(ValueError, match="mode must be one of"): train_toy(mode='mean')
+    with pytest.raises(ValueError, match='no function'): launch_main('exp.nb_12:no_such_function')
+
+
+def test_init_distributed_without_environment(monkeypatch):
+    for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID'): monkeypatch.delenv(k, raising=False)
+    assert not under_torchrun()
+    with pytest.raises(RuntimeError, match=r"\['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'\] not set"): init_distributed()
+
+
+# --- the command line: plain, torchrun on one node, torchrun on two "nodes" ---------------------------------------
+
+def _run(cmd, out):
+    "Start the command line on the toy problem; its output goes to a log file next to `out` (a pipe could fill up)."
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
+    log = open(f'{out}.log', 'w')
+    p = subprocess.Popen(cmd + ['train_toy', '--mode', 'ddp', '--steps', '4', '--timeout', str(TIMEOUT), '--out', str(out)],
+                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    p.log = log
+    return p
+
+def _check(procs, out):
+    for p in procs:
+        try: p.wait(timeout=150)
+        finally: p.kill(); p.log.close()
+        assert p.returncode == 0, Path(p.log.name).read_text()[-3000:]
+    assert max_diff(torch.load(out)[1], train_toy(4)[1]) < 1e-12
+
+
+def test_dist_launch_plain_and_under_torchrun(tmp_path):
+    plain = _run([sys.executable, 'dist_launch.py'], tmp_path/'plain.pt')
+    _check([plain], tmp_path/'plain.pt')
+    one = _run([str(TORCHRUN), '--nproc_per_node=2', '--master-addr=127.0.0.1', f'--master-port={free_port()}',
+                'dist_launch.py'], tmp_path/'one.pt')
+    _check([one], tmp_path/'one.pt')
+
+
+def test_torchrun_two_nodes_on_loopback(tmp_path):
+    port = free_port()
+    node = lambda r, out: _run([str(TORCHRUN), '--nnodes=2', '--nproc_per_node=1', f'--node_rank={r}', '--rdzv-backend=c10d',
+                                f'--rdzv-endpoint=127.0.0.1:{port}', '--rdzv-id=test12', '--local-addr=127.0.0.1',
+                                'dist_launch.py'], out)
+    _check([node(0, tmp_path/'n.pt'), node(1, tmp_path/'n1.pt')], tmp_path/'n.pt')
+
+
+# --- GPUs -----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs a GPU per process: runs where there are 2 or more")
+def test_nccl_two_gpus_give_the_weights_of_one():
+    assert dist_backend() == 'nccl'
+    ref = train_toy(6, 32)[1]
+    res = launch(train_toy, 2, 6, 32, mode='ddp', timeout=TIMEOUT)
+    assert max_diff(res[0][1], ref) < 1e-12
