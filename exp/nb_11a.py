@@ -2,7 +2,6 @@
 
 
 from exp.nb_11 import *
-from exp.nb_11 import _as_images     # private in 11: MNIST-like images as (N, 1, 28, 28) floats in [0, 1]
 import os
 from functools import partial
 from pathlib import Path
@@ -33,7 +32,8 @@ def fashion_classes_databunch(classes, n_per_class=None, n_valid=None, bs=64, se
     x_train, y_train, x_test, y_test = get_fashion_mnist()
     xt, yt = class_subset(x_train, y_train, classes, n_per_class, seed)
     xv, yv = class_subset(x_test, y_test, classes)
-    return images_databunch(_as_images(xt), yt, _as_images(xv[:n_valid]), yv[:n_valid], bs=bs, c_out=len(classes))
+    img = lambda x: x[:, None].float().div(255.)
+    return images_databunch(img(xt), yt, img(xv[:n_valid]), yv[:n_valid], bs=bs, c_out=len(classes))
 
 
 def save_model(model, path, overwrite=False):
