@@ -17,24 +17,18 @@ Other flags go to the function as keyword arguments, except the launcher's own: 
 --port (default: a free one), --timeout (seconds a collective may wait for a peer), --threads (per process),
 --out FILE (torch.save of rank 0's result).
 """
-import os
 import sys
 from pathlib import Path
 
 import fire
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exp.nb_12 import launch_main, under_torchrun  # noqa: E402
+from exp.nb_12 import _exit_now, launch_main, under_torchrun  # noqa: E402
 
 
 def main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
     launch_main(target, nprocs=nprocs, port=port, timeout=timeout, threads=threads, out=out, **kwargs)
-    if under_torchrun():
-        # Done and saved: leave without the interpreter's teardown. Under load, a torchrun worker of torch 2.13 has
-        # been seen to abort at the end of a finished run ("terminate called without an active exception", a C++ thread of the finished
-        # process group), which torchrun reports as a failed rank and its peers then wait out their exit barrier.
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(0)
+    if under_torchrun(): _exit_now()   # done and saved: as `launch`'s ranks, skip the teardown (see _exit_now)
 
 
 if __name__ == '__main__':

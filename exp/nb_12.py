@@ -3,7 +3,7 @@
 
 from exp.nb_11a import *
 from exp.nb_05b import _check_count   # private in 05b: a whole number >= 1, with a clear error
-import datetime, os, socket, tempfile, time, traceback
+import datetime, os, socket, sys, tempfile, time, traceback
 from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -132,6 +132,14 @@ def _worker(local_rank, fn, args, kwargs, env, timeout, threads, out_dir):
     else: dist.barrier()   # no rank tears down the group while another still talks to it
     finally: dist.destroy_process_group()
     torch.save(res, Path(out_dir)/f'rank{local_rank}.pt')
+    _exit_now()
+
+def _exit_now():
+    """End a finished rank without the interpreter's teardown. Under load, torch 2.13 has been seen to abort a
+    process at the end of a finished run ("terminate called without an active exception": a C++ thread of the
+    process group), which would count as a failed rank although its work was done and saved."""
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
 
 def _first_error(out_dir):
     "(rank, one-line error, traceback) of the rank whose error came first; None when no rank recorded one."
