@@ -40,7 +40,9 @@ bench: $(STAMP)
 
 # JupyterLab is only for reading and editing the notebooks, so it is installed on first use here,
 # not by `make test`. The server starts in nbs/ with the repo root on PYTHONPATH (the editable
-# install covers exp/ too), so `from exp.nb_03 import *` works in every notebook.
+# install covers exp/ too), so `from exp.nb_03 import *` works in every notebook. Kernels get one
+# thread unless OMP_NUM_THREADS says otherwise, as under run_notebook.py, so a run reproduces the
+# committed figures.
 # Headless: make lab LAB_ARGS=--no-browser
 $(LAB_STAMP): | $(STAMP)
 	$(PY) -m pip install --quiet jupyterlab
@@ -48,6 +50,7 @@ $(LAB_STAMP): | $(STAMP)
 
 # (Jupyter refuses to run as root unless told: containers often are root, so say it there.)
 lab: $(STAMP) $(LAB_STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
 	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(VENV)/bin/jupyter lab --notebook-dir=nbs \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 

@@ -271,3 +271,13 @@ def test_ascii_terminal_never_crashes_the_report(repo):
     assert 'UnicodeEncodeError' not in out + err and 'Traceback' not in err
     assert 'FAIL  01_\\xb5.ipynb' in out and 'ValueError: \\xb5 \\u03c0 \\u2248 3' in out
     assert 'no such file: nbs/02_\\xe9.ipynb' in out
+
+
+def test_kernel_runs_single_threaded_unless_told(repo, monkeypatch):
+    "Thread count changes float rounding, so the kernel gets one thread by default; an explicit setting wins."
+    for var in rn.THREAD_VARS: monkeypatch.delenv(var, raising=False)
+    path = write_nb(repo, 'threads.ipynb', 'import torch\nassert torch.get_num_threads() == 1, torch.get_num_threads()')
+    assert run_notebook(path).ok
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    path = write_nb(repo, 'threads2.ipynb', 'import os\nassert os.environ["OMP_NUM_THREADS"] == "2"')
+    assert run_notebook(path).ok
