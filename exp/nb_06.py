@@ -249,9 +249,10 @@ def init_cnn(m, uniform=False):
     "Kaiming init (He et al. 2015) for every conv in `m`, with a=0.1 for GeneralRelu's leak; biases zeroed."
     _init_convs(m, init.kaiming_uniform_ if uniform else init.kaiming_normal_)
 
-def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, **kwargs):
-    "A CNN from `get_cnn_model(data, nfs, layer, **kwargs)`, Kaiming-initialised, with its Learner and Runner."
-    model = get_cnn_model(data, nfs, layer, **kwargs)
+def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, model_func=None, **kwargs):
+    """A CNN from `model_func(data, nfs, layer, **kwargs)` (default `get_cnn_model`), Kaiming-initialised, with its
+    Learner and Runner. A later notebook with its own model builder passes it as `model_func`."""
+    model = (model_func or get_cnn_model)(data, nfs, layer, **kwargs)
     init_cnn(model, uniform=uniform)
     return get_runner(model, data, lr=lr, cbs=cbs, opt_func=opt_func)
 

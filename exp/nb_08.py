@@ -416,11 +416,11 @@ def get_cnn_layers(data, nfs, layer, **kwargs):
 
 def get_cnn_model(data, nfs, layer, **kwargs): return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
 
-def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, **kwargs):
-    "A CNN from `get_cnn_model(data, nfs, layer, **kwargs)`, Kaiming-initialised, with its Learner and Runner."
-    model = get_cnn_model(data, nfs, layer, **kwargs)
-    init_cnn(model, uniform=uniform)
-    return get_runner(model, data, lr=lr, cbs=cbs, opt_func=opt_func)
+_get_learn_run_06 = get_learn_run
+
+def get_learn_run(nfs, data, lr, layer, **kwargs):
+    "06's `get_learn_run`, building the model with this notebook's `get_cnn_model` (sized from `data.c_in`)."
+    return _get_learn_run_06(nfs, data, lr, layer, model_func=get_cnn_model, **kwargs)
 
 
 def get_batch(dl, run):
