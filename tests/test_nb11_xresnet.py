@@ -7,7 +7,8 @@ from torch import nn
 
 from exp.nb_11 import (Callback, EpochHistory, Flatten, LabelSmoothingCrossEntropy, ResBlock, XResNet, adam_opt,
                        cnn_learner, conv, conv_layer, fashion_splits, get_preds, image_norm, images_databunch,
-                       mnist_splits, noop, sched_1cycle, eval_accuracy, xresnet18, xresnet34, xresnet50)
+                       mnist_splits, noop, sched_1cycle, eval_accuracy, xresnet18, xresnet34, xresnet50,
+                       fit_xresnet, shifts, with_valid_in_train)
 
 
 def bn_eval(x, bn):
@@ -170,3 +171,40 @@ def test_fashion_splits_refuses_a_bad_n_valid(n_valid):
 
 def test_stem_strides_need_three_values():
     with pytest.raises(ValueError, match='stem_strides'): XResNet.create(1, [1], stem_strides=(2, 1))
+
+
+def tiny_splits(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g); y = torch.randint(0, 10, (n,), generator=g)
+    return x, y, x[:16], y[:16], x[16:32], y[16:32]
+
+def test_shifts_moves_by_at_most_two_pixels():
+    torch.manual_seed(0)
+    x = torch.zeros(200, 1, 28, 28); x[:, :, 13, 13] = 1
+    out = shifts(x)
+    rows, cols = [(out[:, 0] == 1).nonzero()[:, k] for k in (1, 2)]
+    assert out.shape == x.shape and len(rows) == 200   # every image keeps its one lit pixel
+    assert set((rows - 13).tolist()) == set((cols - 13).tolist()) == {-2, -1, 0, 1, 2}
+
+@pytest.mark.parametrize('channels_last', [True, False])
+def test_fit_xresnet_trains_with_either_memory_layout_and_gives_the_same_losses(channels_last):
+    # the layout changes how the convolutions are computed, not what they compute
+    runs = {}
+    for cl in (channels_last, not channels_last):
+        learn, norm, secs = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=2, seed=5, channels_last=cl)
+        runs[cl] = learn.epoch_history.column('train')
+        conv_w = learn.model[1][0].weight   # the stem's second conv: 16 input channels, so the two layouts differ
+        assert conv_w.is_contiguous(memory_format=torch.channels_last) == cl and conv_w.is_contiguous() != cl
+        assert secs > 0 and len(runs[cl]) == 2
+    torch.testing.assert_close(torch.tensor(runs[True]), torch.tensor(runs[False]), rtol=1e-4, atol=1e-5)
+
+def test_fit_xresnet_is_seeded():
+    a, _, _ = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=1, seed=3)
+    b, _, _ = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=1, seed=3)
+    assert a.epoch_history.train == b.epoch_history.train
+
+def test_with_valid_in_train_adds_the_validation_images_and_keeps_the_test_images_out():
+    s = tiny_splits()
+    a = with_valid_in_train(s)
+    assert len(a) == 6 and torch.equal(a[0], torch.cat([s[0], s[2]])) and torch.equal(a[1], torch.cat([s[1], s[3]]))
+    assert all(x is y for x, y in zip(a[2:], s[2:]))
