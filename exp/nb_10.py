@@ -10,10 +10,10 @@ def fashion_databunch(n_train=None, n_valid=None, bs=128, seed=0):
     (with `seed`; all if None) and the first `n_valid` test images (all if None) as the validation set."""
     x_train, y_train, x_test, y_test = get_fashion_mnist()
     idx = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:n_train]
-    img = lambda x: x[:, None].float().div_(255.)
+    img = lambda x: to_float_tensor(x[:, None])   # 08's bytes -> [0, 1], with a channel axis
     train = Dataset(img(x_train[idx]), y_train[idx])
     valid = Dataset(img(x_test[:n_valid]), y_test[:n_valid])
-    return DataBunch(DataLoader(train, bs, shuffle=True), DataLoader(valid, bs*2), c_in=1, c_out=len(FASHION_CLASSES))
+    return DataBunch(*get_dls(train, valid, bs), c_in=1, c_out=len(FASHION_CLASSES))
 
 
 def _check_images(x, who):

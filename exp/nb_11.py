@@ -91,7 +91,7 @@ xresnet152 = _xresnet('xresnet152', 4, [3, 8, 36, 3])
 def _as_images(x):
     "A (N, 784) or (N, 28, 28) batch of MNIST-like images (bytes or floats) as (N, 1, 28, 28) floats in [0, 1]."
     x = x.view(-1, 1, 28, 28)
-    return x.float().div(255.) if x.dtype == torch.uint8 else x
+    return to_float_tensor(x) if x.dtype == torch.uint8 else x
 
 def mnist_splits():
     "MNIST as x_train, y_train, x_valid, y_valid, x_test, y_test, the images (N, 1, 28, 28) in [0, 1]."
@@ -106,8 +106,7 @@ def fashion_splits(n_valid=10000):
 
 def images_databunch(x_train, y_train, x_valid, y_valid, bs=256, c_out=10):
     "Loaders over image tensors (N, C, H, W): training shuffled in batches of `bs`, validation in batches of `2*bs`."
-    return DataBunch(DataLoader(Dataset(x_train, y_train), bs, shuffle=True),
-                     DataLoader(Dataset(x_valid, y_valid), bs*2), c_in=x_train.shape[1], c_out=c_out)
+    return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), c_in=x_train.shape[1], c_out=c_out)
 
 def image_norm(x_train):
     "A per-batch transform normalizing by the mean and std of each channel of `x_train` (N, C, H, W)."

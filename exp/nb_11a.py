@@ -32,7 +32,7 @@ def fashion_classes_databunch(classes, n_per_class=None, n_valid=None, bs=64, se
     x_train, y_train, x_test, y_test = get_fashion_mnist()
     xt, yt = class_subset(x_train, y_train, classes, n_per_class, seed)
     xv, yv = class_subset(x_test, y_test, classes)
-    img = lambda x: x[:, None].float().div(255.)
+    img = lambda x: to_float_tensor(x[:, None])   # 08's bytes -> [0, 1], with a channel axis
     return images_databunch(img(xt), yt, img(xv[:n_valid]), yv[:n_valid], bs=bs, c_out=len(classes))
 
 
