@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.lab-installed
 LAB_ARGS ?=
 
-.PHONY: test run export check prose bench lab clean-venv
+.PHONY: test run export check prose lint bench lab clean-venv
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ export: $(STAMP)
 
 check: $(STAMP)
 	$(PY) notebook2script.py --all --check
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 prose: $(STAMP)
 	$(PY) prose_numbers.py
