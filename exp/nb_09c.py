@@ -2,7 +2,6 @@
 
 
 from exp.nb_09b import *
-from exp.nb_05b import _check_count   # private in 05b: a whole number >= 1, or a clear error
 import sys, warnings
 import tqdm as _tqdm
 with warnings.catch_warnings():
@@ -49,7 +48,7 @@ class ProgressCallback(Callback):
     "A bar over the epochs and one over each pass's batches (with the loss); results are written above them."
     _order = -1
     def __init__(self, enabled=None, file=None, loss_every=10, **tqdm_kwargs):
-        _check_count('ProgressCallback', loss_every=loss_every)
+        check_count('ProgressCallback', loss_every=loss_every)
         self.enabled,self.file,self.loss_every,self.on,self.pb = enabled,file,loss_every,False,None
         self.tqdm_kwargs = {'mininterval': 0.5, **tqdm_kwargs}
     def begin_fit(self):

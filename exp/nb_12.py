@@ -2,7 +2,6 @@
 
 
 from exp.nb_11a import *
-from exp.nb_05b import _check_count   # private in 05b: a whole number >= 1, with a clear error
 import datetime, os, socket, sys, tempfile, time, traceback
 from pathlib import Path
 import torch.distributed as dist
@@ -170,7 +169,7 @@ def launch(fn, nprocs=2, *args, port=None, addr='127.0.0.1', timeout=60, threads
     """Run `fn(*args, **kwargs)` on `nprocs` new local processes joined in one process group (ranks 0..nprocs-1,
     `threads` CPU threads each); returns the list of what each rank returned. `fn` must be importable (defined in a
     module). If a rank raises, the others are stopped and a DistributedError names the rank and the error."""
-    _check_launchable(fn); _check_count('launch', nprocs=nprocs, threads=threads)
+    _check_launchable(fn); check_count('launch', nprocs=nprocs, threads=threads)
     if not timeout > 0: raise ValueError(f"launch: timeout must be a number of seconds > 0, got {timeout!r}")
     if port is None: port = free_port(addr)
     check_port(addr, port)
@@ -234,7 +233,7 @@ class DistributedSampler:
         self.n = dataset if isinstance(dataset, int) else len(dataset)
         self.num_replicas = num_distrib() if num_replicas is None else num_replicas
         self.rank = rank_distrib() if rank is None else rank
-        _check_count('DistributedSampler', num_replicas=self.num_replicas)
+        check_count('DistributedSampler', num_replicas=self.num_replicas)
         if not 0 <= self.rank < self.num_replicas:
             raise ValueError(f"DistributedSampler: rank must be in [0, {self.num_replicas - 1}], got {self.rank!r}")
         if drop_last and not pad: raise ValueError("DistributedSampler: drop_last=True and pad=False contradict each other")
