@@ -23,12 +23,12 @@ from pathlib import Path
 import fire
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exp.nb_12 import _exit_now, launch_main, under_torchrun  # noqa: E402
+from exp.nb_12 import exit_without_teardown, launch_main, under_torchrun  # noqa: E402
 
 
 def main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
     launch_main(target, nprocs=nprocs, port=port, timeout=timeout, threads=threads, out=out, **kwargs)
-    if under_torchrun(): _exit_now()   # done and saved: as `launch`'s ranks, skip the teardown (see _exit_now)
+    if under_torchrun(): exit_without_teardown()   # done and saved, as `launch`'s ranks are
 
 
 if __name__ == '__main__':

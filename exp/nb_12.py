@@ -131,9 +131,9 @@ def _worker(local_rank, fn, args, kwargs, env, timeout, threads, out_dir):
     else: dist.barrier()   # no rank tears down the group while another still talks to it
     finally: dist.destroy_process_group()
     torch.save(res, Path(out_dir)/f'rank{local_rank}.pt')
-    _exit_now()
+    exit_without_teardown()
 
-def _exit_now():
+def exit_without_teardown():
     """End a finished rank without the interpreter's teardown. Under load, torch 2.13 has been seen to abort a
     process at the end of a finished run ("terminate called without an active exception": a C++ thread of the
     process group), which would count as a failed rank although its work was done and saved."""
@@ -388,7 +388,8 @@ from exp.nb_11a import __all__ as _all_nb_11a
 __all__ = [_name for _name in dict.fromkeys(_all_nb_11a + [
     'Path', 'DistributedDataParallel', 'num_distrib', 'rank_distrib', 'dist_backend',
     'init_distributed', 'broadcast_params', 'average_gradients', 'toy_data', 'toy_model',
-    'train_toy', 'free_port', 'check_port', 'DistributedError', 'launch', 'all_reduce_sum',
-    'SyncBatchNorm', 'DistributedSampler', 'reduce_avg_stats', 'DistributedCallback',
-    'toy_databunch', 'fit_toy_learner', 'train_mnist', 'under_torchrun', 'launch_main'
+    'train_toy', 'free_port', 'check_port', 'DistributedError', 'exit_without_teardown',
+    'launch', 'all_reduce_sum', 'SyncBatchNorm', 'DistributedSampler', 'reduce_avg_stats',
+    'DistributedCallback', 'toy_databunch', 'fit_toy_learner', 'train_mnist', 'under_torchrun',
+    'launch_main'
 ]) if _name in globals()]
