@@ -1,23 +1,35 @@
-"""File helpers shared by the tools (notebook2script.py, run_notebook.py) and notebook 01.
+"""What the tools (notebook2script.py, run_notebook.py, prose_numbers.py, dist_launch.py, the
+bench/ scripts) and the data fetcher of notebook 00a share: files, notebooks, command lines.
 
     atomic_open(dest, mode='wb', check=None)  # write a temp file beside dest, rename it over dest
     atomic_write(dest, data)                  # the same for a str or bytes in one go
     read_notebook(path)                       # an nbformat v4 node, or one clear NotebookError
+    run_cli(main)                             # fire.Fire(main), the command line checked first
 
 Why atomic: a reader (another tool, a kernel importing exp/, a test) must see either the old file or
 the whole new one, never half of it; and a failure (full disk, bad checksum, Ctrl-C) must leave the
 old file exactly as it was.
+
+How a tool fails: one line on stderr, '<tool>: <message>' (the script's name without .py), then
+exit status 2 for a command line that makes no sense (an unknown flag, a missing argument: nothing
+has run) and 1 for a failure (bad input, a failed check). run_cli does this for UsageError,
+ToolError and NotebookError raised by the tool's main.
 """
 import contextlib
+import difflib
+import inspect
 import json
 import os
+import re
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import nbformat
 
-__all__ = ['atomic_open', 'atomic_write', 'read_notebook', 'parse_notebook', 'NotebookError', 'show_path']
+__all__ = ['atomic_open', 'atomic_write', 'read_notebook', 'parse_notebook', 'NotebookError',
+           'show_path', 'run_cli', 'check_command_line', 'UsageError', 'ToolError']
 
 
 class NotebookError(ValueError):
@@ -56,8 +68,8 @@ def _new_mode(dest):
 @contextlib.contextmanager
 def atomic_open(dest, mode='wb', check=None, encoding=None):
     """Yield a temp file opened in `mode` ('w', 'wt' or 'wb') in dest's folder. On a clean exit:
-    close it, call check(temp_path) if given (it may raise), then os.replace it onto dest (keeping an
-    existing file's permission bits; the umask default for a new one). On any exception (Ctrl-C
+    close it, call check(temp_path) if given (it may raise), then os.replace it onto dest (keeping
+    an existing file's permission bits; the umask default for a new one). On any exception (Ctrl-C
     too): delete the temp file, leave dest untouched, re-raise. Text mode is UTF-8 unless told
     otherwise, and writes '\\n' line ends as given on every platform."""
     if mode not in ('w', 'wt', 'wb'):
@@ -111,11 +123,13 @@ def parse_notebook(data, path='<notebook>', who='notebook'):
         text = data.decode('utf-8') if isinstance(data, (bytes, bytearray)) else data
         raw = json.loads(text)
     except UnicodeDecodeError as e:
-        raise NotebookError(path, f'cannot read: not UTF-8 text ({e.reason} at byte {e.start})') from None
+        reason = f'cannot read: not UTF-8 text ({e.reason} at byte {e.start})'
+        raise NotebookError(path, reason) from None
     except json.JSONDecodeError as e:
         raise NotebookError(path, f'not valid JSON (line {e.lineno}: {e.msg})') from None
     if not isinstance(raw, dict):
-        raise NotebookError(path, f'not a {who} (the JSON is a {type(raw).__name__}, not an object)')
+        kind = type(raw).__name__
+        raise NotebookError(path, f'not a {who} (the JSON is a {kind}, not an object)')
     nb = _to_v4(raw, text, path, who)
     try:
         with warnings.catch_warnings():  # e.g. missing cell ids: nbformat fills them in, fine
@@ -123,7 +137,8 @@ def parse_notebook(data, path='<notebook>', who='notebook'):
             nbformat.validate(nb)
     except nbformat.ValidationError as e:
         lines = str(e).strip().splitlines()
-        raise NotebookError(path, f'not a valid {who}: {lines[0] if lines else "schema error"}') from None
+        first = lines[0] if lines else 'schema error'
+        raise NotebookError(path, f'not a valid {who}: {first}') from None
     return nb
 
 
@@ -145,3 +160,140 @@ def _to_v4(raw, text, path, who):
                                       f'version 4 ({type(e).__name__}: {e}); open and save it in '
                                       'Jupyter to upgrade it') from None
         raise NotebookError(path, f'not a valid {who}: {type(e).__name__}: {e}') from None
+
+
+# --- command lines ------------------------------------------------------------------------------
+
+class UsageError(Exception):
+    """A command line that makes no sense; run_cli prints '<tool>: <message>' and exits 2."""
+
+
+class ToolError(Exception):
+    """A failure the tool reports in one line (bad input, a failed check); run_cli exits 1."""
+
+
+FLAG = re.compile(r'--?[A-Za-z]')  # as fire tells a flag from a value: '-0.5' is a value
+HELP = ('-h', '--help', '--')      # left to fire: its help, and its own flags after '--'
+BOOL_WORDS = ('True', 'False', 'true', 'false')
+
+
+def _keywords(functions):
+    """{name: default} of the parameters a flag may set, over `functions` (later ones add names)."""
+    names = {}
+    for fn in functions:
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.setdefault(p.name, p.default)
+    return names
+
+
+def _unknown(flag, names):
+    near = difflib.get_close_matches(flag, list(names), n=1, cutoff=0.5)
+    hint = f'did you mean --{near[0]}?' if near else \
+        'the flags are ' + ', '.join(f'--{n}' for n in sorted(names))
+    return UsageError(f'unknown flag --{flag}: {hint}')
+
+
+def _flag_name(arg, names):
+    """(name, value or None) of a flag argument: '--num-workers=2' -> ('num_workers', '2');
+    a one-letter flag stands for the only name starting with it, as fire reads it."""
+    key, eq, value = arg.lstrip('-').partition('=')
+    key = key.replace('-', '_')
+    if len(key) == 1 and not arg.startswith('--'):
+        starts = [n for n in names if n[0] == key]
+        if len(starts) == 1:
+            key = starts[0]
+    return key, (value if eq else None)
+
+
+def _takes_no_value(name, value):
+    return UsageError(f'--{name} takes no value (got {value!r}): write --{name} to switch it on, '
+                      f'--no{name} to switch it off')
+
+
+def _is_bool_flag(key, names):
+    """(name, True/False) when `key` switches a boolean flag on (--save) or off (--nosave)."""
+    if isinstance(names.get(key), bool):
+        return key, True
+    if key.startswith('no') and isinstance(names.get(key[2:]), bool):
+        return key[2:], False
+    return None
+
+
+def check_command_line(main, argv, also=()):
+    """The command line `argv` for fire.Fire(main), checked and spelled out, or UsageError.
+
+    Flags are main's parameters (and those of the functions in `also`, for a main that passes
+    **kwargs on). A boolean flag (its default is True or False) is written --name or --noname and
+    never takes the next argument as its value; any other flag needs one (--name value or
+    --name=value). Arguments without a leading '-' are main's positional ones."""
+    names = _keywords([main, *also])
+    params = inspect.signature(main).parameters.values()
+    room = sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in params)
+    room = None if any(p.kind == p.VAR_POSITIONAL for p in params) else room
+    out, positional, args = [], [], list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in HELP:
+            return out + positional + [arg] + args  # fire's help, or fire's own flags after '--'
+        if not FLAG.match(arg):
+            positional.append(arg)
+            continue
+        key, value = _flag_name(arg, names)
+        switch = _is_bool_flag(key, names)
+        if switch:
+            if value is None and args and args[0] in BOOL_WORDS:
+                value = args[0]  # `--save False`: fire would take it, we would not: refuse it
+            if value is not None:
+                raise _takes_no_value(switch[0], value)
+            out.append(f'--{switch[0]}={switch[1]}')
+            continue
+        if key not in names:
+            raise _unknown(key, names)
+        if value is None:
+            if not args or FLAG.match(args[0]):
+                raise UsageError(f'--{key} needs a value (--{key} VALUE or --{key}=VALUE)')
+            value = args.pop(0)
+        out.append(f'--{key}={value}')
+    if room is not None and len(positional) > room:
+        raise UsageError(f'unexpected argument {positional[room]!r}: '
+                         + (f'{main.__name__} takes {room} positional argument(s)' if room
+                            else 'this command takes only flags'))
+    return positional + out
+
+
+def tool_name():
+    """The running script's name without '.py', as messages start: 'notebook2script'."""
+    return Path(sys.argv[0]).stem or 'python'
+
+
+def fail(message, status=1, tool=None):
+    """Print '<tool>: <message>' (one line) on stderr and exit with `status`."""
+    print(f'{tool or tool_name()}: ' + ' '.join(str(message).split()), file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def run_cli(main, argv=None, also=(), tool=None):
+    """Run `main` as a command line through fire, checking the whole command line first.
+
+    Use it in place of fire.Fire(main) at the bottom of a script:
+
+        if __name__ == '__main__':
+            run_cli(main)
+
+    Before anything runs, an unknown flag is refused with the nearest valid one named
+    (`--chekc` -> 'did you mean --check?'), a value given to a boolean flag (--save=x) and a
+    missing value (--epochs at the end) are refused, and so is a positional argument main has no
+    room for. Each is one line on stderr, '<tool>: <message>', and exit status 2. `also` lists
+    more functions whose parameters are valid flags, for a main that hands **kwargs on (see
+    dist_launch.py). While main runs, UsageError exits 2 and ToolError or NotebookError exits 1,
+    each printed the same way; any other exception is a bug and keeps its traceback."""
+    import fire  # here, so that the file helpers above do not need fire installed
+    tool = tool or tool_name()
+    try:
+        command = check_command_line(main, sys.argv[1:] if argv is None else argv, also)
+        return fire.Fire(main, command=command, name=tool)
+    except UsageError as e:
+        fail(e, 2, tool)
+    except (ToolError, NotebookError) as e:
+        fail(e, 1, tool)

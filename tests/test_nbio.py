@@ -24,7 +24,8 @@ def test_atomic_write_bytes_and_str(tmp_path):
     atomic_write(tmp_path / 'a.bin', b'\x00\x01')
     atomic_write(tmp_path / 'b.txt', 'π\nline\r\n')
     assert (tmp_path / 'a.bin').read_bytes() == b'\x00\x01'
-    assert (tmp_path / 'b.txt').read_bytes() == 'π\nline\r\n'.encode('utf-8')  # no newline translation
+    # no newline translation
+    assert (tmp_path / 'b.txt').read_bytes() == 'π\nline\r\n'.encode('utf-8')
     assert files(tmp_path) == ['a.bin', 'b.txt']
 
 
@@ -131,7 +132,8 @@ def test_reads_v4_notebook(tmp_path):
 
 def test_nbformat_3_is_converted(tmp_path):
     from nbformat import v3
-    old = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[v3.new_code_cell(input='# export\nx = 1')])])
+    cell = v3.new_code_cell(input='# export\nx = 1')
+    old = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[cell])])
     path = tmp_path / 'old.ipynb'
     path.write_text(nbformat.writes(old, version=3), encoding='utf-8')
     assert json.loads(path.read_text())['nbformat'] == 3
@@ -177,3 +179,83 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(NotebookError, match='cannot read'):
         read_notebook(path)
+
+
+# --- run_cli / check_command_line ---------------------------------------------------------------
+
+def tool(*paths, all=False, check=False, nbs='nbs', timeout=60):
+    return paths, all, check, nbs, timeout
+
+
+def launcher(target, nprocs=2, **kwargs):
+    return target, nprocs, kwargs
+
+
+def target_fn(epochs=1, bs=64, tta=False):
+    return epochs, bs, tta
+
+
+def refused(argv, main=tool, also=()):
+    with pytest.raises(nbio.UsageError) as info:
+        nbio.check_command_line(main, argv, also)
+    return str(info.value)
+
+
+def test_command_line_is_spelled_out_for_fire():
+    check = nbio.check_command_line
+    assert check(tool, ['a', '--check', 'b']) == ['a', 'b', '--check=True']  # never takes `b`
+    assert check(tool, ['--noall', '--timeout', '5', '--nbs=x']) == \
+        ['--all=False', '--timeout=5', '--nbs=x']
+    assert check(tool, ['-c', '--nbs', 'y']) == \
+        ['--check=True', '--nbs=y']
+    assert check(tool, ['--timeout', '-0.5']) == ['--timeout=-0.5']  # a negative number is a value
+    assert check(tool, ['x', '--help']) == ['x', '--help']          # fire's help is left to fire
+
+
+def test_unknown_flag_names_the_nearest():
+    assert refused(['--all', '--chekc']) == 'unknown flag --chekc: did you mean --check?'
+    assert 'the flags are --all, --check, --nbs, --timeout' in refused(['--zzz'])
+
+
+def test_boolean_flag_takes_no_value_and_others_need_one():
+    assert refused(['--all=x.ipynb']).startswith("--all takes no value (got 'x.ipynb')")
+    assert refused(['--save', 'False'], main=lambda save=True: save).startswith('--save takes no')
+    assert refused(['--timeout']) == '--timeout needs a value (--timeout VALUE or --timeout=VALUE)'
+    assert refused(['--nbs', '--all']).startswith('--nbs needs a value')
+
+
+def test_positional_arguments_beyond_mains_room_are_refused():
+    assert refused(['a', '3', 'b'], main=launcher).startswith("unexpected argument 'b'")
+    assert refused(['a'], main=lambda *, epochs=1: 0) == \
+        "unexpected argument 'a': this command takes only flags"
+
+
+def test_kwargs_are_checked_against_the_functions_in_also():
+    check = nbio.check_command_line
+    assert check(launcher, ['t', '--epochs', '2', '--tta'], also=[target_fn]) == \
+        ['t', '--epochs=2', '--tta=True']
+    assert refused(['t', '--epoch', '2'], main=launcher, also=[target_fn]) == \
+        'unknown flag --epoch: did you mean --epochs?'
+
+
+def run_script(tmp_path, body, *args):
+    script = tmp_path / 'mytool.py'
+    script.write_text(f'import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom nbio import *\n{body}\n'
+                      'run_cli(main)\n')
+    import subprocess
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+
+
+def test_run_cli_refuses_before_main_runs_and_reports_errors_in_one_line(tmp_path):
+    body = ("def main(*paths, check=False):\n"
+            "    print('ran', paths, check)\n"
+            "    if 'bad' in paths: raise ToolError('bad\\ninput')\n"
+            "    if 'usage' in paths: raise UsageError('no sense')\n")
+    result = run_script(tmp_path, body, 'x', '--chekc')
+    assert (result.returncode, result.stdout) == (2, '')  # main never ran
+    assert result.stderr == 'mytool: unknown flag --chekc: did you mean --check?\n'
+    result = run_script(tmp_path, body, 'bad', '--check')
+    assert (result.returncode, result.stderr) == (1, 'mytool: bad input\n')
+    assert result.stdout == "ran ('bad',) True\n"
+    assert run_script(tmp_path, body, 'usage').returncode == 2
+    assert run_script(tmp_path, body, 'a', 'b').stdout == "ran ('a', 'b') False\n"
