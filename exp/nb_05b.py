@@ -2,7 +2,6 @@
 
 
 from exp.nb_05 import *
-from exp.nb_05 import _check_optimizer, _check_positive, _plot_loss_vs_lr   # private in 05 (so not in `import *`)
 import copy, numbers
 
 
@@ -53,13 +52,13 @@ class LR_Find(Callback):
     _order = -1   # before TerminateOnNaNCallback: an infinite loss ends the search, not the program
     def __init__(self, max_iter=100, min_lr=1e-6, max_lr=10, explode=10.):
         check_count('LR_Find', max_iter=max_iter)
-        _check_positive('LR_Find', min_lr=min_lr, max_lr=max_lr, explode=explode)
+        check_positive('LR_Find', min_lr=min_lr, max_lr=max_lr, explode=explode)
         if not min_lr < max_lr: raise ValueError(f"LR_Find: min_lr must be below max_lr, got {min_lr!r} and {max_lr!r}")
         if not explode > 1: raise ValueError(f"LR_Find: explode must be > 1 (a multiple of the best loss), got {explode!r}")
         self.max_iter,self.min_lr,self.max_lr,self.explode = max_iter,min_lr,max_lr,explode
         self.sched,self.snap = sched_exp(min_lr, max_lr),None
     def begin_fit(self):
-        _check_optimizer(self.opt, 'LR_Find', needs=('param_groups', 'state_dict', 'load_state_dict'))
+        check_optimizer(self.opt, 'LR_Find', needs=('param_groups', 'state_dict', 'load_state_dict'))
         self.lrs,self.losses,self.best_loss = [],[],math.inf
         self.snap = _snapshot(self.model, self.opt)
     def begin_batch(self):
@@ -82,7 +81,7 @@ class LR_Find(Callback):
         self.snap = None
     def plot(self, skip_last=0):
         "Loss against learning rate, on a log axis; `skip_last` drops the last (exploded) points."
-        _plot_loss_vs_lr(self.lrs, self.losses, skip_last)
+        plot_loss_vs_lr(self.lrs, self.losses, skip_last)
 
 
 class EarlyStoppingCallback(Callback):
