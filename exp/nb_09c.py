@@ -5,7 +5,8 @@ from exp.nb_09b import *
 import sys, warnings
 import tqdm as _tqdm
 with warnings.catch_warnings():
-    warnings.simplefilter('ignore', _tqdm.TqdmWarning)   # tqdm.auto warns in a notebook without ipywidgets, then uses text bars
+    # tqdm.auto warns in a notebook without ipywidgets, then uses text bars
+    warnings.simplefilter('ignore', _tqdm.TqdmWarning)
     from tqdm.auto import tqdm
 
 
@@ -19,19 +20,21 @@ def _is_terminal(f):
     except (AttributeError, ValueError): return False   # no isatty, or a closed file
 
 def live_output(file=None):
-    "Would a progress bar drawn on `file` (default stderr) be watched: in a notebook, or on a terminal?"
+    """Would a progress bar drawn on `file` (default stderr) be watched:
+    in a notebook, or on a terminal?"""
     return in_notebook() or _is_terminal(sys.stderr if file is None else file)
 
 
 class _NotebookText:
-    "A file for a tqdm text bar in a notebook: a display showing only the bar's latest line, updated in place."
+    """A file for a tqdm text bar in a notebook: a display showing only the bar's latest line,
+    updated in place."""
     encoding = 'utf-8'   # tells tqdm it may draw with block characters
     def __init__(self):
         from IPython.display import display
         self.text,self.handle = '',display({'text/plain': ''}, raw=True, display_id=True)
     def write(self, s):
         s = s.replace('\x1b[A', '')
-        if '\r' not in s and not s.strip('\n'): return   # only cursor moves between bars: nothing to show
+        if '\r' not in s and not s.strip('\n'): return   # only cursor moves between bars
         self._show(s.split('\r')[-1].replace('\n', '').rstrip())
     def append(self, line): self._show(f"{self.text}\n{line}" if self.text else str(line))
     def _show(self, text):
@@ -45,7 +48,8 @@ def _widget_bars():
     return issubclass(tqdm, notebook_tqdm)
 
 class ProgressCallback(Callback):
-    "A bar over the epochs and one over each pass's batches (with the loss); results are written above them."
+    """A bar over the epochs and one over each pass's batches (with the loss); results are written
+    above them."""
     _order = -1
     def __init__(self, enabled=None, file=None, loss_every=10, **tqdm_kwargs):
         check_count('ProgressCallback', loss_every=loss_every)
@@ -60,7 +64,8 @@ class ProgressCallback(Callback):
             self.run.logger,self._files = table.append,(_NotebookText(), _NotebookText())
         else: self.run.logger,self._files = self._write,(self.file, self.file)
         self.mbar,self.pb = self._bar(self.epochs, 'epochs', self._files[0], unit='epoch'),None
-    def _bar(self, total, desc, file, **kwargs): return tqdm(total=total, desc=desc, file=file, **self.tqdm_kwargs, **kwargs)
+    def _bar(self, total, desc, file, **kwargs):
+        return tqdm(total=total, desc=desc, file=file, **self.tqdm_kwargs, **kwargs)
     def _write(self, line): tqdm.write(str(line), file=self.file)
     def _new_pass(self, desc, dl):
         if not self.on: return
@@ -71,7 +76,8 @@ class ProgressCallback(Callback):
     def after_batch(self):
         if not self.on: return
         self.pb.update(1)
-        if self.in_train and self.iter % self.loss_every == 0: self.pb.set_postfix(loss=f"{self.loss.item():.4f}", refresh=False)
+        if self.in_train and self.iter % self.loss_every == 0:
+            self.pb.set_postfix(loss=f"{self.loss.item():.4f}", refresh=False)
     def after_epoch(self):
         if self.on: self.mbar.update(1)
     def after_fit(self):
