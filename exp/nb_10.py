@@ -6,8 +6,9 @@ import math
 
 
 def fashion_databunch(n_train=None, n_valid=None, bs=128, seed=0):
-    """Fashion-MNIST from its tensors as (N, 1, 28, 28) floats in [0, 1]: `n_train` training images drawn at random
-    (with `seed`; all if None) and the first `n_valid` test images (all if None) as the validation set."""
+    """Fashion-MNIST from its tensors as (N, 1, 28, 28) floats in [0, 1]: `n_train` training images
+    drawn at random (with `seed`; all if None) and the first `n_valid` test images (all if None) as
+    the validation set."""
     x_train, y_train, x_test, y_test = get_fashion_mnist()
     idx = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:n_train]
     img = lambda x: to_float_tensor(x[:, None])   # 08's bytes -> [0, 1], with a channel axis
@@ -28,7 +29,8 @@ def _uniform(n, lo, hi, like):
 
 
 def flip_batch(x, p=0.5):
-    "Mirror each image of the batch left-right with probability `p`; every image tosses its own coin."
+    """Mirror each image of the batch left-right with probability `p`; every image tosses its own
+    coin."""
     _check_images(x, 'flip_batch')
     flip = (torch.rand(len(x), device=x.device) < p)[:, None, None, None]
     return torch.where(flip, x.flip(-1), x)
@@ -42,32 +44,40 @@ def _windows(x, top, left, h, w):
     return x.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 def pad_crop_batch(x, pad=4):
-    "Pad each image with `pad` zeros on every side, then cut out a window of the original size at a random place."
+    """Pad each image with `pad` zeros on every side, then cut out a window of the original size
+    at a random place."""
     _check_images(x, 'pad_crop_batch')
-    if not isinstance(pad, int) or pad < 0: raise ValueError(f'pad_crop_batch: pad must be an int >= 0, got {pad!r}')
+    if not isinstance(pad, int) or pad < 0:
+        raise ValueError(f'pad_crop_batch: pad must be an int >= 0, got {pad!r}')
     N, _, H, W = x.shape
     top, left = (torch.randint(0, 2*pad + 1, (N,), device=x.device) for _ in range(2))
     return _windows(F.pad(x, (pad,)*4), top, left, H, W)
 
 
 def _centres(n, like):
-    "Where the centres of `n` pixels lie on the axis from -1 (the first pixel's outer edge) to 1 (the last one's)."
+    """Where the centres of `n` pixels lie on the axis from -1 (the first pixel's outer edge) to 1
+    (the last one's)."""
     return (torch.arange(n, device=like.device, dtype=like.dtype) * 2 + 1) / n - 1
 
 def affine_grid(theta, size):
-    "As F.affine_grid(theta, size, align_corners=False): for each output pixel, the point (x, y) to read it from."
+    """As F.affine_grid(theta, size, align_corners=False): for each output pixel, the point (x, y)
+    to read it from."""
     if theta.ndim != 3 or theta.shape[1:] != (2, 3) or theta.shape[0] != size[0]:
-        raise ValueError(f'affine_grid: theta must be (N, 2, 3) with N = size[0] = {size[0]}, got {tuple(theta.shape)}')
+        raise ValueError(f'affine_grid: theta must be (N, 2, 3) with N = size[0] = {size[0]}, '
+                         f'got {tuple(theta.shape)}')
     N, _, H, W = size
     ys, xs = torch.meshgrid(_centres(H, theta), _centres(W, theta), indexing='ij')
-    base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, H*W, 3)   # (x, y, 1) of every output pixel
+    # (x, y, 1) of every output pixel
+    base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, H*W, 3)
     return torch.bmm(base.expand(N, -1, -1), theta.transpose(1, 2)).view(N, H, W, 2)
 
 
 def _bilinear(x, ix, iy):
-    "Bilinear reads of each image `x[i]` at the points (ix[i], iy[i]) (N, P) in pixel units; zeros outside. (N, C, P)"
+    """Bilinear reads of each image `x[i]` at the points (ix[i], iy[i]) (N, P) in pixel units;
+    zeros outside. (N, C, P)"""
     N, C, H, W = x.shape
-    ix, iy = ix.clamp(-1, W), iy.clamp(-1, H)              # onto the frame: a point further out reads only zeros anyway
+    # onto the frame: a point further out reads only zeros anyway
+    ix, iy = ix.clamp(-1, W), iy.clamp(-1, H)
     x0, y0 = ix.floor(), iy.floor()
     fx, fy = (ix - x0).view(N, 1, -1), (iy - y0).view(N, 1, -1)
     flat = F.pad(x, (1, 2, 1, 2)).reshape(N, C, -1)        # the frame of zeros
@@ -79,19 +89,22 @@ def _bilinear(x, ix, iy):
     return torch.lerp(top, bottom, fy)
 
 def grid_sample(x, grid):
-    "As F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False), written out."
+    """As F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False),
+    written out."""
     _check_images(x, 'grid_sample')
     N, C, H, W = x.shape
     if grid.ndim != 4 or grid.shape[0] != N or grid.shape[-1] != 2:
-        raise ValueError(f'grid_sample: grid must be (N, H_out, W_out, 2) with N = {N}, got {tuple(grid.shape)}')
-    ix = ((grid[..., 0] + 1) * W - 1) / 2                  # to pixel units, where pixel j's centre is at j
+        raise ValueError(f'grid_sample: grid must be (N, H_out, W_out, 2) with N = {N}, '
+                         f'got {tuple(grid.shape)}')
+    ix = ((grid[..., 0] + 1) * W - 1) / 2     # to pixel units, where pixel j's centre is at j
     iy = ((grid[..., 1] + 1) * H - 1) / 2
     return _bilinear(x, ix.reshape(N, -1), iy.reshape(N, -1)).view(N, C, *grid.shape[1:3])
 
 
 def rand_affine(n, degrees=10., scale=(0.9, 1.1), shift=0.1, like=None):
-    """`n` random matrices (n, 2, 3) for `affine_grid`: a rotation by up to `degrees` either way, a zoom by a factor in
-    `scale`, a shift by up to `shift` (in units of half the image) in x and y. Device and dtype from `like`."""
+    """`n` random matrices (n, 2, 3) for `affine_grid`: a rotation by up to `degrees` either way, a
+    zoom by a factor in `scale`, a shift by up to `shift` (in units of half the image) in x and y.
+    Device and dtype from `like`."""
     like = torch.empty(0) if like is None else like
     a = _uniform(n, -degrees, degrees, like) * math.pi / 180
     s = _uniform(n, *scale, like)
@@ -100,13 +113,17 @@ def rand_affine(n, degrees=10., scale=(0.9, 1.1), shift=0.1, like=None):
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 def affine_batch(x, theta):
-    "Each image `x[i]` moved by its own affine matrix `theta[i]`: `grid_sample(x, affine_grid(theta, x.shape))`, fused."
+    """Each image `x[i]` moved by its own affine matrix `theta[i]`:
+    `grid_sample(x, affine_grid(theta, x.shape))`, fused."""
     N, C, H, W = x.shape
-    to_pixels = theta.new_tensor([[W/2, 0, (W-1)/2], [0, H/2, (H-1)/2]])   # x_pix = ((x + 1) W - 1) / 2
+    # x_pix = ((x + 1) W - 1) / 2, and the same for y
+    to_pixels = theta.new_tensor([[W/2, 0, (W-1)/2], [0, H/2, (H-1)/2]])
     last_row = theta.new_tensor([0., 0, 1]).expand(N, 1, 3)
-    theta_pix = to_pixels @ torch.cat([theta, last_row], 1)                 # (N, 2, 3): output point -> input pixel
+    # (N, 2, 3): output point -> input pixel
+    theta_pix = to_pixels @ torch.cat([theta, last_row], 1)
     ys, xs = torch.meshgrid(_centres(H, theta), _centres(W, theta), indexing='ij')
-    pts = theta_pix @ torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()])   # (N, 2, H*W)
+    # (N, 2, H*W)
+    pts = theta_pix @ torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()])
     return _bilinear(x, pts[:, 0], pts[:, 1]).view(N, C, H, W)
 
 def rand_affine_batch(x, degrees=10., scale=(0.9, 1.1), shift=0.1):
@@ -116,14 +133,17 @@ def rand_affine_batch(x, degrees=10., scale=(0.9, 1.1), shift=0.1):
 
 
 def _box(n_pix, size, like):
-    "Masks (N, n_pix) of a run of `size[i]` pixels (a tensor) starting at a random place inside `n_pix`."
-    start = (torch.rand(len(size), device=like.device, dtype=like.dtype) * (n_pix - size + 1)).floor()
+    """Masks (N, n_pix) of a run of `size[i]` pixels (a tensor) starting at a random place inside
+    `n_pix`."""
+    u = torch.rand(len(size), device=like.device, dtype=like.dtype)
+    start = (u * (n_pix - size + 1)).floor()
     pos = torch.arange(n_pix, device=like.device)
     return (pos >= start[:, None]) & (pos < (start + size)[:, None])
 
 def random_erase_batch(x, p=0.5, area=(0.02, 0.4), ratio=0.3, fill=(0., 1.)):
-    """Random erasing (Zhong et al. 2017, arXiv 1708.04896): with probability `p`, a rectangle covering a fraction `area`
-    of the image, with aspect ratio (height/width) in (`ratio`, 1/`ratio`), gets uniform noise in `fill`."""
+    """Random erasing (Zhong et al. 2017, arXiv 1708.04896): with probability `p`, a rectangle
+    covering a fraction `area` of the image, with aspect ratio (height/width) in
+    (`ratio`, 1/`ratio`), gets uniform noise in `fill`."""
     _check_images(x, 'random_erase_batch')
     N, C, H, W = x.shape
     s = _uniform(N, *area, x) * H * W                 # S_e, the erased area
@@ -136,18 +156,23 @@ def random_erase_batch(x, p=0.5, area=(0.02, 0.4), ratio=0.3, fill=(0., 1.)):
 
 
 class AugmentCallback(Callback):
-    "Passes each training batch through the batch transforms `tfms` (see `compose`); validation batches stay as they are."
-    _order = 1   # after DeviceCallback (0) put the batch on the device, before BatchTransformXCallback's normalizing (2)
+    """Passes each training batch through the batch transforms `tfms` (see `compose`); validation
+    batches stay as they are."""
+    # after DeviceCallback (0) put the batch on the device, before BatchTransformXCallback's
+    # normalizing (2)
+    _order = 1
     def __init__(self, tfms): self.tfms = listify(tfms)
     def begin_batch(self):
         if self.in_train: self.run.xb = compose(self.xb, self.tfms)
 
 
 class EpochHistory(Callback):
-    "Keeps AvgStatsCallback's averages after each epoch: `train[e]` and `valid[e]` are [loss, *metrics] of epoch e."
+    """Keeps AvgStatsCallback's averages after each epoch: `train[e]` and `valid[e]` are
+    [loss, *metrics] of epoch e."""
     _order = 1
     def begin_fit(self):
-        if not hasattr(self.run, 'avg_stats'): raise ValueError('EpochHistory needs an AvgStatsCallback on the learner')
+        if not hasattr(self.run, 'avg_stats'):
+            raise ValueError('EpochHistory needs an AvgStatsCallback on the learner')
         self.train, self.valid = [], []
     def after_epoch(self):
         self.train.append(self.avg_stats.train_stats.avg_stats)
