@@ -7,14 +7,16 @@ from torch.distributions.beta import Beta
 
 
 def reduce_loss(loss, reduction='mean'):
-    "The per-item `loss` averaged ('mean'), added up ('sum') or left as it is ('none'), as PyTorch's losses do."
+    """The per-item `loss` averaged ('mean'), added up ('sum') or left as it is ('none'),
+    as PyTorch's losses do."""
     if reduction == 'mean': return loss.mean()
     if reduction == 'sum': return loss.sum()
     if reduction == 'none': return loss
     raise ValueError(f"reduce_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 class NoneReduce():
-    "`with NoneReduce(loss_func) as f`: `f` gives one loss per item; a loss module's own `reduction` is put back after."
+    """`with NoneReduce(loss_func) as f`: `f` gives one loss per item; a loss module's own
+    `reduction` is put back after."""
     def __init__(self, loss_func): self.loss_func,self.old_red = loss_func,None
     def __enter__(self):
         if hasattr(self.loss_func, 'reduction'):
@@ -31,18 +33,21 @@ def lin_comb(v1, v2, beta):
     return beta*v1 + (1-beta)*v2
 
 def unsqueeze(input, dims):
-    "`input` with a new axis of size 1 at each of `dims`, in turn (e.g. (1, 2, 3) makes one number per image broadcast)."
+    """`input` with a new axis of size 1 at each of `dims`, in turn (e.g. (1, 2, 3)
+    makes one number per image broadcast)."""
     for dim in listify(dims): input = torch.unsqueeze(input, dim)
     return input
 
 class MixUp(Callback):
-    "MixUp (Zhang et al. 2017, arXiv 1710.09412): training batches blended with a shuffled copy, and their losses too."
+    """MixUp (Zhang et al. 2017, arXiv 1710.09412): training batches blended with a shuffled copy,
+    and their losses too."""
     _order = 90   # after every other change to the inputs
     def __init__(self, alpha=0.4):
         if not alpha > 0: raise ValueError(f'MixUp: alpha must be > 0, got {alpha!r}')
         self.distrib = Beta(tensor([float(alpha)]), tensor([float(alpha)]))
     def mix(self, xb, yb):
-        "`xb` blended with a shuffled copy, one lambda per image (kept in `lam`, the partners' labels in `yb1`)."
+        """`xb` blended with a shuffled copy, one lambda per image (kept in `lam`, the partners'
+        labels in `yb1`)."""
         lam = self.distrib.sample((len(yb),)).flatten().to(xb.device, xb.dtype)
         self.lam = torch.max(lam, 1 - lam)
         self.shuffle = torch.randperm(len(yb), device=yb.device)
@@ -60,10 +65,12 @@ class MixUp(Callback):
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
-    "Cross-entropy against targets smoothed by `eps` (Szegedy et al. 2016, arXiv 1512.00567): (1-eps) one-hot + eps/K."
+    """Cross-entropy against targets smoothed by `eps` (Szegedy et al. 2016, arXiv 1512.00567):
+    (1-eps) one-hot + eps/K."""
     def __init__(self, eps=0.1, reduction='mean'):
         super().__init__()
-        if not 0 <= eps <= 1: raise ValueError(f'LabelSmoothingCrossEntropy: eps must be in [0, 1], got {eps!r}')
+        if not 0 <= eps <= 1:
+            raise ValueError(f'LabelSmoothingCrossEntropy: eps must be in [0, 1], got {eps!r}')
         self.eps,self.reduction = eps,reduction
     def forward(self, output, target):
         if output.ndim != 2 or target.shape != output.shape[:1]:
