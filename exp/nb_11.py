@@ -15,7 +15,8 @@ class Flatten(nn.Module):
     def forward(self, x): return x.flatten(1)
 
 def conv(ni, nf, ks=3, stride=1, bias=False):
-    "A `ks` x `ks` convolution padded by ks//2 (so stride 1 keeps the size and stride 2 halves it); no bias by default."
+    """A `ks` x `ks` convolution padded by ks//2 (so stride 1 keeps the size and stride 2 halves
+    it); no bias by default."""
     return nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=ks//2, bias=bias)
 
 act_fn = nn.ReLU(inplace=True)
@@ -37,7 +38,8 @@ def init_cnn(m):
 
 
 class ResBlock(nn.Module):
-    "A residual block: ReLU(convs(x) + shortcut(x)), with the ResNet-D shortcut (average pool, then 1x1 conv)."
+    """A residual block: ReLU(convs(x) + shortcut(x)), with the ResNet-D shortcut (average pool,
+    then 1x1 conv)."""
     def __init__(self, expansion, ni, nh, stride=1):
         super().__init__()
         nf, ni = nh*expansion, ni*expansion
@@ -54,31 +56,39 @@ class ResBlock(nn.Module):
 
 
 class XResNet(nn.Sequential):
-    "The bag of tricks' ResNet: ResNet-C stem, groups of ResBlocks (ResNet-B/D, zero-init last BN), pool, linear."
+    """The bag of tricks' ResNet: ResNet-C stem, groups of ResBlocks (ResNet-B/D, zero-init last
+    BN), pool, linear."""
     @classmethod
-    def create(cls, expansion, layers, c_in=3, c_out=1000, width=64, stem_strides=(2, 1, 1), stem_pool=True):
-        if len(stem_strides) != 3: raise ValueError(f'XResNet.create: stem_strides needs one stride per stem conv (3), got {stem_strides!r}')
+    def create(cls, expansion, layers, c_in=3, c_out=1000, width=64, stem_strides=(2, 1, 1),
+               stem_pool=True):
+        if len(stem_strides) != 3:
+            raise ValueError('XResNet.create: stem_strides needs one stride per stem conv (3), '
+                             f'got {stem_strides!r}')
         stem_nfs = [c_in, (c_in+1)*8, width, width]
         stem = [conv_layer(stem_nfs[i], stem_nfs[i+1], stride=stem_strides[i]) for i in range(3)]
         if stem_pool: stem.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         nfs = [width//expansion] + [width * 2**i for i in range(len(layers))]
-        groups = [cls._make_layer(expansion, nfs[i], nfs[i+1], n_blocks=n, stride=1 if i == 0 else 2)
+        groups = [cls._make_layer(expansion, nfs[i], nfs[i+1], n_blocks=n,
+                                  stride=1 if i == 0 else 2)
                   for i, n in enumerate(layers)]
-        res = cls(*stem, *groups, nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(nfs[-1]*expansion, c_out))
+        res = cls(*stem, *groups, nn.AdaptiveAvgPool2d(1), Flatten(),
+                  nn.Linear(nfs[-1]*expansion, c_out))
         init_cnn(res)
         return res
 
     @staticmethod
     def _make_layer(expansion, ni, nf, n_blocks, stride):
         "A group of `n_blocks` blocks; only the first changes the shape."
-        return nn.Sequential(*[ResBlock(expansion, ni if i == 0 else nf, nf, stride if i == 0 else 1)
+        return nn.Sequential(*[ResBlock(expansion, ni if i == 0 else nf, nf,
+                                        stride if i == 0 else 1)
                                for i in range(n_blocks)])
 
 
 def _xresnet(name, expansion, layers):
     def make(**kwargs): return XResNet.create(expansion, layers, **kwargs)
     make.__name__ = make.__qualname__ = name
-    make.__doc__ = f"XResNet with expansion {expansion} and blocks {layers}; keyword arguments go to `XResNet.create`."
+    make.__doc__ = (f"XResNet with expansion {expansion} and blocks {layers}; "
+                    "keyword arguments go to `XResNet.create`.")
     return make
 
 xresnet18  = _xresnet('xresnet18',  1, [2, 2,  2, 2])
@@ -89,35 +99,44 @@ xresnet152 = _xresnet('xresnet152', 4, [3, 8, 36, 3])
 
 
 def _as_images(x):
-    "A (N, 784) or (N, 28, 28) batch of MNIST-like images (bytes or floats) as (N, 1, 28, 28) floats in [0, 1]."
+    """A (N, 784) or (N, 28, 28) batch of MNIST-like images (bytes or floats) as (N, 1, 28, 28)
+    floats in [0, 1]."""
     x = x.view(-1, 1, 28, 28)
     return to_float_tensor(x) if x.dtype == torch.uint8 else x
 
 def mnist_splits():
-    "MNIST as x_train, y_train, x_valid, y_valid, x_test, y_test, the images (N, 1, 28, 28) in [0, 1]."
+    """MNIST as x_train, y_train, x_valid, y_valid, x_test, y_test, the images (N, 1, 28, 28) in
+    [0, 1]."""
     x_tr, y_tr, x_va, y_va, x_te, y_te = get_data(test=True)
     return _as_images(x_tr), y_tr, _as_images(x_va), y_va, _as_images(x_te), y_te
 
 def fashion_splits(n_valid=10000):
-    "Fashion-MNIST as x_train, y_train, x_valid, y_valid (the last `n_valid` training images), x_test, y_test (t10k)."
+    """Fashion-MNIST as x_train, y_train, x_valid, y_valid (the last `n_valid` training images),
+    x_test, y_test (t10k)."""
     x, y, x_te, y_te = get_fashion_mnist()
-    if not 0 < n_valid < len(x): raise ValueError(f'fashion_splits: n_valid must be in 1..{len(x)-1}, got {n_valid!r}')
-    return _as_images(x[:-n_valid]), y[:-n_valid], _as_images(x[-n_valid:]), y[-n_valid:], _as_images(x_te), y_te
+    if not 0 < n_valid < len(x):
+        raise ValueError(f'fashion_splits: n_valid must be in 1..{len(x)-1}, got {n_valid!r}')
+    return (_as_images(x[:-n_valid]), y[:-n_valid], _as_images(x[-n_valid:]), y[-n_valid:],
+            _as_images(x_te), y_te)
 
 def images_databunch(x_train, y_train, x_valid, y_valid, bs=256, c_out=10):
-    "Loaders over image tensors (N, C, H, W): training shuffled in batches of `bs`, validation in batches of `2*bs`."
-    return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), c_in=x_train.shape[1], c_out=c_out)
+    """Loaders over image tensors (N, C, H, W): training shuffled in batches of `bs`, validation in
+    batches of `2*bs`."""
+    return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs),
+                     c_in=x_train.shape[1], c_out=c_out)
 
 def image_norm(x_train):
-    "A per-batch transform normalizing by the mean and std of each channel of `x_train` (N, C, H, W)."
+    """A per-batch transform normalizing by the mean and std of each channel of `x_train`
+    (N, C, H, W)."""
     mean, std = x_train.mean((0, 2, 3)), x_train.std((0, 2, 3))
     return partial(normalize_chan, mean=mean.to(def_device), std=std.to(def_device))
 
 
-def cnn_learner(arch, data, loss_func, opt_func, c_in=None, c_out=None, lr=1e-2, cuda=True, norm=None,
-                progress=False, mixup=0, xtra_cb=None, tfms=None, **kwargs):
-    """A Learner for `arch(c_in=..., c_out=..., **kwargs)` on `data`, recording loss and accuracy per epoch (EpochHistory).
-    `norm`: a batch transform applied after the augmentations `tfms`; `mixup`: MixUp's alpha (0: none)."""
+def cnn_learner(arch, data, loss_func, opt_func, c_in=None, c_out=None, lr=1e-2, cuda=True,
+                norm=None, progress=False, mixup=0, xtra_cb=None, tfms=None, **kwargs):
+    """A Learner for `arch(c_in=..., c_out=..., **kwargs)` on `data`, recording loss and accuracy
+    per epoch (EpochHistory). `norm`: a batch transform applied after the augmentations `tfms`;
+    `mixup`: MixUp's alpha (0: none)."""
     model = arch(c_in=c_in or data.c_in, c_out=c_out or data.c_out, **kwargs)
     cbfs = [partial(AvgStatsCallback, accuracy), EpochHistory]
     if cuda: cbfs.append(partial(DeviceCallback, def_device))
@@ -129,15 +148,18 @@ def cnn_learner(arch, data, loss_func, opt_func, c_in=None, c_out=None, lr=1e-2,
     return Learner(model, data, loss_func, opt_func=opt_func, lr=lr, cb_funcs=cbfs)
 
 def sched_1cycle(lrs, pct_start=0.3, mom_start=0.95, mom_mid=0.85, mom_end=0.95):
-    "One-cycle: lr from lr/10 up to `lrs` (one per param group, or one for all) and down to lr/1e5; momentum the other way."
+    """One-cycle: lr from lr/10 up to `lrs` (one per param group, or one for all) and down to
+    lr/1e5; momentum the other way."""
     phases = create_phases(pct_start)
     sched_lr = [one_cycle(lr, pct_start, div_start=10., div_end=1e5) for lr in listify(lrs)]
     sched_mom = combine_scheds(phases, cos_1cycle_anneal(mom_start, mom_mid, mom_end))
-    return [ParamScheduler('lr', sched_lr if len(sched_lr) > 1 else sched_lr[0]), ParamScheduler('mom', sched_mom)]
+    return [ParamScheduler('lr', sched_lr if len(sched_lr) > 1 else sched_lr[0]),
+            ParamScheduler('mom', sched_mom)]
 
 
 def get_preds(model, x, norm=noop, bs=1000, tta=False):
-    "Softmax probabilities of `model` (in eval mode) on images `x`, normalized by `norm`; with `tta`, averaged with the flipped images'."
+    """Softmax probabilities of `model` (in eval mode) on images `x`, normalized by `norm`; with
+    `tta`, averaged with the flipped images'."""
     was_training, _ = model.training, model.eval()
     try:
         with torch.no_grad():
@@ -158,16 +180,18 @@ def eval_accuracy(learn, x, y, norm=noop, tta=False):
 shifts = partial(pad_crop_batch, pad=2)
 
 
-def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), bs=256, lr=1e-2, wd=0.05, epochs=5,
-                ls_eps=0.1, seed=0, channels_last=True):
-    """Train `arch` for 28x28 images (no max pool) on the training part of `splits` (as made by `mnist_splits`),
-    reporting the validation part each epoch: AdamW, one-cycle, label smoothing, augmentations `tfms`.
+def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), bs=256, lr=1e-2,
+                wd=0.05, epochs=5, ls_eps=0.1, seed=0, channels_last=True):
+    """Train `arch` for 28x28 images (no max pool) on the training part of `splits` (as made by
+    `mnist_splits`), reporting the validation part each epoch: AdamW, one-cycle, label smoothing,
+    augmentations `tfms`.
     Returns the learner, its normalization (for `get_preds`) and the seconds the training took."""
     torch.manual_seed(seed)
     norm = image_norm(splits[0])
     data = images_databunch(*splits[:4], bs=bs)
-    learn = cnn_learner(arch, data, LabelSmoothingCrossEntropy(ls_eps), adam_opt(wd=wd), lr=lr, norm=norm, tfms=tfms,
-                        width=width, stem_strides=stem_strides, stem_pool=False)
+    learn = cnn_learner(arch, data, LabelSmoothingCrossEntropy(ls_eps), adam_opt(wd=wd), lr=lr,
+                        norm=norm, tfms=tfms, width=width, stem_strides=stem_strides,
+                        stem_pool=False)
     if channels_last: learn.model.to(memory_format=torch.channels_last)
     start = time.perf_counter()
     learn.fit(epochs, cbs=sched_1cycle(lr))
@@ -175,7 +199,8 @@ def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), 
 
 
 def with_valid_in_train(splits):
-    "`splits` (x_train, y_train, x_valid, y_valid, x_test, y_test) with the validation images added to the training set."
+    """`splits` (x_train, y_train, x_valid, y_valid, x_test, y_test) with the validation images
+    added to the training set."""
     x_tr, y_tr, x_va, y_va, *rest = splits
     return (torch.cat([x_tr, x_va]), torch.cat([y_tr, y_va]), x_va, y_va, *rest)
 
