@@ -18,33 +18,39 @@ def rank_distrib():
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 def dist_backend():
-    "NCCL when every local process has a GPU of its own (fast GPU-to-GPU copies), gloo otherwise (over TCP)."
+    """NCCL when every local process has a GPU of its own (fast GPU-to-GPU copies), gloo otherwise
+    (over TCP)."""
     n_local = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
-    return 'nccl' if dist.is_nccl_available() and torch.cuda.device_count() >= n_local > 0 else 'gloo'
+    nccl = dist.is_nccl_available() and torch.cuda.device_count() >= n_local > 0
+    return 'nccl' if nccl else 'gloo'
 
 
 _ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 
 def init_distributed(timeout=60):
-    """Join the process group the environment describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT: set by
-    `launch` and by torchrun). A collective that waits more than `timeout` seconds for a peer raises."""
+    """Join the process group the environment describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT:
+    set by `launch` and by torchrun). A collective that waits more than `timeout` seconds for a peer
+    raises."""
     missing = [k for k in _ENV if k not in os.environ]
     if missing: raise RuntimeError(f"init_distributed: environment variable(s) {missing} not set: "
                                    "start this code with `launch(...)` or torchrun")
     backend = dist_backend()
-    if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))   # 'cuda' = this rank's GPU
+    # 'cuda' = this rank's GPU
+    if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return dist.get_rank(), dist.get_world_size()
 
 
 def broadcast_params(model, src=0):
-    "Copy rank `src`'s parameters and buffers into every rank's model, so that all ranks start from the same weights."
+    """Copy rank `src`'s parameters and buffers into every rank's model, so that all ranks start
+    from the same weights."""
     if num_distrib() == 1: return model
     for t in list(model.parameters()) + list(model.buffers()): dist.broadcast(t.data, src)
     return model
 
 def average_gradients(model):
-    "Replace every gradient by its mean over the ranks: `all_reduce` sums it in place on every rank, then divide."
+    """Replace every gradient by its mean over the ranks: `all_reduce` sums it in place on every
+    rank, then divide."""
     n = num_distrib()
     if n == 1: return
     for p in model.parameters():
@@ -54,15 +60,18 @@ def average_gradients(model):
 
 
 def toy_data(n=512, n_in=10, n_out=3, seed=0):
-    "A fixed float64 classification problem, identical on every rank (made from `seed`, not from the global RNG)."
+    """A fixed float64 classification problem, identical on every rank (made from `seed`, not from
+    the global RNG)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, n_in, generator=g, dtype=torch.float64)
     w = torch.randn(n_in, n_out, generator=g, dtype=torch.float64)
     return x, (x@w).argmax(1)
 
 def toy_model(n_in=10, nh=32, n_out=3, norm=None):
-    "Linear, optional norm layer `norm(nh)`, ReLU, linear; in float64 so that sums in another order agree to ~1e-15."
-    layers = [nn.Linear(n_in, nh)] + ([norm(nh)] if norm else []) + [nn.ReLU(), nn.Linear(nh, n_out)]
+    """Linear, optional norm layer `norm(nh)`, ReLU, linear; in float64 so that sums in another
+    order agree to ~1e-15."""
+    layers = ([nn.Linear(n_in, nh)] + ([norm(nh)] if norm else [])
+              + [nn.ReLU(), nn.Linear(nh, n_out)])
     return nn.Sequential(*layers).double()
 
 def _shard(t, step, bs, rank, world):
@@ -72,20 +81,27 @@ def _shard(t, step, bs, rank, world):
 
 def _unwrap(model): return model.module if isinstance(model, DistributedDataParallel) else model
 
-def _cpu_state(model): return {k: v.detach().cpu().clone() for k,v in _unwrap(model).state_dict().items()}
+def _cpu_state(model):
+    return {k: v.detach().cpu().clone() for k,v in _unwrap(model).state_dict().items()}
 
 
 _MODES = ('scratch', 'ddp', 'none')
 
 def train_toy(steps=5, bs=32, lr=0.1, mode='scratch', norm=None, seed=1):
-    """`steps` SGD steps on `toy_data`, each on a global batch of `bs` rows split evenly over the ranks. `mode`:
-    'scratch' (broadcast + `average_gradients`), 'ddp' (DistributedDataParallel) or 'none' (no syncing at all).
-    Every rank starts from different random weights (`seed + rank`) on purpose. Returns (losses, state dict)."""
-    if mode not in _MODES: raise ValueError(f"train_toy: mode must be one of {_MODES}, got {mode!r}")
+    """`steps` SGD steps on `toy_data`, each on a global batch of `bs` rows split evenly over the
+    ranks. `mode`: 'scratch' (broadcast + `average_gradients`), 'ddp' (DistributedDataParallel) or
+    'none' (no syncing at all). Every rank starts from different random weights (`seed + rank`) on
+    purpose. Returns (losses, state dict)."""
+    if mode not in _MODES:
+        raise ValueError(f"train_toy: mode must be one of {_MODES}, got {mode!r}")
     rank,world = rank_distrib(),num_distrib()
-    if bs % world: raise ValueError(f"train_toy: the global batch bs={bs} must split evenly over {world} ranks")
+    if bs % world:
+        raise ValueError(f"train_toy: the global batch bs={bs} must split evenly "
+                         f"over {world} ranks")
     x,y = (t.to(def_device) for t in toy_data())
-    if steps*bs > len(x): raise ValueError(f"train_toy: {steps} steps of {bs} rows need {steps*bs}, toy_data has {len(x)}")
+    if steps*bs > len(x):
+        raise ValueError(f"train_toy: {steps} steps of {bs} rows need {steps*bs}, "
+                         f"toy_data has {len(x)}")
     torch.manual_seed(seed + rank)
     model = toy_model(norm=norm).to(def_device)
     if mode == 'ddp': model = DistributedDataParallel(model)   # broadcasts rank 0's weights itself
@@ -107,26 +123,32 @@ def free_port(addr='127.0.0.1'):
         return s.getsockname()[1]
 
 def check_port(addr, port):
-    "Raise a clear error if `port` on `addr` is taken: rank 0 must listen there for the others to find it."
+    """Raise a clear error if `port` on `addr` is taken: rank 0 must listen there for the others to
+    find it."""
     with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as torch's store does: a closing port is fine
+        # as torch's store does: a closing port is fine
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try: s.bind((addr, port))
         except OSError as e:
-            raise RuntimeError(f"launch: port {port} on {addr} is already in use ({e.strerror}): another run or "
-                               "program is listening there; pass another port, or port=None for a free one") from None
+            raise RuntimeError(f"launch: port {port} on {addr} is already in use ({e.strerror}): "
+                               "another run or program is listening there; pass another port, "
+                               "or port=None for a free one") from None
 
 
 class DistributedError(RuntimeError):
-    "A rank of a `launch`ed run failed; the message names the rank and its error, and the other ranks were stopped."
+    """A rank of a `launch`ed run failed; the message names the rank and its error, and the other
+    ranks were stopped."""
 
 def _worker(local_rank, fn, args, kwargs, env, timeout, threads, out_dir):
-    "What each spawned process runs: set its rank, join the group, run `fn`, save its result (or error) for the parent."
+    """What each spawned process runs: set its rank, join the group, run `fn`, save its result (or
+    error) for the parent."""
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     torch.set_num_threads(threads)
     init_distributed(timeout)
     try: res = fn(*args, **kwargs)
-    except BaseException as e:   # when it failed, and how: the parent names the rank that failed first
-        (Path(out_dir)/f'error{local_rank}.txt').write_text(f"{time.time()!r}\n{type(e).__name__}: {e}\n{traceback.format_exc()}")
+    except BaseException as e:   # when it failed, and how: the parent names the first to fail
+        (Path(out_dir)/f'error{local_rank}.txt').write_text(
+            f"{time.time()!r}\n{type(e).__name__}: {e}\n{traceback.format_exc()}")
         raise
     else: dist.barrier()   # no rank tears down the group while another still talks to it
     finally: dist.destroy_process_group()
@@ -134,14 +156,16 @@ def _worker(local_rank, fn, args, kwargs, env, timeout, threads, out_dir):
     exit_without_teardown()
 
 def exit_without_teardown():
-    """End a finished rank without the interpreter's teardown. Under load, torch 2.13 has been seen to abort a
-    process at the end of a finished run ("terminate called without an active exception": a C++ thread of the
-    process group), which would count as a failed rank although its work was done and saved."""
+    """End a finished rank without the interpreter's teardown. Under load, torch 2.13 has been seen
+    to abort a process at the end of a finished run ("terminate called without an active exception":
+    a C++ thread of the process group), which would count as a failed rank although its work was
+    done and saved."""
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(0)
 
 def _first_error(out_dir):
-    "(rank, one-line error, traceback) of the rank whose error came first; None when no rank recorded one."
+    """(rank, one-line error, traceback) of the rank whose error came first; None when no rank
+    recorded one."""
     errs = []
     for f in Path(out_dir).glob('error*.txt'):
         t,line,tb = f.read_text().split('\n', 2)
@@ -149,40 +173,50 @@ def _first_error(out_dir):
     return min(errs)[1:] if errs else None
 
 def _rank_error(e, nprocs, out_dir):
-    "A DistributedError naming the rank that failed first (the others usually fail after it, losing their peer)."
+    """A DistributedError naming the rank that failed first (the others usually fail after it,
+    losing their peer)."""
     first = _first_error(out_dir)
-    if first is None: return DistributedError(f"launch: a rank of {nprocs} died ({e}); the other ranks were stopped")
+    if first is None:
+        return DistributedError(f"launch: a rank of {nprocs} died ({e}); "
+                                "the other ranks were stopped")
     rank,line,tb = first
-    hint = (" (a timeout: another rank did not reach the same collective in time)" if 'Timed out' in line else "")
-    return DistributedError(f"launch: rank {rank} of {nprocs} failed first, with {line}{hint}; the other ranks were "
-                            f"stopped. Its traceback:\n{tb}")
+    hint = (" (a timeout: another rank did not reach the same collective in time)"
+            if 'Timed out' in line else "")
+    return DistributedError(f"launch: rank {rank} of {nprocs} failed first, with {line}{hint}; "
+                            f"the other ranks were stopped. Its traceback:\n{tb}")
 
 
 def _check_launchable(fn):
     if not callable(fn): raise TypeError(f"launch: fn must be a function, got {fn!r}")
     if getattr(fn, '__module__', None) == '__main__':
-        raise ValueError(f"launch: {getattr(fn, '__name__', fn)} is defined in __main__ (a notebook cell or a script), "
-                         "which new processes cannot import: define it in a module and pass that module's copy, e.g. "
+        raise ValueError(f"launch: {getattr(fn, '__name__', fn)} is defined in __main__ "
+                         "(a notebook cell or a script), which new processes cannot import: "
+                         "define it in a module and pass that module's copy, e.g. "
                          "`import exp.nb_12 as nb12; launch(nb12.train_toy, 2)`")
 
 def launch(fn, nprocs=2, *args, port=None, addr='127.0.0.1', timeout=60, threads=1, **kwargs):
-    """Run `fn(*args, **kwargs)` on `nprocs` new local processes joined in one process group (ranks 0..nprocs-1,
-    `threads` CPU threads each); returns the list of what each rank returned. `fn` must be importable (defined in a
-    module). If a rank raises, the others are stopped and a DistributedError names the rank and the error."""
+    """Run `fn(*args, **kwargs)` on `nprocs` new local processes joined in one process group (ranks
+    0..nprocs-1, `threads` CPU threads each); returns the list of what each rank returned. `fn` must
+    be importable (defined in a module). If a rank raises, the others are stopped and a
+    DistributedError names the rank and the error."""
     _check_launchable(fn); check_count('launch', nprocs=nprocs, threads=threads)
-    if not timeout > 0: raise ValueError(f"launch: timeout must be a number of seconds > 0, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"launch: timeout must be a number of seconds > 0, got {timeout!r}")
     if port is None: port = free_port(addr)
     check_port(addr, port)
-    env = dict(MASTER_ADDR=addr, MASTER_PORT=str(port), WORLD_SIZE=str(nprocs), LOCAL_WORLD_SIZE=str(nprocs))
+    env = dict(MASTER_ADDR=addr, MASTER_PORT=str(port), WORLD_SIZE=str(nprocs),
+               LOCAL_WORLD_SIZE=str(nprocs))
     with tempfile.TemporaryDirectory() as out_dir:
         try: mp.start_processes(_worker, args=(fn, args, kwargs, env, timeout, threads, out_dir),
                                 nprocs=nprocs, join=True, start_method='spawn')
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e: raise _rank_error(e, nprocs, out_dir) from None
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
+            raise _rank_error(e, nprocs, out_dir) from None
         return [torch.load(Path(out_dir)/f'rank{r}.pt', weights_only=False) for r in range(nprocs)]
 
 
 class _AllReduceSum(torch.autograd.Function):
-    "Sum a tensor over the ranks, differentiably: the gradient of a sum seen by every rank is the sum of their gradients."
+    """Sum a tensor over the ranks, differentiably: the gradient of a sum seen by every rank is the
+    sum of their gradients."""
     @staticmethod
     def forward(ctx, x):
         x = x.clone(); dist.all_reduce(x)
@@ -193,18 +227,21 @@ class _AllReduceSum(torch.autograd.Function):
         return g
 
 def all_reduce_sum(x):
-    "`x` summed over the ranks (itself outside a process group), with gradients flowing back to every rank."
+    """`x` summed over the ranks (itself outside a process group), with gradients flowing back to
+    every rank."""
     return _AllReduceSum.apply(x) if num_distrib() > 1 else x
 
 
 class SyncBatchNorm(nn.Module):
-    """Batch norm over the GLOBAL batch: each rank sums x and x**2 over its rows, `all_reduce_sum` adds the ranks'
-    sums, and every rank normalizes with the same mean and variance (ours; torch's nn.SyncBatchNorm needs a GPU)."""
+    """Batch norm over the GLOBAL batch: each rank sums x and x**2 over its rows, `all_reduce_sum`
+    adds the ranks' sums, and every rank normalizes with the same mean and variance (ours; torch's
+    nn.SyncBatchNorm needs a GPU)."""
     def __init__(self, nf, mom=0.1, eps=1e-5):
         super().__init__()
         self.mom,self.eps = mom,eps
         self.weight,self.bias = nn.Parameter(torch.ones(nf)),nn.Parameter(torch.zeros(nf))
-        self.register_buffer('running_mean', torch.zeros(nf)); self.register_buffer('running_var', torch.ones(nf))
+        self.register_buffer('running_mean', torch.zeros(nf))
+        self.register_buffer('running_var', torch.ones(nf))
 
     def _global_stats(self, x):
         dims = [0] + list(range(2, x.dim()))                         # every dim but the channels
@@ -218,50 +255,63 @@ class SyncBatchNorm(nn.Module):
         if self.training:
             mean,var,n = self._global_stats(x)
             with torch.no_grad():   # torch's convention: the running variance is the unbiased one
-                self.running_mean.lerp_(mean, self.mom); self.running_var.lerp_(var*n/(n-1), self.mom)
+                self.running_mean.lerp_(mean, self.mom)
+                self.running_var.lerp_(var*n/(n-1), self.mom)
         else: mean,var = self.running_mean,self.running_var
         shape = (1, -1) + (1,)*(x.dim() - 2)
-        return (x - mean.view(shape)) * (self.weight/(var + self.eps).sqrt()).view(shape) + self.bias.view(shape)
+        scale = (self.weight/(var + self.eps).sqrt()).view(shape)
+        return (x - mean.view(shape)) * scale + self.bias.view(shape)
 
 
 class DistributedSampler:
-    """Rank `rank`'s share of the indices of `dataset` (or of range(n)), as torch's DistributedSampler gives it:
-    one permutation for all ranks (seeded by `seed + epoch`: call `set_epoch` every epoch), padded by repeating its
-    start so every rank gets as many (or, with `drop_last`, its tail dropped), then every `num_replicas`-th index
-    from `rank`. `pad=False` (ours, for validation) neither pads nor drops: the shards then cover each item once."""
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False, pad=True):
+    """Rank `rank`'s share of the indices of `dataset` (or of range(n)), as torch's
+    DistributedSampler gives it: one permutation for all ranks (seeded by `seed + epoch`: call
+    `set_epoch` every epoch), padded by repeating its start so every rank gets as many (or, with
+    `drop_last`, its tail dropped), then every `num_replicas`-th index from `rank`. `pad=False`
+    (ours, for validation) neither pads nor drops: the shards then cover each item once."""
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False,
+                 pad=True):
         self.n = dataset if isinstance(dataset, int) else len(dataset)
         self.num_replicas = num_distrib() if num_replicas is None else num_replicas
         self.rank = rank_distrib() if rank is None else rank
         check_count('DistributedSampler', num_replicas=self.num_replicas)
         if not 0 <= self.rank < self.num_replicas:
-            raise ValueError(f"DistributedSampler: rank must be in [0, {self.num_replicas - 1}], got {self.rank!r}")
-        if drop_last and not pad: raise ValueError("DistributedSampler: drop_last=True and pad=False contradict each other")
+            raise ValueError(f"DistributedSampler: rank must be in [0, {self.num_replicas - 1}], "
+                             f"got {self.rank!r}")
+        if drop_last and not pad:
+            raise ValueError("DistributedSampler: drop_last=True and pad=False "
+                             "contradict each other")
         self.shuffle,self.seed,self.drop_last,self.pad,self.epoch = shuffle,seed,drop_last,pad,0
-        per = self.n // self.num_replicas if drop_last else -(-self.n // self.num_replicas)   # floor or ceiling
+        # floor or ceiling
+        per = self.n // self.num_replicas if drop_last else -(-self.n // self.num_replicas)
         self.total_size = per * self.num_replicas
 
     def set_epoch(self, epoch): self.epoch = epoch
 
     def _order(self):
         if not self.shuffle: return torch.arange(self.n)
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=g)
 
     def indices(self):
         idx = self._order()
         if self.pad and self.n:
-            idx = idx.repeat(-(-self.total_size // self.n))[:self.total_size]   # pads with the start, or cuts the tail
+            # pads with the start, or cuts the tail
+            idx = idx.repeat(-(-self.total_size // self.n))[:self.total_size]
         return idx[self.rank::self.num_replicas]
 
     def __iter__(self): return iter(self.indices().tolist())
-    def __len__(self): return len(range(self.rank, self.total_size if self.pad else self.n, self.num_replicas))
+    def __len__(self):
+        return len(range(self.rank, self.total_size if self.pad else self.n, self.num_replicas))
 
 
 def _shard_loader(dl, world, rank, shuffle, pad, seed):
-    "A DataLoader over `dl`'s dataset with this rank's share of every batch: same global batch size, `1/world` each."
+    """A DataLoader over `dl`'s dataset with this rank's share of every batch: same global batch
+    size, `1/world` each."""
     ds,bs = dl.dataset,dl.batch_size
     if bs is None or bs % world:
-        raise ValueError(f"DistributedCallback: the batch size {bs} must split evenly over {world} ranks")
+        raise ValueError(f"DistributedCallback: the batch size {bs} must split evenly "
+                         f"over {world} ranks")
     sampler = DistributedSampler(ds, world, rank, shuffle=shuffle, seed=seed, pad=pad)
     return DataLoader(ds, bs//world, sampler=sampler, collate_fn=getattr(dl, 'collate_fn', None))
 
@@ -269,24 +319,30 @@ def _silent(*args, **kwargs): pass
 
 def _stats_of(run):
     "Every AvgStats the callbacks keep (AvgStatsCallback's train_stats and valid_stats)."
-    return [s for cb in run.cbs for s in (getattr(cb, 'train_stats', None), getattr(cb, 'valid_stats', None))
+    return [s for cb in run.cbs
+            for s in (getattr(cb, 'train_stats', None), getattr(cb, 'valid_stats', None))
             if isinstance(s, AvgStats)]
 
 def reduce_avg_stats(stats):
-    "Sum an AvgStats' totals and count over the ranks in place: its averages become those of the whole data set."
-    t = torch.tensor(stats.all_stats + [stats.count], dtype=torch.float64, device=def_device)   # NCCL: on the GPU
+    """Sum an AvgStats' totals and count over the ranks in place: its averages become those of the
+    whole data set."""
+    # NCCL: on the GPU
+    t = torch.tensor(stats.all_stats + [stats.count], dtype=torch.float64, device=def_device)
     dist.all_reduce(t)
     if t[-1] == 0: return
     stats.tot_loss,stats.tot_mets,stats.count = t[0],list(t[1:-1]),int(t[-1])
 
 
 class DistributedCallback(Callback):
-    """Data-parallel training for the Learner. For the fit: wraps the model in DistributedDataParallel (`ddp=False`:
-    our broadcast + `average_gradients` instead), gives every rank its share of each batch through a
-    DistributedSampler (set to the epoch each epoch), logs on rank 0 only, averages the AvgStats over the ranks,
-    and, given `path`, saves the model's weights on rank 0 after each epoch. Out of a process group it still swaps
-    the sampler, so one process sees the same global batches as N: that is the reference N processes must match."""
-    _order = -20   # before everything: the model and the data change in begin_fit, the stats are summed before printing
+    """Data-parallel training for the Learner. For the fit: wraps the model in
+    DistributedDataParallel (`ddp=False`: our broadcast + `average_gradients` instead), gives every
+    rank its share of each batch through a DistributedSampler (set to the epoch each epoch), logs on
+    rank 0 only, averages the AvgStats over the ranks, and, given `path`, saves the model's weights
+    on rank 0 after each epoch. Out of a process group it still swaps the sampler, so one process
+    sees the same global batches as N: that is the reference N processes must match."""
+    # before everything: the model and the data change in begin_fit,
+    # and the stats are summed before they are printed
+    _order = -20
     def __init__(self, ddp=True, seed=0, path=None): self.ddp,self.seed,self.path = ddp,seed,path
 
     def begin_fit(self):
@@ -296,8 +352,10 @@ class DistributedCallback(Callback):
         if self.world > 1:
             if self.ddp: self.run.model = DistributedDataParallel(self.model)
             else: broadcast_params(self.model)
-        self.data.train_dl = _shard_loader(self.data.train_dl, self.world, self.rank, True, True, self.seed)
-        self.data.valid_dl = _shard_loader(self.data.valid_dl, self.world, self.rank, False, False, self.seed)
+        self.data.train_dl = _shard_loader(self.data.train_dl, self.world, self.rank, True, True,
+                                           self.seed)
+        self.data.valid_dl = _shard_loader(self.data.valid_dl, self.world, self.rank, False, False,
+                                           self.seed)
 
     def begin_epoch(self): self.data.train_dl.sampler.set_epoch(self.epoch)
     def after_backward(self):
@@ -311,28 +369,34 @@ class DistributedCallback(Callback):
         if self.world > 1: dist.barrier()   # no rank reads the file before it is written
 
     def after_fit(self):
-        saved = self.__dict__.pop('_saved', None)   # None: begin_fit never ran (an earlier callback raised)
+        # None: begin_fit never ran (an earlier callback raised)
+        saved = self.__dict__.pop('_saved', None)
         if saved: self.run.model,self.data.train_dl,self.data.valid_dl,self.run.logger = saved
 
 
 def toy_databunch(bs=32, n_train=384, n_valid=128):
-    "`toy_data` as a DataBunch: `n_train` rows for training (shuffled batches of `bs`), the next `n_valid` for validation."
+    """`toy_data` as a DataBunch: `n_train` rows for training (shuffled batches of `bs`), the next
+    `n_valid` for validation."""
     x,y = toy_data(n_train + n_valid)
-    return DataBunch(*get_dls(Dataset(x[:n_train], y[:n_train]), Dataset(x[n_train:], y[n_train:]), bs), c_in=x.shape[1], c_out=3)
+    train,valid = Dataset(x[:n_train], y[:n_train]), Dataset(x[n_train:], y[n_train:])
+    return DataBunch(*get_dls(train, valid, bs), c_in=x.shape[1], c_out=3)
 
 def fit_toy_learner(epochs=2, bs=32, lr=0.1, ddp=True, seed=1, path=None):
-    """Fit `toy_model` with the Learner and a DistributedCallback on every rank (different start weights per rank,
-    on purpose). Returns (state dict, [train averages, valid averages]); every rank returns the same."""
+    """Fit `toy_model` with the Learner and a DistributedCallback on every rank (different start
+    weights per rank, on purpose). Returns (state dict, [train averages, valid averages]); every
+    rank returns the same."""
     torch.manual_seed(seed + rank_distrib())
     learn = Learner(toy_model().to(def_device), toy_databunch(bs), F.cross_entropy, lr=lr,
-                    cb_funcs=[partial(AvgStatsCallback, accuracy), partial(DistributedCallback, ddp=ddp, path=path)])
+                    cb_funcs=[partial(AvgStatsCallback, accuracy),
+                              partial(DistributedCallback, ddp=ddp, path=path)])
     learn.fit(epochs)
     stats = learn.avg_stats
     return _cpu_state(learn.model), [stats.train_stats.avg_stats, stats.valid_stats.avg_stats]
 
 
 def _fail_on_rank(bad=1, how='raise', seconds=600):
-    "For the fault demos: rank `bad` raises (how='raise') or stalls for `seconds` (how='hang'); then one all_reduce."
+    """For the fault demos: rank `bad` raises (how='raise') or stalls for `seconds` (how='hang');
+    then one all_reduce."""
     if rank_distrib() == bad:
         if how == 'raise': raise ValueError(f"rank {bad} was told to fail")
         if how == 'hang': time.sleep(seconds)
@@ -341,20 +405,24 @@ def _fail_on_rank(bad=1, how='raise', seconds=600):
 
 
 def train_mnist(epochs=1, bs=64, lr=0.4, n_train=8000, nfs=(32,), path=None):
-    "A small CNN (08's get_cnn_model with 11's conv_layer: conv, BatchNorm, ReLU) on the first `n_train` MNIST images, one DistributedCallback fit."
+    """A small CNN (08's get_cnn_model with 11's conv_layer: conv, BatchNorm, ReLU) on the first
+    `n_train` MNIST images, one DistributedCallback fit."""
     x_train,y_train,x_valid,y_valid = normalized_mnist()
-    data = DataBunch(*get_dls(Dataset(x_train[:n_train], y_train[:n_train]), Dataset(x_valid, y_valid), bs), c_in=1, c_out=10)
+    train,valid = Dataset(x_train[:n_train], y_train[:n_train]), Dataset(x_valid, y_valid)
+    data = DataBunch(*get_dls(train, valid, bs), c_in=1, c_out=10)
     torch.manual_seed(0)
     model = get_cnn_model(data, list(nfs), conv_layer); init_cnn(model)
     learn = Learner(model.to(def_device), data, F.cross_entropy, lr=lr, opt_func=sgd_mom_opt,
-                    cb_funcs=[partial(AvgStatsCallback, accuracy), partial(BatchTransformXCallback, view_tfm(1, 28, 28)),
+                    cb_funcs=[partial(AvgStatsCallback, accuracy),
+                              partial(BatchTransformXCallback, view_tfm(1, 28, 28)),
                               partial(DistributedCallback, path=path)])
     learn.fit(epochs)
     return learn.avg_stats.valid_stats.avg_stats
 
 
 def under_torchrun():
-    "Whether torchrun (torch.distributed.run) started this process: it sets the process group's variables."
+    """Whether torchrun (torch.distributed.run) started this process: it sets the process group's
+    variables."""
     return all(k in os.environ for k in _ENV) and 'TORCHELASTIC_RUN_ID' in os.environ
 
 def _import_target(target):
@@ -362,12 +430,15 @@ def _import_target(target):
     import importlib
     mod,_,name = target.rpartition(':')
     m = importlib.import_module(mod or 'exp.nb_12')
-    if not hasattr(m, name): raise ValueError(f"launch_main: module {m.__name__} has no function {name!r} (target {target!r})")
+    if not hasattr(m, name):
+        raise ValueError(f"launch_main: module {m.__name__} has no function {name!r} "
+                         f"(target {target!r})")
     return getattr(m, name)
 
 def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
-    """The command line (dist_launch.py): run function `target` ('module:function') with `kwargs`. Under torchrun,
-    in this process (torchrun started one per rank); otherwise on `nprocs` processes through `launch`.
+    """The command line (dist_launch.py): run function `target` ('module:function') with `kwargs`.
+    Under torchrun, in this process (torchrun started one per rank); otherwise on `nprocs` processes
+    through `launch`.
     With `out`, rank 0's result is saved there (torch.save). Returns rank 0's result."""
     fn = _import_target(target)
     if under_torchrun():
