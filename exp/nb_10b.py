@@ -32,11 +32,11 @@ def lin_comb(v1, v2, beta):
     "beta * v1 + (1 - beta) * v2."
     return beta*v1 + (1-beta)*v2
 
-def unsqueeze(input, dims):
-    """`input` with a new axis of size 1 at each of `dims`, in turn (e.g. (1, 2, 3)
+def unsqueeze(x, dims):
+    """`x` with a new axis of size 1 at each of `dims`, in turn (e.g. (1, 2, 3)
     makes one number per image broadcast)."""
-    for dim in listify(dims): input = torch.unsqueeze(input, dim)
-    return input
+    for dim in listify(dims): x = torch.unsqueeze(x, dim)
+    return x
 
 class MixUp(Callback):
     """MixUp (Zhang et al. 2017, arXiv 1710.09412): training batches blended with a shuffled copy,
