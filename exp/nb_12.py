@@ -425,7 +425,7 @@ def under_torchrun():
     variables."""
     return all(k in os.environ for k in _ENV) and 'TORCHELASTIC_RUN_ID' in os.environ
 
-def _import_target(target):
+def import_target(target):
     "'package.module:function' -> the function (the module defaults to exp.nb_12)."
     import importlib
     mod,_,name = target.rpartition(':')
@@ -440,7 +440,7 @@ def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **
     Under torchrun, in this process (torchrun started one per rank); otherwise on `nprocs` processes
     through `launch`.
     With `out`, rank 0's result is saved there (torch.save). Returns rank 0's result."""
-    fn = _import_target(target)
+    fn = import_target(target)
     if under_torchrun():
         torch.set_num_threads(threads)
         init_distributed(timeout)
@@ -462,5 +462,5 @@ __all__ = [_name for _name in dict.fromkeys(_all_nb_11a + [
     'train_toy', 'free_port', 'check_port', 'DistributedError', 'exit_without_teardown',
     'launch', 'all_reduce_sum', 'SyncBatchNorm', 'DistributedSampler', 'reduce_avg_stats',
     'DistributedCallback', 'toy_databunch', 'fit_toy_learner', 'train_mnist', 'under_torchrun',
-    'launch_main'
+    'import_target', 'launch_main'
 ]) if _name in globals()]
