@@ -5,8 +5,10 @@ from exp.nb_03 import *
 import difflib, math, re
 import torch.optim as optim
 from functools import partial
-from collections.abc import Iterable   # what typing.Iterable stands for; works with isinstance and in hints
-from typing import Any, Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable   # what typing.Iterable means; works with isinstance
+# The course's 04 did `from typing import *`: these names are exported for code written against it.
+from typing import Any, Callable, Collection, Dict, Iterator  # noqa: F401
+from typing import List, Optional, Sequence, Tuple, Union  # noqa: F401
 
 
 def normalized_mnist():
@@ -17,15 +19,18 @@ def normalized_mnist():
 
 
 def _dataset(dl):
-    "The dataset behind a data loader: `.dataset` for PyTorch's `DataLoader`, `.ds` for the one of 03."
+    "The dataset behind a data loader: `.dataset` for PyTorch's `DataLoader`, `.ds` for 03's."
     for attr in ('dataset', 'ds'):
         if hasattr(dl, attr): return getattr(dl, attr)
-    raise TypeError(f"{type(dl).__name__} has neither .dataset (PyTorch's DataLoader) nor .ds (03's DataLoader): "
+    raise TypeError(f"{type(dl).__name__} has neither .dataset (PyTorch's DataLoader) "
+                    "nor .ds (03's DataLoader): "
                     "DataBunch can't find the data set behind it")
 
 class DataBunch:
-    "A training and a validation data loader (03's or PyTorch's), plus `c`: how many outputs (classes) a model needs."
-    def __init__(self, train_dl, valid_dl, c=None): self.train_dl,self.valid_dl,self.c = train_dl,valid_dl,c
+    """A training and a validation data loader (03's or PyTorch's), plus `c`: how many outputs
+    (classes) a model needs."""
+    def __init__(self, train_dl, valid_dl, c=None):
+        self.train_dl,self.valid_dl,self.c = train_dl,valid_dl,c
     @property
     def train_ds(self): return _dataset(self.train_dl)
     @property
@@ -33,27 +38,29 @@ class DataBunch:
 
 
 def mnist_databunch(bs=64):
-    "Normalized MNIST in a DataBunch: shuffled training batches of `bs`, validation batches of `2*bs`."
+    "Normalized MNIST in a DataBunch: shuffled training batches of `bs`, validation ones of `2*bs`."
     x_train,y_train,x_valid,y_valid = normalized_mnist()
-    return DataBunch(*get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs), c=int(y_train.max())+1)
+    dls = get_dls(Dataset(x_train, y_train), Dataset(x_valid, y_valid), bs)
+    return DataBunch(*dls, c=int(y_train.max())+1)
 
 
 def get_model(data, lr=0.1, nh=50):
-    "An MLP with one hidden layer of `nh`, sized from `data`, on `def_device`; and plain SGD for it."
-    if data.c is None: raise ValueError("get_model needs data.c, the number of outputs: pass c= to DataBunch")
-    n_in = data.train_ds[0][0].numel()   # features of one example (any data set that gives (x, y) pairs)
+    "An MLP with one hidden layer of `nh`, sized from `data`, on `def_device`; plain SGD for it."
+    if data.c is None:
+        raise ValueError("get_model needs data.c, the number of outputs: pass c= to DataBunch")
+    n_in = data.train_ds[0][0].numel()   # features of one example (any data set of (x, y) pairs)
     model = nn.Sequential(nn.Linear(n_in, nh), nn.ReLU(), nn.Linear(nh, data.c)).to(def_device)
     return model, optim.SGD(model.parameters(), lr=lr)
 
 
 class Learner:
-    "Everything a training run needs, in one place: the model, its optimizer, the loss and the data."
+    "Everything a training run needs in one place: the model, its optimizer, the loss and the data."
     def __init__(self, model, opt, loss_func, data):
         self.model,self.opt,self.loss_func,self.data = model,opt,loss_func,data
 
 
 def listify(o):
-    "`o` as a list: None -> [], a list as is, a string or tensor wrapped, any other iterable expanded."
+    "`o` as a list: None -> [], a list as is, a string or tensor wrapped, other iterables expanded."
     if o is None: return []
     if isinstance(o, list): return o
     if isinstance(o, (str, torch.Tensor)): return [o]
@@ -64,18 +71,20 @@ def listify(o):
 _camel_re1 = re.compile('(.)([A-Z][a-z]+)')
 _camel_re2 = re.compile('([a-z0-9])([A-Z])')
 def camel2snake(name):
-    "'AvgStatsCallback' -> 'avg_stats_callback': an underscore before each capitalised word, then lower case."
+    "'AvgStatsCallback' -> 'avg_stats_callback': '_' before each capitalised word, then lower case."
     snake = _camel_re2.sub(r'\1_\2', _camel_re1.sub(r'\1_\2', name)).lower()
     return re.sub('__+', '_', snake)   # 'LR_Find' would otherwise give 'lr__find'
 
 
 class Callback:
-    "Base class: define methods named after events (`begin_fit`, `after_loss`, ...); return True to skip what follows."
+    """Base class: define methods named after events (`begin_fit`, `after_loss`, ...); return True
+    to skip what follows."""
     _order = 0
     def set_runner(self, run): self.run = run
     def __getattr__(self, k):
-        # Only reached when normal lookup fails: lets `self.loss`, `self.model`... read the runner's state.
-        if k == 'run': raise AttributeError(f"{type(self).__name__} is not attached to a Runner yet")
+        # Only reached when normal lookup fails: `self.loss`... read the runner's state.
+        if k == 'run':
+            raise AttributeError(f"{type(self).__name__} is not attached to a Runner yet")
         return getattr(self.run, k)
     @property
     def name(self): return camel2snake(re.sub(r'Callback$', '', type(self).__name__) or 'callback')
@@ -85,7 +94,7 @@ class Callback:
 
 
 class TrainEvalCallback(Callback):
-    "Switches the model between train and eval mode; counts training iterations and (fractional) epochs."
+    "Switches the model to train or eval mode; counts training iterations and (fractional) epochs."
     def begin_fit(self): self.run.n_epochs,self.run.n_iter = 0.,0
     def begin_epoch(self):
         self.run.n_epochs = float(self.run.epoch)   # re-sync: adding 1/iters again and again drifts
@@ -103,31 +112,38 @@ class TerminateOnNaNCallback(Callback):
     name = 'terminate_on_nan'   # camel2snake would split 'NaN' into 'na_n'
     gpu_every = 50              # default `every` when the loss is on a GPU
     def __init__(self, every=None):
-        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-            raise ValueError(f"TerminateOnNaNCallback(every={every!r}): every must be a whole number of batches, at least 1")
+        not_count = isinstance(every, bool) or not isinstance(every, int) or every < 1
+        if every is not None and not_count:
+            raise ValueError(f"TerminateOnNaNCallback(every={every!r}): every must be a "
+                             "whole number of batches, at least 1")
         self.every,self._losses,self._where = every,[],[]
     def begin_fit(self): self._losses,self._where = [],[]
     def after_loss(self):
         r = self.run
         every = self.every or (1 if r.loss.is_cpu else self.gpu_every)
-        if every == 1 and math.isfinite(r.loss.item()): return   # the usual case on the CPU, kept cheap
-        self._losses.append(r.loss.detach()); self._where.append((r.epoch, r.in_train, r.iter, r.iters))
+        if every == 1 and math.isfinite(r.loss.item()): return   # the usual case on a CPU: cheap
+        self._losses.append(r.loss.detach())
+        self._where.append((r.epoch, r.in_train, r.iter, r.iters))
         if len(self._losses) >= every: self._check()
     def begin_validate(self): self._check()   # no training batch goes unchecked into validation
     def after_epoch(self): self._check()
     def _check(self):
-        "Read the losses kept so far (one wait for the GPU) and raise at the first that isn't finite."
+        "Read the losses kept so far (one wait for the GPU); raise at the first that isn't finite."
         losses,where,n = self._losses,self._where,len(self._losses)
         self._losses,self._where = [],[]
         if n == 0: return
-        finite = [math.isfinite(losses[0].item())] if n == 1 else torch.isfinite(torch.stack(losses)).tolist()
+        if n == 1: finite = [math.isfinite(losses[0].item())]
+        else: finite = torch.isfinite(torch.stack(losses)).tolist()
         if all(finite): return
         i = finite.index(False)
         epoch,in_train,batch,iters = where[i]
         when = ("stopped before this batch's step" if n == 1 else
-                f"found {n-1-i} batch(es) later, when {n} losses were read at once: the steps since may have spoiled the weights")
-        raise FloatingPointError(f"loss is {losses[i].item()} in epoch {epoch}, {'training' if in_train else 'validation'} "
-                                 f"batch {batch} (0-based; {iters} batches per pass): {when}. Is the learning rate too high?")
+                f"found {n-1-i} batch(es) later, when {n} losses were read at once: "
+                "the steps since may have spoiled the weights")
+        kind = 'training' if in_train else 'validation'
+        raise FloatingPointError(f"loss is {losses[i].item()} in epoch {epoch}, {kind} batch "
+                                 f"{batch} (0-based; {iters} batches per pass): {when}. "
+                                 "Is the learning rate too high?")
 
 
 def _has_own_call(cb): return type(cb).__call__ is not Callback.__call__
@@ -136,38 +152,46 @@ def handles(cb, event):
     "Does callback `cb` act on `event`?"
     if _has_own_call(cb): return True                  # its own __call__ may act on any event
     if event in vars(cb): return True                   # a method attached to this one instance
-    return getattr(type(cb), event, None) is not None   # a method of its class (not the runner's, via __getattr__)
+    return getattr(type(cb), event, None) is not None   # its class's method (not the runner's)
 
 def _handler(cb, event):
-    "What the runner calls for `cb` at `event`: the method itself (no lookup per call), or `cb(event)` for an own __call__."
+    """What the runner calls for `cb` at `event`: the method itself (no lookup per call), or
+    `cb(event)` for an own __call__."""
     return partial(cb, event) if _has_own_call(cb) else getattr(cb, event)
 
 
-def _event_prefixes(events): return tuple({e.split('_')[0] + '_' for e in events})   # ('begin_', 'after_')
+def _event_prefixes(events):
+    "('begin_', 'after_'): how the names of `events` start."
+    return tuple({e.split('_')[0] + '_' for e in events})
 
 def _misnamed_events(cb, events):
-    "Public methods of `cb` named like an event ('begin_...', 'after_...') that are not in `events`."
+    "Public methods of `cb` named like an event ('begin_...', 'after_...') but not in `events`."
     names = {n for n in dir(type(cb)) if callable(getattr(type(cb), n))}
     names |= {n for n,v in vars(cb).items() if callable(v)}   # methods attached to the instance
     prefixes = _event_prefixes(events)
     return sorted(n for n in names if n.startswith(prefixes) and n not in events)
 
 def _check_events(cb, events):
-    "Raise if `cb` has a method that looks like an event handler but matches no event: it would never be called."
+    """Raise if `cb` has a method that looks like an event handler but matches no event: it would
+    never be called."""
     bad = _misnamed_events(cb, events)
     if not bad: return
     def hint(n):
         close = difflib.get_close_matches(n, events, n=1)
         return f"did you mean {close[0]!r}?" if close else "it is close to no event"
-    raise ValueError(f"{type(cb).__name__}: " + '; '.join(f"{n!r} is not an event, so the Runner would never call it ({hint(n)})" for n in bad)
-                     + f". The events are: {', '.join(events)}. (A helper that is not an event: start its name with '_'.)")
+    why = '; '.join(f"{n!r} is not an event, so the Runner would never call it ({hint(n)})"
+                    for n in bad)
+    raise ValueError(f"{type(cb).__name__}: {why}. The events are: {', '.join(events)}. "
+                     "(A helper that is not an event: start its name with '_'.)")
 
 
 class _RunnerCallbacks:
-    "Part 1 of the Runner: its callbacks (added, checked, named, removed) and shortcuts to the learner's parts."
-    events = ('begin_fit', 'begin_epoch', 'begin_batch', 'after_pred', 'after_loss', 'after_backward',
-              'after_step', 'after_batch', 'begin_validate', 'after_epoch', 'after_fit')   # in firing order
-    default_cb_funcs = (TrainEvalCallback, TerminateOnNaNCallback)   # added unless one of the same class is passed
+    "The Runner's callbacks: added (each checked and named) and removed."
+    events = ('begin_fit', 'begin_epoch', 'begin_batch', 'after_pred', 'after_loss',
+              'after_backward', 'after_step', 'after_batch', 'begin_validate', 'after_epoch',
+              'after_fit')   # in firing order
+    # added unless one of the same class is passed:
+    default_cb_funcs = (TrainEvalCallback, TerminateOnNaNCallback)
 
     def __init__(self, cbs=None, cb_funcs=None):
         self.learn,self.in_train,self.stop,self.cbs,self._handlers = None,False,False,[],{}
@@ -179,13 +203,16 @@ class _RunnerCallbacks:
         self.add_cbs(defaults + cbs)
 
     def add_cbs(self, cbs):
-        "Attach callbacks; each becomes reachable as `run.<its name>`. All are checked before any is attached."
+        """Attach callbacks; each becomes reachable as `run.<its name>`. All are checked before any
+        is attached."""
         cbs = listify(cbs)
         for cb in cbs:
             if not isinstance(cb, Callback):
-                raise TypeError(f"{cb!r} is not a Callback instance (classes and factories go in cb_funcs)")
+                raise TypeError(f"{cb!r} is not a Callback instance "
+                                "(classes and factories go in cb_funcs)")
             if self._name_taken(cb.name):
-                raise ValueError(f"{type(cb).__name__} is named {cb.name!r}, which is already a Runner attribute")
+                raise ValueError(f"{type(cb).__name__} is named {cb.name!r}, "
+                                 "which is already a Runner attribute")
             _check_events(cb, self.events)
         for cb in cbs:
             cb.set_runner(self)
@@ -194,21 +221,26 @@ class _RunnerCallbacks:
         self._handlers = {}
 
     def _name_taken(self, name):
-        "Is `name` the runner's own: a method, a property or state (`fit`, `model`, `loss`...)? A callback's name may be reused."
+        """Is `name` the runner's own: a method, a property or state (`fit`, `model`, `loss`...)?
+        A callback's name may be reused."""
         if hasattr(type(self), name): return True    # methods and properties
-        return name in vars(self) and not isinstance(vars(self)[name], Callback)   # state, even while it is None
+        # state, even while it is None:
+        return name in vars(self) and not isinstance(vars(self)[name], Callback)
 
     def remove_cbs(self, cbs):
-        "Detach callbacks (the same objects that were added): the runner stops calling them and forgets their names."
+        """Detach callbacks (the same objects that were added): the runner stops calling them and
+        forgets their names."""
         for cb in listify(cbs):
-            if cb not in self.cbs: raise ValueError(f"{type(cb).__name__} ({cb.name!r}) is not one of this runner's callbacks")
+            if cb not in self.cbs:
+                raise ValueError(f"{type(cb).__name__} ({cb.name!r}) is not one of this runner's "
+                                 "callbacks")
             self.cbs.remove(cb)
             if vars(self).get(cb.name) is cb: delattr(self, cb.name)
         self._handlers = {}
 
 
 class _RunnerShortcuts:
-    "Part 1b of the Runner: the learner's parts, read through the runner (`run.model` is `run.learn.model`)."
+    "The Runner's shortcuts to the learner's parts: `run.model` is `run.learn.model`, and so on."
     @property
     def opt(self): return self.learn.opt
     @property
@@ -220,16 +252,17 @@ class _RunnerShortcuts:
 
 
 class _RunnerEvents:
-    "Part 2 of the Runner: firing an event, i.e. calling the callbacks that handle it."
+    "The Runner's events: firing one calls the callbacks that handle it, in `_order`."
     def _handlers_for(self, event):
         "(callback, function to call) for each callback acting on `event`, sorted by `_order`."
         cbs = [cb for cb in self.cbs if handles(cb, event)]
-        cbs.sort(key=lambda cb: cb._order)   # a stable sort: ties keep the order the callbacks were added in
+        cbs.sort(key=lambda cb: cb._order)   # stable: ties keep the order they were added in
         return [(cb, _handler(cb, event)) for cb in cbs]
 
     def __call__(self, event):
-        "Call each callback acting on `event`, in order; True if any returned something truthy, or `stop` is set."
-        hs = self._handlers.get(event)   # worked out once per event and cached: this runs ~7 times a batch
+        """Call each callback acting on `event`, in order; True if any returned something truthy, or
+        `stop` is set."""
+        hs = self._handlers.get(event)   # worked out once per event and cached: ~7 times a batch
         if hs is None: hs = self._handlers[event] = self._handlers_for(event)
         res = False
         for cb,f in hs:
@@ -242,9 +275,10 @@ class _RunnerEvents:
 
 
 class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
-    "The training loop. At each event it calls the callbacks, in `_order`; see the table above for what True does."
+    """The training loop. At each event it calls the callbacks, in `_order`; see the table above for
+    what True does."""
     def one_batch(self, xb, yb):
-        self.xb,self.yb = xb.to(def_device),yb.to(def_device)   # the one place batches move to the device
+        self.xb,self.yb = xb.to(def_device),yb.to(def_device)   # the one place batches move there
         if self('begin_batch'): return
         self.pred = self.model(self.xb)
         if self('after_pred'): return
@@ -276,8 +310,10 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
             if self('after_epoch'): break
 
     def fit(self, epochs, learn):
-        "Train `learn` for `epochs` epochs. `after_fit` runs however fitting ends: done, stopped, error or Ctrl-C."
-        self.epochs,self.learn,self.epoch,self.iter,self.loss,self.stop = epochs,learn,0,0,tensor(0.),False
+        """Train `learn` for `epochs` epochs. `after_fit` runs however fitting ends: done, stopped,
+        error or Ctrl-C."""
+        self.epochs,self.learn,self.epoch,self.iter = epochs,learn,0,0
+        self.loss,self.stop = tensor(0.),False
         for cb in self.cbs: cb.set_runner(self)
         self._handlers = {}
         learn.opt.zero_grad()   # no stale gradients left by an earlier, interrupted fit
@@ -286,40 +322,48 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
 
 
 def add_weighted(total, x, n):
-    "`total + x*n`, detached from autograd; in place after the first batch. Stays a tensor: no GPU sync."
+    "`total + x*n`, detached from autograd; in place after the first batch. A tensor: no GPU sync."
     x = x.detach() if isinstance(x, torch.Tensor) else torch.tensor(x)
     return x*n if total is None else total.add_(x, alpha=n)
 
 class AvgStats:
-    "The loss and `metrics` averaged over one pass through a data loader, weighting each batch by its size."
+    """The loss and `metrics` averaged over one pass through a data loader, weighting each batch by
+    its size."""
     def __init__(self, metrics, in_train):
         self.metrics,self.in_train = listify(metrics),in_train
         self.reset()
     def reset(self): self.tot_loss,self.tot_mets,self.count = None,[None]*len(self.metrics),0
     @property
-    def names(self): return ['loss'] + [getattr(m, '__name__', type(m).__name__) for m in self.metrics]
+    def names(self):
+        return ['loss'] + [getattr(m, '__name__', type(m).__name__) for m in self.metrics]
     @property
-    def all_stats(self): return [0. if t is None else t.item() for t in [self.tot_loss, *self.tot_mets]]
+    def all_stats(self):
+        return [0. if t is None else t.item() for t in [self.tot_loss, *self.tot_mets]]
     @property
     def avg_stats(self): return [t/self.count for t in self.all_stats] if self.count else []
     def accumulate(self, run):
         bn = run.xb.shape[0]
         self.tot_loss = add_weighted(self.tot_loss, run.loss, bn)
-        for i,m in enumerate(self.metrics): self.tot_mets[i] = add_weighted(self.tot_mets[i], m(run.pred, run.yb), bn)
+        for i,m in enumerate(self.metrics):
+            self.tot_mets[i] = add_weighted(self.tot_mets[i], m(run.pred, run.yb), bn)
         self.count += bn
     def __repr__(self):
         if not self.count: return f"{'train' if self.in_train else 'valid'}: -"
-        return f"{'train' if self.in_train else 'valid'}: " + ', '.join(f"{n} {v:.4f}" for n,v in zip(self.names, self.avg_stats))
+        stats = ', '.join(f"{n} {v:.4f}" for n,v in zip(self.names, self.avg_stats))
+        return f"{'train' if self.in_train else 'valid'}: {stats}"
 
 
 class AvgStatsCallback(Callback):
     "Averages the loss and `metrics` over each epoch, for training and validation, and prints them."
-    def __init__(self, metrics): self.train_stats,self.valid_stats = AvgStats(metrics, True),AvgStats(metrics, False)
+    def __init__(self, metrics):
+        self.train_stats,self.valid_stats = AvgStats(metrics, True),AvgStats(metrics, False)
     def begin_epoch(self):
         self.train_stats.reset()
         self.valid_stats.reset()
-    def after_loss(self): (self.train_stats if self.run.in_train else self.valid_stats).accumulate(self.run)
-    def after_epoch(self): print(f"epoch {self.run.epoch} | {self.train_stats} | {self.valid_stats}")
+    def after_loss(self):
+        (self.train_stats if self.run.in_train else self.valid_stats).accumulate(self.run)
+    def after_epoch(self):
+        print(f"epoch {self.run.epoch} | {self.train_stats} | {self.valid_stats}")
 
 
 # What `from exp.nb_04 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
