@@ -13,29 +13,38 @@ def normalize(x, m, s):
 
 
 def _check_lin(inp, w, b, name='Lin'):
-    "Raise a ValueError naming the shapes unless `inp @ w + b` lines up: inp (n, n_in), w (n_in, n_out), b (n_out,)."
+    """Raise a ValueError naming the shapes unless `inp @ w + b` lines up:
+    inp (n, n_in), w (n_in, n_out), b (n_out,)."""
     if inp.dim() != 2 or inp.shape[1] != w.shape[0]:
-        raise ValueError(f"{name}: input of shape {tuple(inp.shape)} does not match weight of shape {tuple(w.shape)}")
+        raise ValueError(f"{name}: input of shape {tuple(inp.shape)} "
+                         f"does not match weight of shape {tuple(w.shape)}")
     if b.shape != w.shape[1:]:
-        raise ValueError(f"{name}: bias of shape {tuple(b.shape)} does not match weight of shape {tuple(w.shape)}")
+        raise ValueError(f"{name}: bias of shape {tuple(b.shape)} "
+                         f"does not match weight of shape {tuple(w.shape)}")
 
 
 def mse(output, targ):
     "Mean squared error; an `output` of shape (n, 1) is compared with a `targ` of shape (n,)."
     out = output.squeeze(-1) if output.dim() == targ.dim()+1 and output.shape[-1] == 1 else output
     if out.shape != targ.shape:
-        raise ValueError(f"mse: output of shape {tuple(output.shape)} does not match target of shape {tuple(targ.shape)}")
+        raise ValueError(f"mse: output of shape {tuple(output.shape)} "
+                         f"does not match target of shape {tuple(targ.shape)}")
     return (out-targ).pow(2).mean()
 
 
 def _out_grad(layer):
-    "The gradient `layer.out.g` a backward pass starts from; a ValueError naming the layer unless it has the output's shape."
+    """The gradient `layer.out.g` a backward pass starts from; a ValueError naming the layer
+    unless it has the output's shape."""
     name, out = type(layer).__name__, getattr(layer, 'out', None)
-    if out is None: raise ValueError(f"{name}.backward: no forward pass yet; call the layer on an input first")
+    if out is None:
+        raise ValueError(f"{name}.backward: no forward pass yet; call the layer on an input first")
     g = getattr(out, 'g', None)
-    if g is None: raise ValueError(f"{name}.backward: its output has no gradient .g; the layer after it must run backward first")
+    if g is None:
+        raise ValueError(f"{name}.backward: its output has no gradient .g; "
+                         "the layer after it must run backward first")
     if g.shape != out.shape:
-        raise ValueError(f"{name}.backward: gradient of shape {tuple(g.shape)} does not match the output of shape {tuple(out.shape)}")
+        raise ValueError(f"{name}.backward: gradient of shape {tuple(g.shape)} "
+                         f"does not match the output of shape {tuple(out.shape)}")
     return g
 
 
@@ -73,7 +82,8 @@ class Mse():
         self.out = mse(inp, targ)
         return self.out
 
-    def backward(self): self.inp.g = 2. * (self.inp - self.targ.reshape(self.inp.shape)) / self.targ.numel()
+    def backward(self):
+        self.inp.g = 2. * (self.inp - self.targ.reshape(self.inp.shape)) / self.targ.numel()
 
 
 class Model():
