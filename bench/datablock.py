@@ -1,16 +1,20 @@
-"""Images per second loading Fashion-MNIST's PNG files through 08's pipeline (ImageList -> LabeledData ->
-batches of 64): our DataLoader with 0, 1 and 2 worker processes, and PyTorch's DataLoader with 2 workers on
-the same LabeledData. Rounds interleave the loaders so machine load hits them alike; the median round counts.
+"""Images per second loading Fashion-MNIST's PNG files through 08's pipeline (ImageList ->
+LabeledData -> batches of 64): our DataLoader with 0, 1 and 2 worker processes, and PyTorch's
+DataLoader with 2 workers on the same LabeledData. Each pass (workers' start-up included) is timed
+by the harness's wall clock; the loaders take turns for `rounds` rounds, speeds are medians over the
+rounds, ratios the medians of the per-round ratios.
 The last line is the ratio of ours with 2 workers to ours with 0 (and to torch's with 2).
 Run: .venv/bin/python bench/datablock.py [--n_batches 100] [--rounds 5]"""
-import statistics, sys, time
-from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import fire
+import statistics
+
 import torch
 import torch.utils.data
-from exp.nb_08 import (CategoryProcessor, DataLoader, ImageList, SplitData, collate, fashion_image_folder,
-                       grandparent_splitter, label_by_func, parent_labeler, to_byte_tensor, to_float_tensor)
+
+from exp.nb_08 import (CategoryProcessor, DataLoader, ImageList, SplitData, collate,
+                       fashion_image_folder, grandparent_splitter, label_by_func, parent_labeler,
+                       to_byte_tensor, to_float_tensor)
+from nbio import run_cli
+from timing import alternate, check_counts, clock, median_ratio
 
 
 def labeled_train():
@@ -20,27 +24,33 @@ def labeled_train():
     return label_by_func(sd, parent_labeler, proc_y=CategoryProcessor()).train
 
 
+def loaders(ds, bs):
+    "name -> a function building a fresh loader over `ds`."
+    def ours(workers):
+        return lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate, num_workers=workers)
+    return {'ours, 0 workers': ours(0), 'ours, 1 worker': ours(1), 'ours, 2 workers': ours(2),
+            'torch, 2 workers': lambda: torch.utils.data.DataLoader(
+                ds, bs, shuffle=True, collate_fn=collate, num_workers=2)}
+
+
 def images_per_second(make_dl, n_batches):
-    "Start a pass (workers included) and load `n_batches` batches; images per second over all of it."
-    start, n = time.perf_counter(), 0
-    for (xb, _), _ in zip(make_dl(), range(n_batches)): n += len(xb)
-    return n / (time.perf_counter() - start)
+    "A function timing a fresh pass (workers included) of `n_batches` batches: images per second."
+    def run():
+        n = 0
+        with clock() as t:
+            for (xb, _), _ in zip(make_dl(), range(n_batches)): n += len(xb)
+        return n / t.wall
+    return run
 
 
 def main(n_batches=100, rounds=5, bs=64):
-    ds = labeled_train()
-    loaders = {'ours, 0 workers': lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate),
-               'ours, 1 worker': lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate, num_workers=1),
-               'ours, 2 workers': lambda: DataLoader(ds, bs, shuffle=True, collate_fn=collate, num_workers=2),
-               'torch, 2 workers': lambda: torch.utils.data.DataLoader(ds, bs, shuffle=True, collate_fn=collate,
-                                                                       num_workers=2)}
-    runs = {k: [] for k in loaders}
-    for _ in range(rounds):
-        for name, make in loaders.items(): runs[name].append(images_per_second(make, n_batches))
-    speed = {k: statistics.median(v) for k, v in runs.items()}
-    for name, v in speed.items(): print(f'{name:>17}: {v:8.0f} images/s')
-    print(f'ours 2 workers / ours 0 workers: {speed["ours, 2 workers"] / speed["ours, 0 workers"]:.2f}x; '
-          f'ours 2 workers / torch 2 workers: {speed["ours, 2 workers"] / speed["torch, 2 workers"]:.2f}x')
+    check_counts('bench/datablock.py', n_batches=n_batches, rounds=rounds, bs=bs)
+    makers = loaders(labeled_train(), bs)
+    runs = alternate({k: images_per_second(f, n_batches) for k, f in makers.items()}, rounds)
+    for name, v in runs.items(): print(f'{name:>17}: {statistics.median(v):8.0f} images/s')
+    two = runs['ours, 2 workers']
+    print(f'ours 2 workers / ours 0 workers: {median_ratio(two, runs["ours, 0 workers"]):.2f}x; '
+          f'ours 2 workers / torch 2 workers: {median_ratio(two, runs["torch, 2 workers"]):.2f}x')
 
 
-if __name__ == '__main__': fire.Fire(main)
+if __name__ == '__main__': run_cli(main)
