@@ -4,6 +4,8 @@ bench/ scripts) and the data fetcher of notebook 00a share: files, notebooks, co
     atomic_open(dest, mode='wb', check=None)  # write a temp file beside dest, rename it over dest
     atomic_write(dest, data)                  # the same for a str or bytes in one go
     read_notebook(path)                       # an nbformat v4 node, or one clear NotebookError
+    cell_name(nb, index)                      # 'cell 7 (code cell 4)', as every tool says it
+    notebooks()                               # the repo's nbs/*.ipynb in the course's order
     run_cli(main)                             # fire.Fire(main), the command line checked first
 
 Why atomic: a reader (another tool, a kernel importing exp/, a test) must see either the old file or
@@ -28,8 +30,9 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ['atomic_open', 'atomic_write', 'read_notebook', 'parse_notebook', 'NotebookError',
-           'show_path', 'run_cli', 'check_command_line', 'UsageError', 'ToolError']
+__all__ = ['atomic_open', 'atomic_write', 'read_bytes', 'read_notebook', 'parse_notebook',
+           'NotebookError', 'cell_name', 'show_path', 'REPO', 'NBS', 'notebooks', 'run_cli',
+           'check_command_line', 'fail', 'tool_name', 'UsageError', 'ToolError']
 
 
 class NotebookError(ValueError):
@@ -102,19 +105,23 @@ def atomic_write(dest, data, encoding='utf-8'):
         f.write(data)
 
 
-def read_notebook(path, who='notebook'):
-    """The notebook at `path` as an nbformat v4 node (an nbformat 3 file is converted).
-    Anything else raises NotebookError with one line naming the file; `who` is the word used for
-    the file in those messages ('no such notebook')."""
+def read_bytes(path, who='notebook'):
+    """The bytes of the file at `path`, or NotebookError naming it ('no such notebook')."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise NotebookError(path, f'no such {who}') from None
     except IsADirectoryError:
         raise NotebookError(path, f'is a folder, not a {who}') from None
     except OSError as e:
         raise NotebookError(path, f'cannot read: {e.strerror or e}') from None
-    return parse_notebook(data, path, who)
+
+
+def read_notebook(path, who='notebook'):
+    """The notebook at `path` as an nbformat v4 node (an nbformat 3 file is converted).
+    Anything else raises NotebookError with one line naming the file; `who` is the word used for
+    the file in those messages ('no such notebook')."""
+    return parse_notebook(read_bytes(path, who), path, who)
 
 
 def parse_notebook(data, path='<notebook>', who='notebook'):
@@ -162,6 +169,32 @@ def _to_v4(raw, text, path, who):
         raise NotebookError(path, f'not a valid {who}: {type(e).__name__}: {e}') from None
 
 
+def cell_name(nb, index):
+    """How every tool names cell `index` (from 0) of `nb` in its messages: 'cell 7 (code cell 4)',
+    'cell 2 (markdown)'. Cells count from 1 over all cells, as Jupyter lists them; code cells also
+    among themselves, which after a clean run is the execution count [4] shown beside the cell."""
+    cell = nb.cells[index]
+    if cell.cell_type != 'code':
+        return f'cell {index + 1} ({cell.cell_type})'
+    code_no = sum(c.cell_type == 'code' for c in nb.cells[:index + 1])
+    return f'cell {index + 1} (code cell {code_no})'
+
+
+# --- the repo and its notebooks ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent  # the tools sit at the repo root (installed editable)
+NBS = REPO / 'nbs'
+
+
+def notebooks(folder=None):
+    """Every notebook in `folder` (default: the repo's nbs/), sorted by name, which is the course's
+    order; ToolError when the folder does not exist."""
+    folder = Path(folder) if folder is not None else NBS
+    if not folder.is_dir():
+        raise ToolError(f'{show_path(folder)}: no such folder of notebooks')
+    return sorted(folder.glob('*.ipynb'))
+
+
 # --- command lines ------------------------------------------------------------------------------
 
 class UsageError(Exception):
@@ -189,8 +222,9 @@ def _keywords(functions):
 
 def _unknown(flag, names):
     near = difflib.get_close_matches(flag, list(names), n=1, cutoff=0.5)
-    hint = f'did you mean --{near[0]}?' if near else \
-        'the flags are ' + ', '.join(f'--{n}' for n in sorted(names))
+    if near: hint = f'did you mean --{near[0]}?'
+    elif names: hint = 'the flags are ' + ', '.join(f'--{n}' for n in sorted(names))
+    else: hint = 'this command takes no flags'
     return UsageError(f'unknown flag --{flag}: {hint}')
 
 
@@ -262,14 +296,15 @@ def check_command_line(main, argv, also=()):
     return positional + out
 
 
-def tool_name():
-    """The running script's name without '.py', as messages start: 'notebook2script'."""
-    return Path(sys.argv[0]).stem or 'python'
+def tool_name(fn):
+    """How messages name the tool whose function `fn` is: its file's name without '.py'
+    ('notebook2script'), whether the file runs as a script or was imported."""
+    return Path(inspect.getfile(fn)).stem
 
 
-def fail(message, status=1, tool=None):
+def fail(message, status, tool):
     """Print '<tool>: <message>' (one line) on stderr and exit with `status`."""
-    print(f'{tool or tool_name()}: ' + ' '.join(str(message).split()), file=sys.stderr, flush=True)
+    print(f'{tool}: ' + ' '.join(str(message).split()), file=sys.stderr, flush=True)
     sys.exit(status)
 
 
@@ -289,7 +324,8 @@ def run_cli(main, argv=None, also=(), tool=None):
     dist_launch.py). While main runs, UsageError exits 2 and ToolError or NotebookError exits 1,
     each printed the same way; any other exception is a bug and keeps its traceback."""
     import fire  # here, so that the file helpers above do not need fire installed
-    tool = tool or tool_name()
+    tool = tool or tool_name(main)
+
     try:
         command = check_command_line(main, sys.argv[1:] if argv is None else argv, also)
         return fire.Fire(main, command=command, name=tool)

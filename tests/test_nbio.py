@@ -1,4 +1,5 @@
-"""Tests for nbio.py: atomic writes and notebook reading, shared by the tools and notebook 01."""
+"""Tests for nbio.py: atomic writes, notebook reading, cell names and command lines, shared by the
+tools."""
 import json
 import os
 import sys
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -179,6 +180,24 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(NotebookError, match='cannot read'):
         read_notebook(path)
+
+
+# --- cell names, the repo's notebooks -----------------------------------------------------------
+
+def test_cell_name_counts_all_cells_and_code_cells_from_one():
+    nb = new_notebook(cells=[new_markdown_cell('# t'), new_code_cell('x'), new_raw_cell('r'),
+                             new_code_cell('y')])
+    assert [nbio.cell_name(nb, i) for i in range(4)] == \
+        ['cell 1 (markdown)', 'cell 2 (code cell 1)', 'cell 3 (raw)', 'cell 4 (code cell 2)']
+
+
+def test_notebooks_sorted_in_course_order(tmp_path):
+    for name in ['10_b.ipynb', '02_a.ipynb', '02b_c.ipynb', 'notes.txt']:
+        (tmp_path / name).write_text('')
+    assert [p.name for p in nbio.notebooks(tmp_path)] == ['02_a.ipynb', '02b_c.ipynb', '10_b.ipynb']
+    assert nbio.notebooks() == sorted((ROOT / 'nbs').glob('*.ipynb'))
+    with pytest.raises(nbio.ToolError, match='nope: no such folder of notebooks'):
+        nbio.notebooks(tmp_path / 'nope')
 
 
 # --- run_cli / check_command_line ---------------------------------------------------------------
