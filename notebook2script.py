@@ -1,14 +1,14 @@
 """Export the `# export` cells of the notebooks into modules in the repo's exp/.
 
     python notebook2script.py nbs/01_matmul.ipynb   # writes exp/nb_01.py
-    python notebook2script.py --all                 # every notebook in nbs/, sorted; removes stale modules
-    python notebook2script.py --all --check         # write nothing; exit 1 if exp/ is out of sync
+    python notebook2script.py --all           # every notebook in nbs/; removes stale modules
+    python notebook2script.py --all --check   # write nothing; exit 1 if exp/ is out of sync
     python notebook2script.py --check nbs/01_matmul.ipynb   # check just these notebooks
 
 Cells. A cell is exported when its first line is the marker `# export` (any case, spaces allowed;
-`#exports` and `# export foo` are not markers). The marker line and blank lines after it are dropped;
-the rest is kept as written (only line ends become '\\n'). Cells are numbered from 1 counting every
-cell (markdown too); line numbers in messages count the marker line.
+`#exports` and `# export foo` are not markers). The marker line and blank lines after it are
+dropped; the rest is kept as written (only line ends become '\\n'). Messages name cells as every
+tool does ('cell 7 (code cell 4)': see nbio.cell_name); line numbers in them count the marker line.
 
 Where. The repo is the folder holding this script (`--root` changes it); modules always go to the
 repo's exp/ (`--dest`), whatever folder the notebook is in, and `--all` reads the repo's nbs/
@@ -19,16 +19,18 @@ can be imported; a notebook outside the repo, or two notebooks sharing a module,
 Checks. The whole module is compiled before anything is written (and by --check): a failure names
 the notebook, the cell and the line. `from __future__` imports may go only at the top of a
 notebook's first export cell. Every notebook is checked before anything is written, so a bad run
-leaves exp/ untouched; bad input is a one-line error and exit status 1.
+leaves exp/ untouched; bad input is a one-line error and exit status 1. A command line that makes
+no sense (an unknown flag, paths with --all) is refused before anything is read: exit status 2.
 
-__all__. Every module ends with a generated `__all__`: the `__all__` of each module it star-imports
-(`from exp.nb_04 import *`), then the public names (no leading underscore) that its export cells bind
-at top level by def, class, assignment or `from m import name`. A plain `import m` is not exported,
-except the lesson modules in LESSON_MODULES. So `from exp.nb_05 import *` gives the teaching names only.
+__all__. Every module ends with a generated `__all__`: the `__all__` of each module it
+star-imports (`from exp.nb_04 import *`), then the public names (no leading underscore) that its
+export cells bind at top level by def, class, assignment or `from m import name`. A plain
+`import m` is not exported, except the lesson modules in LESSON_MODULES. So
+`from exp.nb_05 import *` gives the teaching names only.
 
-Stale modules. A module this script generated carries a first-line header naming its notebook. `--all`
-removes generated modules that no notebook exports any more (notebook deleted or without export
-cells) and says so; a file in exp/ without the header is never touched, only reported.
+Stale modules. A module this script generated carries a first-line header naming its notebook.
+`--all` removes generated modules that no notebook exports any more (notebook deleted or without
+export cells) and says so; a file in exp/ without the header is never touched, only reported.
 """
 import ast
 import re
@@ -37,22 +39,23 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import fire
+from nbio import REPO, NotebookError, ToolError, UsageError, atomic_write, cell_name, notebooks
+from nbio import read_notebook, run_cli
+from nbio import show_path as show
 
-from nbio import NotebookError, atomic_write, read_notebook, show_path as show
-
-ROOT = Path(__file__).resolve().parent
+ROOT = REPO  # the repo whose exp/ is written (tests point it elsewhere)
 MARKER = re.compile(r'\s*#\s*export\s*', re.IGNORECASE)
 HEADER = '# Generated from {} by notebook2script.py: edit the notebook, not this file.'
-HEADER_RE = re.compile(r'# Generated from (.+) by notebook2script\.py: edit the notebook, not this file\.')
+HEADER_RE = re.compile(re.escape(HEADER).replace(re.escape('{}'), '(.+)'))
 PREFIX_RULE = re.compile(r'[A-Za-z0-9]+')
 PREV_MODULE = re.compile(r'exp\.(nb_[A-Za-z0-9]+)')
-LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'optim', 'plt', 'mpl')  # the course uses these by name
+# modules the course uses by name: `import torch` in an export cell exports `torch`
+LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'optim', 'plt', 'mpl')
 FUTURE_RULE = ("a `from __future__` import may go only at the top of the notebook's first export "
                'cell, since the export cells become one module')
 
 
-class ExportError(Exception):
+class ExportError(ToolError):
     """Bad input or a failed write; the CLI prints it as one line and exits with status 1."""
 
 
@@ -73,7 +76,7 @@ def repo_layout(root=None, nbs='nbs', dest='exp'):
 # --- names ------------------------------------------------------------------------------------
 
 def module_name(nb_path):
-    """'nb_07a' for 07a_lsuv.ipynb; ExportError when the prefix would not make an importable name."""
+    """'nb_07a' for 07a_lsuv.ipynb; ExportError when the prefix would not make a module name."""
     prefix = Path(nb_path).stem.split('_')[0]
     if not PREFIX_RULE.fullmatch(prefix):
         raise ExportError(f'{show(nb_path)}: cannot name its module nb_{prefix}: the part of the '
@@ -111,31 +114,31 @@ def generated_from(module):
 @dataclass
 class Chunk:
     """One export cell's code, with where it came from (for messages)."""
-    number: int     # cell number in the notebook, from 1, counting every cell
+    cell: str        # how messages name the cell: 'cell 7 (code cell 4)'
     first_line: int  # the cell line (from 1, the marker is line 1) that `code` starts at
     code: str
 
 
 def cell_lines(cell):
-    """A cell's source split into lines on line ends only: '\\n', '\\r\\n' or '\\r', as Python reads a
-    file. str.splitlines() would also split on U+2028, form feeds ... inside string literals."""
+    """A cell's source split into lines on line ends only: '\\n', '\\r\\n' or '\\r', as Python reads
+    a file. str.splitlines() would also split on U+2028, form feeds ... inside string literals."""
     src = cell.get('source', '')
     src = ''.join(src) if isinstance(src, list) else src
     return src.replace('\r\n', '\n').replace('\r', '\n').split('\n')
 
 
-def export_chunk(number, lines):
+def export_chunk(cell, lines):
     """The Chunk to export from a cell's lines, or None when its first line is not the marker."""
     if not MARKER.fullmatch(lines[0]):
         return None
     start = 1
     while start < len(lines) and not lines[start].strip(' \t\f'):  # blank lines after the marker
         start += 1
-    return Chunk(number, start + 1, '\n'.join(lines[start:]).rstrip(' \t\f\n'))
+    return Chunk(cell, start + 1, '\n'.join(lines[start:]).rstrip(' \t\f\n'))
 
 
-def where(path, number, line, msg, extra=''):
-    return ExportError(f'{show(path)}: cell {number}, line {line}: {msg}{extra}')
+def where(path, cell, line, msg, extra=''):
+    return ExportError(f'{show(path)}: {cell}, line {line}: {msg}{extra}')
 
 
 def compile_error(e):
@@ -146,17 +149,18 @@ def compile_error(e):
 def export_chunks(nb, path):
     """The Chunk of every export cell (empty ones left out), each checked to compile on its own."""
     chunks = []
-    for number, cell in enumerate(nb.cells, start=1):
+    for index, cell in enumerate(nb.cells):
         if cell.get('cell_type') != 'code':
             continue
         lines = cell_lines(cell)
-        chunk = export_chunk(number, lines)
+        name = cell_name(nb, index)
+        chunk = export_chunk(name, lines)
         if chunk is None:
             continue
         try:
-            compile('\n'.join(lines), f'{path} cell {number}', 'exec', dont_inherit=True)
+            compile('\n'.join(lines), f'{path} {name}', 'exec', dont_inherit=True)
         except (SyntaxError, ValueError) as e:
-            raise where(path, number, *compile_error(e)) from None
+            raise where(path, name, *compile_error(e)) from None
         if chunk.code:
             chunks.append(chunk)
     return chunks
@@ -189,8 +193,9 @@ def module_error(path, chunks, starts, e):
     extra = f' ({FUTURE_RULE})' if '__future__' in msg else ''
     for chunk, start in reversed(list(zip(chunks, starts))):
         if isinstance(line, int) and line >= start:
-            return where(path, chunk.number, line - start + chunk.first_line, msg, extra)
-    return ExportError(f'{show(path)}: the exported module does not compile (line {line}): {msg}{extra}')
+            return where(path, chunk.cell, line - start + chunk.first_line, msg, extra)
+    return ExportError(f'{show(path)}: the exported module does not compile (line {line}): '
+                       f'{msg}{extra}')
 
 
 # --- __all__ ----------------------------------------------------------------------------------
@@ -214,6 +219,10 @@ def nested_bodies(stmt):
         yield handler.body
 
 
+# top-level statements whose bodies still run at module level (try/except* is TryStar, 3.11+)
+BLOCKS = (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
+
+
 def bindings(stmts):
     """('name', x) for each name the module-level statements `stmts` bind that may be exported,
     ('del', x) for each `del x`, and ('star', module) for each `from exp.nb_X import *`."""
@@ -235,8 +244,7 @@ def bindings(stmts):
         elif isinstance(s, ast.Delete):
             for target in s.targets:
                 yield from (('del', n) for n in target_names(target))
-        elif isinstance(s, (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
-                        ) or type(s).__name__ == 'TryStar':
+        elif isinstance(s, BLOCKS) or type(s).__name__ == 'TryStar':
             for body in nested_bodies(s):
                 yield from bindings(body)
 
@@ -256,7 +264,7 @@ def exported_names(chunks, own_name, path):
     for chunk in chunks:
         for kind, value in bindings(ast.parse(chunk.code).body):
             if kind == 'name' and value == '__all__':
-                raise ExportError(f'{show(path)}: cell {chunk.number} assigns __all__; leave it out, '
+                raise ExportError(f'{show(path)}: {chunk.cell} assigns __all__; leave it out, '
                                   'notebook2script.py generates it (see its docstring)')
             if kind == 'star' and value != own_name:
                 stars[value] = None
@@ -303,7 +311,8 @@ def clash(a, b, target):
 
 def check_no_clash(path, target, repo, chosen):
     """Refuse when another notebook (a sibling with the same prefix, or the one named in the
-    existing module's header) exports to `target` too: exporting one must not overwrite another's."""
+    existing module's header) exports to `target` too: exporting one must not overwrite
+    another's."""
     siblings = [p for p in sorted(path.parent.glob('*.ipynb')) if p.resolve() not in chosen]
     for other in siblings:
         if other.stem.split('_')[0] == path.stem.split('_')[0]:
@@ -372,7 +381,8 @@ def write_plan(plan, log=print):
             log(f'{show(e.notebook)}: no export cells, no module written{stale}')
         else:
             changed = write_module(e.module, e.text)
-            log(f'{show(e.notebook)} -> {show(e.module)}' + ('' if changed else ' (already up to date)'))
+            same = '' if changed else ' (already up to date)'
+            log(f'{show(e.notebook)} -> {show(e.module)}{same}')
         written.append(None if e.text is None else e.module)
     return written
 
@@ -392,13 +402,6 @@ def remove_stale(plan, repo, log=print):
     return generated
 
 
-def notebooks(repo):
-    """Every notebook in the repo's nbs folder, sorted by name."""
-    if not repo.nbs.is_dir():
-        raise ExportError(f'{show(repo.nbs)}: no such folder of notebooks')
-    return sorted(repo.nbs.glob('*.ipynb'))
-
-
 def export_notebook(path, dest='exp', root=None):
     """Export one notebook; returns its module's path, or None when it has no export cells."""
     return write_plan(plan_exports([path], repo_layout(root, dest=dest)))[0]
@@ -408,7 +411,7 @@ def export_all(nbs='nbs', dest='exp', root=None):
     """Export every notebook in `nbs`, then remove stale generated modules; writes nothing unless
     every notebook is good. Returns the module paths (None for a notebook without exports)."""
     repo = repo_layout(root, nbs, dest)
-    plan = plan_exports(notebooks(repo), repo)
+    plan = plan_exports(notebooks(repo.nbs), repo)
     written = write_plan(plan)
     remove_stale(plan, repo)
     return written
@@ -440,7 +443,7 @@ def check_all(nbs='nbs', dest='exp', root=None, notes=None):
     notebook exports (an orphan). Files in exp/ without the header are listed in `notes` (if given),
     not as problems: --all would not touch them, so they cannot be out of sync."""
     repo = repo_layout(root, nbs, dest)
-    plan = plan_exports(notebooks(repo), repo)
+    plan = plan_exports(notebooks(repo.nbs), repo)
     problems = plan_problems(plan)
     generated, other = leftovers(plan, repo)
     planned = {e.module for e in plan}
@@ -453,22 +456,12 @@ def check_all(nbs='nbs', dest='exp', root=None, notes=None):
 
 # --- command line -----------------------------------------------------------------------------
 
-def parse_flags(paths, all, check):
-    """(paths, check) after refusing flags given values: fire reads `--all x.ipynb` as all='x.ipynb'
-    (refused) and `--check x.ipynb` as check='x.ipynb' (taken as: check that notebook)."""
-    if not isinstance(all, bool):
-        raise ExportError(f'--all takes no value (got {all!r}): give notebook paths or --all, not both')
-    if not isinstance(check, bool):
-        paths, check = (check, *paths), True
-    if bool(paths) == all:
-        raise ExportError('give notebook paths or --all (not both)')
-    return [Path(str(p)) for p in paths], check  # fire turns `01` into an int
-
-
 def main(*paths, all=False, check=False, nbs='nbs', dest='exp', root=None):
     """Export the notebooks `paths` (or all of `nbs` with --all). With --check, write nothing:
     print each problem to stderr and raise ExportError when exp/ is out of sync."""
-    paths, check = parse_flags(paths, all, check)
+    if bool(paths) == all:
+        raise UsageError('give notebook paths or --all (not both)')
+    paths = [Path(str(p)) for p in paths]  # fire may turn a path into a number
     if not check:
         if all:
             export_all(nbs, dest, root)
@@ -485,13 +478,5 @@ def main(*paths, all=False, check=False, nbs='nbs', dest='exp', root=None):
     print('in sync: every module matches its notebook')
 
 
-def cli():
-    try:
-        fire.Fire(main)
-    except ExportError as e:
-        print('notebook2script: ' + ' '.join(str(e).split('\n')), file=sys.stderr)  # one line
-        sys.exit(1)
-
-
 if __name__ == '__main__':
-    cli()
+    run_cli(main)

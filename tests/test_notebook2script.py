@@ -1,4 +1,4 @@
-"""Tests for notebook2script.py, each in a throwaway repo: tmp/nbs (notebooks) + tmp/exp (modules)."""
+"""Tests for notebook2script.py, each in a scratch repo: tmp/nbs (notebooks), tmp/exp (modules)."""
 import os
 import subprocess
 import sys
@@ -89,24 +89,28 @@ def test_marker_dropped_order_kept_cells_two_blank_lines_apart(repo):
 
 
 def test_cell_whitespace_trimmed_and_file_ends_with_one_newline(repo):
-    write_nb(repo, '01_a', '# export\n\n\nx = 1   \n\n\n', '# export\r\ny = "  "\r\n\t\n', '# export\n  ')
+    write_nb(repo, '01_a', '# export\n\n\nx = 1   \n\n\n', '# export\r\ny = "  "\r\n\t\n',
+             '# export\n  ')
     n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
     data = (repo / 'exp' / 'nb_01.py').read_bytes()
-    assert code_of(data.decode()).encode() == f'{header("01_a")}\n\n\nx = 1\n\n\ny = "  "\n'.encode()
+    expected = f'{header("01_a")}\n\n\nx = 1\n\n\ny = "  "\n'
+    assert code_of(data.decode()).encode() == expected.encode()
     assert b'\r' not in data
 
 
 # --- names and header -------------------------------------------------------------------------
 
-@pytest.mark.parametrize('nb_name, module', [('01_matmul', 'nb_01.py'), ('07a_lsuv', 'nb_07a.py'),
-                                             ('05b_early_stopping', 'nb_05b.py'), ('10', 'nb_10.py')])
+@pytest.mark.parametrize('nb_name, module', [
+    ('01_matmul', 'nb_01.py'), ('07a_lsuv', 'nb_07a.py'), ('05b_early_stopping', 'nb_05b.py'),
+    ('10', 'nb_10.py')])
 def test_module_name_is_prefix_before_first_underscore(repo, nb_name, module):
     write_nb(repo, nb_name, '# export\nx = 1')
     assert n2s.export_notebook(repo / 'nbs' / f'{nb_name}.ipynb') == repo / 'exp' / module
     assert [p.name for p in (repo / 'exp').iterdir()] == [module]
 
 
-def test_header_names_notebook_relative_to_repo_wherever_we_run(repo, tmp_path_factory, monkeypatch):
+def test_header_names_notebook_relative_to_repo_wherever_we_run(repo, tmp_path_factory,
+                                                                 monkeypatch):
     nb = write_nb(repo, '01_matmul', '# export\nx = 1')
     monkeypatch.chdir(tmp_path_factory.mktemp('elsewhere'))
     out = n2s.export_notebook(nb)
@@ -190,7 +194,8 @@ def test_cli_exports_one_notebook_and_all(repo):
     result = run_cli(repo, '--all')
     assert result.returncode == 0, result.stderr
     assert list(snapshot(repo / 'exp')) == ['nb_01.py', 'nb_02.py']
-    assert code_of(snapshot(repo / 'exp')['nb_01.py'].decode()) == f'{header("01_matmul")}\n\n\nx = 1\n'
+    module = snapshot(repo / 'exp')['nb_01.py'].decode()
+    assert code_of(module) == f'{header("01_matmul")}\n\n\nx = 1\n'
 
 
 # --- --check ----------------------------------------------------------------------------------
@@ -272,18 +277,18 @@ def bad_invalid_notebook(repo):
 def bad_syntax(repo):
     write_nb(repo, '01_a', new_markdown_cell('intro'), '# export\nx = 1',
              '# export\ny = 2\ndef f(:\n    pass')
-    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'cell 3, line 3']
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'cell 3 (code cell 2), line 3']
 
 
 def bad_magic(repo):
     write_nb(repo, '01_a', '# export\n%time x = 1')
-    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'cell 1, line 2']
+    return ['nbs/01_a.ipynb'], ['01_a.ipynb', 'cell 1 (code cell 1), line 2']
 
 
 def bad_one_of_all(repo):
     write_nb(repo, '00_base', '# export\nfine = True')
     write_nb(repo, '01_a', '# export\nx = = 1')
-    return ['--all'], ['01_a.ipynb', 'cell 1, line 2']
+    return ['--all'], ['01_a.ipynb', 'cell 1 (code cell 1), line 2']
 
 
 def bad_duplicate_modules(repo):
@@ -324,13 +329,13 @@ def test_bad_input_raises_export_error_from_functions(repo, make_bad):
     assert snapshot(repo / 'exp') == {}
 
 
-def test_cli_without_notebooks_is_an_error(repo):
+def test_cli_without_notebooks_is_a_usage_error(repo):
     result = run_cli(repo)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith('notebook2script: ') and len(result.stderr.splitlines()) == 1
 
 
-# --- issue 7.1: cell text kept byte for byte, whole module compiled -----------------------------
+# --- cell text kept byte for byte, whole module compiled ------------------------------------------
 
 @pytest.mark.parametrize('char', ['\u2028', '\u2029', '\x85', '\x0c', '\x1c', '\x0b'])
 def test_line_break_like_characters_inside_strings_survive(repo, char):
@@ -343,7 +348,8 @@ def test_line_break_like_characters_inside_strings_survive(repo, char):
 
 
 def test_future_import_in_first_export_cell_is_fine(repo):
-    nb = write_nb(repo, '01_a', '# export\nfrom __future__ import annotations\ndef f(x: Undefined): return x',
+    nb = write_nb(repo, '01_a', '# export\nfrom __future__ import annotations\n'
+                                'def f(x: Undefined): return x',
                   '# export\ny = f(2)')
     namespace = {}
     exec(n2s.export_notebook(nb).read_text(encoding='utf-8'), namespace)
@@ -358,11 +364,12 @@ def test_future_import_in_later_cell_names_cell_line_and_rule(repo):
     with pytest.raises(ExportError) as info:
         n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
     message = str(info.value)
-    assert message.startswith('nbs/01_a.ipynb: cell 3, line 4: ')  # the cell's own line numbers
+    # the cell named as every tool names it, and the line counted within the cell
+    assert message.startswith('nbs/01_a.ipynb: cell 3 (code cell 2), line 4: ')
     assert '__future__' in message and "first export cell" in message
     for args in [['nbs/01_a.ipynb'], ['nbs/01_a.ipynb', '--check'], ['--all', '--check']]:
         result = run_cli(repo, *args)
-        assert result.returncode == 1 and 'cell 3, line 4' in result.stderr, result
+        assert result.returncode == 1 and 'cell 3 (code cell 2), line 4' in result.stderr, result
         assert len(result.stderr.splitlines()) == 1
     assert snapshot(repo / 'exp') == before
 
@@ -372,11 +379,11 @@ def test_check_compiles_the_module_it_compares(repo, monkeypatch):
     # a module that already holds exactly this (broken) text must not be called "in sync"
     text = f'{header("01_a")}\n\n\nx = 1\n\n\nfrom __future__ import annotations\n'
     (repo / 'exp' / 'nb_01.py').write_text(text)
-    with pytest.raises(ExportError, match='cell 2, line 2'):
+    with pytest.raises(ExportError, match=r'cell 2 \(code cell 2\), line 2'):
         n2s.check_notebooks([nb])
 
 
-# --- issue 7.2: --all takes no value; --check takes paths --------------------------------------
+# --- the command line: --all takes no value, --check takes paths, a typo runs nothing ----------
 
 def test_all_with_a_path_is_refused(repo):
     write_nb(repo, '00_base', '# export\nx = 1')
@@ -384,25 +391,39 @@ def test_all_with_a_path_is_refused(repo):
     for args in [['--all', 'nbs/00_base.ipynb'], ['nbs/00_base.ipynb', '--all'],
                  ['--all', 'nbs/00_base.ipynb', '--check']]:
         result = run_cli(repo, *args)
-        assert result.returncode == 1, (args, result)
+        assert result.returncode == 2, (args, result)
         assert 'not both' in result.stderr and len(result.stderr.splitlines()) == 1
         assert snapshot(repo / 'exp') == {}
+
+
+def test_mistyped_flag_stops_before_anything_is_written(repo):
+    write_nb(repo, '01_a', '# export\ny = 1')
+    stale = repo / 'exp' / 'nb_02.py'
+    stale.write_text(header('02_gone') + '\nz = 1\n', encoding='utf-8')
+    before = snapshot(repo / 'exp')
+    for args in [['--all', '--chekc'], ['--all=yes'], ['nbs/01_a.ipynb', '--dset', 'x']]:
+        result = run_cli(repo, *args)
+        assert result.returncode == 2, (args, result)
+        assert len(result.stderr.splitlines()) == 1 and result.stdout == ''
+        assert snapshot(repo / 'exp') == before  # no module written, the stale one kept
+    assert 'unknown flag --chekc: did you mean --check?' in run_cli(repo, '--all', '--chekc').stderr
 
 
 def test_check_with_paths_checks_just_those(repo):
     write_nb(repo, '00_base', '# export\nx = 1')
     write_nb(repo, '01_a', '# export\ny = 1')
     run_cli(repo, 'nbs/00_base.ipynb')
-    result = run_cli(repo, '--check', 'nbs/00_base.ipynb')  # fire: check='nbs/00_base.ipynb'
+    result = run_cli(repo, '--check', 'nbs/00_base.ipynb')  # the path is not --check's value
     assert result.returncode == 0 and 'in sync' in result.stdout, result
     result = run_cli(repo, '--check', 'nbs/01_a.ipynb')
     assert result.returncode == 1 and 'nb_01.py: missing' in result.stderr
     result = run_cli(repo, '--check', 'nbs/00_base.ipynb', 'nbs/01_a.ipynb')
-    assert result.returncode == 1 and 'nb_01.py' in result.stderr and 'nb_00.py' not in result.stderr
+    assert result.returncode == 1
+    assert 'nb_01.py' in result.stderr and 'nb_00.py' not in result.stderr
     assert list(snapshot(repo / 'exp')) == ['nb_00.py']
 
 
-# --- issue 7.3: stale modules ------------------------------------------------------------------
+# --- stale modules --------------------------------------------------------------------------------
 
 def test_all_removes_stale_generated_modules_and_leaves_others(repo):
     write_nb(repo, '00_base', '# export\nx = 1')
@@ -445,7 +466,7 @@ def test_single_export_never_removes_but_says_stale(repo):
     assert (repo / 'exp' / 'nb_01.py').exists()
 
 
-# --- issue 7.4: importable names, the repo's exp/ always ---------------------------------------
+# --- importable names, the repo's exp/ always -----------------------------------------------------
 
 @pytest.mark.parametrize('name', ['foo bar', '01-matmul', '_hidden', 'é1_x', '01.2_x'])
 def test_module_name_must_be_importable(repo, name):
@@ -481,7 +502,7 @@ def test_notebook_outside_the_repo_is_refused(repo, tmp_path_factory):
     assert snapshot(repo / 'exp') == {}
 
 
-# --- issue 7.5: one notebook must not overwrite another's module --------------------------------
+# --- one notebook must not overwrite another's module ---------------------------------------------
 
 def test_single_export_refuses_a_sibling_with_the_same_module(repo):
     write_nb(repo, '01_a', '# export\nx = 1')
@@ -507,19 +528,20 @@ def test_single_export_refuses_to_overwrite_a_module_another_notebook_owns(repo)
     assert n2s.export_notebook(other) == repo / 'exp' / 'nb_01.py'
 
 
-# --- issue 7.6: nbformat 3 -----------------------------------------------------------------------
+# --- nbformat 3 -----------------------------------------------------------------------------------
 
 def test_nbformat_3_notebook_is_exported(repo):
     from nbformat import v3
-    old = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[
-        v3.new_text_cell('markdown', source='# Title'), v3.new_code_cell(input='# export\nx = 3')])])
+    cells = [v3.new_text_cell('markdown', source='# Title'),
+             v3.new_code_cell(input='# export\nx = 3')]
+    old = v3.new_notebook(worksheets=[v3.new_worksheet(cells=cells)])
     (repo / 'nbs' / '01_old.ipynb').write_text(nbformat.writes(old, version=3), encoding='utf-8')
     result = run_cli(repo, 'nbs/01_old.ipynb')
     assert result.returncode == 0, result.stderr
     assert code_of((repo / 'exp' / 'nb_01.py').read_text()) == f'{header("01_old")}\n\n\nx = 3\n'
 
 
-# --- issue 8.3: the generated __all__ --------------------------------------------------------------
+# --- the generated __all__ -----------------------------------------------------------------------
 
 BINDINGS = '''# export
 import os, sys as system, torch
@@ -558,15 +580,15 @@ def test_all_lists_public_bindings_in_order_once(repo):
     text = n2s.export_notebook(write_nb(repo, '01_a', BINDINGS)).read_text()
     namespace = {}
     exec(text, namespace)
-    assert namespace['__all__'] == ['torch', 'F', 'plt', 'Path', 'fold', 'x', 'a', 'b', 'rest', 'p', 'q',
-                                    'obj', 'n', 'f', 'g', 'K', 'taken', 'math']
+    assert namespace['__all__'] == ['torch', 'F', 'plt', 'Path', 'fold', 'x', 'a', 'b', 'rest', 'p',
+                                    'q', 'obj', 'n', 'f', 'g', 'K', 'taken', 'math']
     # a name bound only in a branch not taken is listed but filtered out when the module runs
     assert "'not_taken'" in text and "'fallback'" in text
 
 
 def test_assigning_all_by_hand_is_refused(repo):
     write_nb(repo, '01_a', '# export\n__all__ = ["x"]\nx = 1')
-    with pytest.raises(ExportError, match='cell 1 assigns __all__'):
+    with pytest.raises(ExportError, match=r'cell 1 \(code cell 1\) assigns __all__'):
         n2s.export_notebook(repo / 'nbs' / '01_a.ipynb')
 
 
@@ -576,7 +598,7 @@ def test_star_import_chain_gives_teaching_names_only(repo):
                               'def _helper(): return os.sep\ndef base(): return _helper()')
     write_nb(repo, '01_a', '# export\nfrom exp.nb_00 import *\nimport re\nimport torch.nn as nn\n'
                            'def base(): return "redefined on purpose"\ndef more(): return partial',
-             '# export\nfrom exp.nb_01 import *  # a self-import is not a previous module\nLAST = 1')
+             '# export\nfrom exp.nb_01 import *  # a self-import, not a previous module\nLAST = 1')
     n2s.export_all()
     probe = ('import types\nfrom exp.nb_01 import *\n'
              'print(sorted(k for k in dir() if not k.startswith("__")))\n'
