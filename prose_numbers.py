@@ -19,18 +19,15 @@ Skipped: arXiv ids (1502.01852, arXiv:1502.01852v1), version strings with two or
 link targets and bare URLs, and references right after Python, version, section, sec., §, eq.,
 equation, figure, fig., table, chapter or appendix ('Python 3.11', 'section 3.3').
 
-Output: one line per miss, naming the notebook, the markdown cell (numbered from 1 among all cells,
-as notebook2script.py and run_notebook.py count, and its index from 0, as nbformat counts) and the
-number; exit status 1 if there is any.
+Output: one line per miss, naming the notebook, the markdown cell (as every tool names it:
+'cell 7 (markdown)', counted from 1 among all cells) and the number; exit status 1 if there is any.
 """
 import re
-import sys
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
-from nbio import NotebookError, read_notebook, show_path
+from nbio import NotebookError, ToolError, cell_name, notebooks, read_notebook, run_cli, show_path
 
-NBS = Path(__file__).resolve().parent / 'nbs'
 # a number: digits with optional thousands commas, an optional fraction and exponent
 # (not inside a name like v1.2 or nb_05; a unit may follow: 12.3s, 3.5ms, 1.5x)
 NUMBER = re.compile(r'(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)((?:\.\d+)*)([eE][-+]?\d+)?(?![\d_])')
@@ -80,7 +77,7 @@ def evidence(nb):
 
 
 def places(token):
-    """Decimal places written in a quoted token, counting its exponent: '0.9580' -> 4, '2.5e-4' -> 5."""
+    """Decimal places written in a quoted token, with its exponent: '0.9580' -> 4, '2.5e-4' -> 5."""
     value = Decimal(token.replace(',', ''))
     return max(-value.as_tuple().exponent, 0)
 
@@ -129,30 +126,35 @@ def misses(path):
             continue
         for value, token, percent in quoted_numbers(text_of(cell.source)):
             if not backed(abs(value), token, percent, found):
-                lines.append(f'{show_path(path)}: cell {index + 1} (markdown, index {index}): {token} '
-                             'matches no number in '
-                             "the notebook's code or outputs (print it from the run, or cut it)")
+                lines.append(f'{show_path(path)}: {cell_name(nb, index)}: {token} matches no '
+                             "number in the notebook's code or outputs (print it from the run, "
+                             'or cut it)')
+
     return lines
 
 
-def main(argv=None):
-    """Check the notebooks named in `argv` (default: all of nbs/); exit status 1 on any miss."""
-    paths = [Path(a) for a in (sys.argv[1:] if argv is None else argv)] or sorted(NBS.glob('*.ipynb'))
-    problems = []
+def problems(paths):
+    """One line for each miss in the notebooks `paths`, and for each file that is not a notebook."""
+    lines = []
     for path in paths:
         try:
-            problems += misses(path)
+            lines += misses(path)
         except NotebookError as e:
-            problems.append(str(e))
-    for line in problems:
+            lines.append(str(e))
+    return lines
+
+
+def main(*paths):
+    """Check the notebooks `paths` (default: all of nbs/); ToolError (exit status 1) on any miss."""
+    paths = [Path(str(p)) for p in paths] or notebooks()
+    lines = problems(paths)
+    for line in lines:
         print(line)
-    if problems:
-        print(f'prose_numbers: {len(problems)} number(s) quoted in markdown that the run does not show',
-              file=sys.stderr)
-        return 1
-    print(f'prose_numbers: every decimal number quoted in {len(paths)} notebook(s) comes from its run')
-    return 0
+    if lines:
+        raise ToolError(f'{len(lines)} number(s) quoted in markdown that the run does not show')
+    print(f'prose_numbers: every decimal number quoted in {len(paths)} notebook(s) comes from its '
+          'run')
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)
