@@ -14,13 +14,14 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Export every notebook to exp/, then run every notebook in order.
+# Export every notebook to exp/, then run every notebook: two at a time, except those that use
+# both cores or time things, which run alone (run_notebook.py's RUN_ALONE).
 run: $(STAMP)
 	$(PY) notebook2script.py --all
-	$(PY) run_notebook.py --all
+	$(PY) run_notebook.py --all --jobs 2
 
 # exp/ must match the notebooks, prose must quote only numbers from the run; then the tool tests
-# and every notebook.
+# and every notebook (run as `make run` runs them, two at a time: tests/test_notebooks.py).
 test: $(STAMP)
 	$(PY) notebook2script.py --all --check
 	$(PY) prose_numbers.py

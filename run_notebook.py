@@ -1,13 +1,18 @@
 """Run notebooks top to bottom in a fresh kernel and report pass/FAIL, one line each.
 
     python run_notebook.py nbs/01_matmul.ipynb [more ...] [--save] [--timeout 1200]
-    python run_notebook.py --all [--save]
+    python run_notebook.py --all [--save] [--jobs 2]
 
 Each notebook runs in a new `python3` kernel whose working directory is the notebook's
 folder and whose PYTHONPATH starts with the repo root (the folder above the notebook's),
 so `from exp.nb_01 import *` works. `--save` writes the executed outputs back into the
 notebook, and only when every cell ran cleanly and the file was not changed while it ran (your
-edits win: nothing is written). The exit status is 1 if any notebook failed.
+edits win: nothing is written). The exit status is 1 if any notebook failed, 2 for a command line
+that makes no sense (nothing runs then).
+
+`--jobs 2` runs two notebooks at a time, longest first, except those in RUN_ALONE, which use both
+cores or time things and so run with nothing beside them. Every other kernel runs on one thread,
+so running two at once changes no figure. The lines come as the notebooks finish.
 
 Ctrl-C (SIGINT) stops everything: the running cell is interrupted, the kernel shut down, nothing
 saved, and one line names the notebook and cell; exit status 130. A second Ctrl-C kills the kernel
@@ -15,26 +20,28 @@ at once. Output never fails on the terminal's encoding (unencodable characters a
 """
 import asyncio
 import builtins
+import concurrent.futures
 import contextlib
 import hashlib
+import math
 import os
 import re
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import fire
 import nbformat
 import zmq
 from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from nbio import NotebookError, atomic_open, parse_notebook
+from nbio import NBS, NotebookError, UsageError, atomic_open, cell_name, notebooks, parse_notebook
+from nbio import read_bytes, run_cli
 
-NBS = Path(__file__).resolve().parent / 'nbs'
 SOURCE_LINES = 3     # lines of the failing cell's source to show
 TRACEBACK_LINES = 6  # last lines of the traceback to show
 ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
@@ -53,22 +60,25 @@ class NotebookFailure(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    "Ctrl-C stopped the run; the message names the notebook and cell it stopped in."
+    "Ctrl-C stopped the run; `where` names the notebook(s) and cell(s) it stopped in."
+
+    def __init__(self, where):
+        super().__init__(where)
+        self.where = where
+
+    def __str__(self):
+        return (f'interrupted: stopped in {self.where}; the kernel is shut down and nothing was '
+                'saved')
 
 
 # ---- reading and writing notebooks -------------------------------------------------
 
-def read_bytes(path):
-    "The notebook file's bytes, or NotebookFailure naming the file."
-    if not path.is_file(): raise NotebookFailure(f'no such file: {path}')
-    try: return path.read_bytes()
-    except OSError as e: raise NotebookFailure(f'cannot read {path}: {e.strerror or e}') from None
-
-
-def load_notebook(path, data):
-    "Parse and validate the notebook read from `path` as `data`, or raise NotebookFailure."
-    try: return parse_notebook(data, path)
-    except NotebookError as e: raise NotebookFailure(f'not a valid notebook: {path} ({e.reason})') from None
+def read_file(path):
+    "(bytes, notebook) of the file at `path`, or NotebookFailure: one line naming the file."
+    try:
+        data = read_bytes(path)
+        return data, parse_notebook(data, path)
+    except NotebookError as e: raise NotebookFailure(str(e)) from None
 
 
 def digest(data): return hashlib.sha256(data).hexdigest()
@@ -78,9 +88,11 @@ def save_notebook(nb, path, read_digest):
     """Write `nb` over `path` atomically, but only if the file still holds what was read (hash
     `read_digest`): edits made while the notebook ran are never overwritten."""
     def unchanged(_tmp):
-        if digest(read_bytes(path)) != read_digest:
-            raise NotebookFailure(f'{path} changed on disk while it ran: not saved (the file on disk '
-                                  'is kept as it is); run it again to save fresh outputs')
+        try: now = read_bytes(path)
+        except NotebookError as e: raise NotebookFailure(str(e)) from None
+        if digest(now) != read_digest:
+            raise NotebookFailure(f'{path} changed on disk while it ran: not saved (the file on '
+                                  'disk is kept as it is); run it again to save fresh outputs')
     try:
         with atomic_open(path, 'w', check=unchanged) as f: nbformat.write(nb, f)
     except OSError as e: raise NotebookFailure(f'could not save {path}: {e}') from None
@@ -94,12 +106,6 @@ def first_line(e):
 
 
 def strip_ansi(text): return ANSI.sub('', text)
-
-
-def cell_name(nb, index):
-    "'cell 7 (code cell 4)': position among all cells, and among code cells, from 1."
-    code_no = sum(c.cell_type == 'code' for c in nb.cells[:index + 1])
-    return f'cell {index + 1} (code cell {code_no})'
 
 
 def source_head(cell, n=SOURCE_LINES):
@@ -159,6 +165,10 @@ class StopOnSigint:
 
     def __init__(self, client):
         self.client, self.requested = client, False
+        RUNNING.add(self)
+
+    def close(self):
+        RUNNING.discard(self)
 
     def install(self, **_):  # nbclient's on_notebook_start hook, called in its event loop
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not main thread
@@ -169,9 +179,16 @@ class StopOnSigint:
         self.requested = True
 
     def seen(self):
-        """True once Ctrl-C (or SIGTERM) came: ours, or nbclient's before ours was installed,
-        whose only trace is the clean-up future it keeps."""
-        return self.requested or getattr(self.client, '_async_cleanup_kernel_future', None) is not None
+        """True once Ctrl-C (or SIGTERM) came: ours, nbclient's before ours was installed (whose
+        only trace is the clean-up future it keeps), or the main thread's under --jobs."""
+        cleanup = getattr(self.client, '_async_cleanup_kernel_future', None)
+        return self.requested or STOP_ALL.is_set() or cleanup is not None
+
+
+# Under --jobs the notebooks run in threads, which get no signals: Ctrl-C reaches the main thread,
+# which sets STOP_ALL and passes the Ctrl-C to every kernel in RUNNING (see stop_running).
+RUNNING = set()
+STOP_ALL = threading.Event()
 
 
 def send_kernel(client, signum):
@@ -192,7 +209,7 @@ def execute(nb, folder, timeout):
     current = {'index': None}
     def on_cell_execute(cell, cell_index):
         current['index'] = cell_index
-        if stop.requested: raise Interrupted()  # Ctrl-C came between cells (the idle kernel ignores it)
+        if stop.seen(): raise Interrupted('')  # Ctrl-C between cells: an idle kernel ignores it
     # The kernel is thrown away afterwards, so stop it at once: a graceful shutdown of a kernel
     # stuck in a timed-out cell only makes it print a ZMQ error.
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', record_timing=False,
@@ -208,12 +225,15 @@ def execute(nb, folder, timeout):
         send_kernel(client, signal.SIGKILL)  # gone already unless Ctrl-C hit nbclient's clean-up
         raise Interrupted(cell_name(nb, current['index']) if current['index'] is not None
                           else 'while starting the kernel') from None
+    finally:
+        stop.close()
     if stop.seen(): raise Interrupted('after the last cell')
 
 
 def failure(nb, index, e, timeout):
     "The NotebookFailure describing exception `e`, raised while running cell `index` of `nb`."
-    if isinstance(e, CellTimeoutError): what = [f'timed out: still running after {timeout} s (--timeout)']
+    if isinstance(e, CellTimeoutError):
+        what = [f'timed out: still running after {timeout} s (--timeout)']
     elif isinstance(e, DeadKernelError): what = ['the kernel died while running this cell']
     elif isinstance(e, CellExecutionError): what = error_lines(nb.cells[index], e)
     elif isinstance(e, Exception): what = [f'{type(e).__name__}: {first_line(e)}']
@@ -225,11 +245,9 @@ def run_notebook(path, timeout=1200, save=False):
     "Run one notebook top to bottom; with `save`, write the outputs back if it passed."
     path, start = Path(path), time.perf_counter()
     try:
-        data = read_bytes(path)
-        nb = load_notebook(path, data)
+        data, nb = read_file(path)
         try: execute(nb, path.resolve().parent, timeout)
-        except Interrupted as e: raise Interrupted(f'interrupted: stopped in {path}, {e}; the kernel '
-                                                   'is shut down and nothing was saved') from None
+        except Interrupted as e: raise Interrupted(f'{path}, {e.where}') from None
         if save: save_notebook(nb, path, digest(data))
     except NotebookFailure as e:
         return Result(path, False, time.perf_counter() - start, str(e))
@@ -244,49 +262,133 @@ def format_result(result, width=0):
     return '\n'.join([line, *detail])
 
 
-def run_notebooks(paths, timeout=1200, save=False, echo=True):
-    "Run each notebook in turn (going on past failures); print one line each if `echo`."
+def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
+    """Run each notebook (going on past failures), `jobs` at a time as `run_scheduled` says; print
+    one line each as it finishes if `echo`. Returns the Results in the order of `paths`."""
     paths = [Path(p) for p in paths]
     width = max((len(p.name) for p in paths), default=0)
+    def report(result):
+        if echo: print(format_result(result, width), flush=True)
+    def run(path): return run_notebook(path, timeout=timeout, save=save)
+    if jobs > 1: return run_scheduled(paths, jobs, run, report)
     results = []
     for path in paths:
-        results.append(run_notebook(path, timeout=timeout, save=save))
-        if echo: print(format_result(results[-1], width), flush=True)
+        results.append(run(path))
+        report(results[-1])
     return results
 
 
-def all_notebooks(folder=None):
-    "Every notebook in `folder` (default: the repo's nbs/), in sorted (= course) order."
-    return sorted(Path(folder or NBS).glob('*.ipynb'))
+# ---- several at once (--jobs) -------------------------------------------------------
+
+# Seconds each notebook took in make test's run before --jobs existed (one notebook at a time on
+# 2 cores): the schedule starts the longest first. A notebook not listed counts as the longest.
+SECONDS = {}
+
+# The notebooks that run with nothing beside them, and why: they use both cores, or they time
+# things (a time measured beside another notebook's run says little). Every other kernel has one
+# thread (kernel_env), so two of them at once change no figure: a float sum's rounding depends on
+# the thread count, not on what else the machine runs.
+RUN_ALONE = {
+    '01_matmul': 'times the matmul ladder',
+    '02_fully_connected': 'times the versions of a training step against each other',
+    '03_minibatch_training': 'times the loaders against each other',
+    '06_cnn_hooks_init': 'times conv2d against the first version',
+    '08_data_block': 'times loaders with 0, 1 and 2 worker processes',
+    '10_augmentation': 'times per-image against whole-batch augmentation',
+    '10c_mixed_precision': 'times a pass in each dtype',
+    '11_xresnet': 'trains on 2 threads; times the memory layouts',
+    '12_distributed': 'starts 2 processes',
+}
 
 
-def check_args(paths, all, save, timeout):
-    "Exit with a one-line message if the command line makes no sense."
-    for flag, value in [('--all', all), ('--save', save)]:  # fire reads `--save x.ipynb` as save='x.ipynb'
-        if not isinstance(value, bool): sys.exit(f'{flag} takes no value (got {value!r}): put notebook paths first')
+def runs_alone(path): return Path(path).stem in RUN_ALONE
+
+
+def schedule(paths):
+    """The order (indices into `paths`) to start notebooks in under --jobs: the RUN_ALONE ones
+    first, then the others, each group longest first. Starting with those that run alone also means
+    that on a fresh machine the data sets are fetched and built by one notebook at a time."""
+    def key(i): return (not runs_alone(paths[i]), -SECONDS.get(Path(paths[i]).stem, math.inf), i)
+    return sorted(range(len(paths)), key=key)
+
+
+def run_scheduled(paths, jobs, run, report):
+    """run(path) for each of `paths` in threads, in `schedule` order: at most `jobs` at a time, and
+    a RUN_ALONE notebook with nothing beside it. report(result) as each finishes (in this thread).
+    Returns the results in the order of `paths`. Ctrl-C stops every kernel, raises Interrupted."""
+    results, running = [None] * len(paths), {}
+    def finish(future):
+        results[running.pop(future)] = future.result()
+        report(future.result())
+    def wait(room):  # until at most `room` notebooks run
+        while len(running) > room:
+            done, _ = concurrent.futures.wait(running, return_when='FIRST_COMPLETED')
+            for future in done: finish(future)
+    with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix='notebook') as pool:
+        try:
+            for i in schedule(paths):
+                wait(0 if runs_alone(paths[i]) else jobs - 1)
+                running[pool.submit(run, paths[i])] = i
+                if runs_alone(paths[i]): wait(0)
+            wait(0)
+        except KeyboardInterrupt:
+            stop_running(running, finish)
+        finally:
+            STOP_ALL.clear()
+    return results
+
+
+def stop_running(running, finish):
+    """Ctrl-C under --jobs: interrupt every running kernel (a second Ctrl-C kills them), wait for
+    their threads, then raise Interrupted naming each notebook and cell that was stopped."""
+    STOP_ALL.set()
+    for stop in list(RUNNING): stop.handle()
+    stopped = []
+    while running:
+        try:
+            done, _ = concurrent.futures.wait(running, return_when='FIRST_COMPLETED')
+        except KeyboardInterrupt:
+            for stop in list(RUNNING): stop.handle()
+            continue
+        for future in done:
+            if isinstance(future.exception(), Interrupted):
+                stopped.append(future.exception().where)
+                running.pop(future)
+            else:
+                finish(future)
+    raise Interrupted(' and '.join(stopped) or 'between notebooks')
+
+
+def check_args(paths, all, timeout, jobs):
+    "UsageError if the command line makes no sense."
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        sys.exit(f'--timeout must be a positive number of seconds (got {timeout!r})')
-    if all and paths: sys.exit('give notebook paths or --all, not both')
-    if not all and not paths: sys.exit('no notebooks given: pass their paths, or --all')
+        raise UsageError(f'--timeout must be a positive number of seconds (got {timeout!r})')
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UsageError(f'--jobs must be a whole number of notebooks at a time, 1 or more '
+                         f'(got {jobs!r})')
+    if all and paths: raise UsageError('give notebook paths or --all, not both')
+    if not all and not paths: raise UsageError('no notebooks given: pass their paths, or --all')
 
 
 def never_fail_on_encoding():
     "Escape what the terminal's encoding cannot show (PYTHONIOENCODING=ascii) instead of crashing."
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, ValueError): stream.reconfigure(errors='backslashreplace')
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors='backslashreplace')
 
 
-def main(*paths, all=False, save=False, timeout=1200):
+def main(*paths, all=False, save=False, timeout=1200, jobs=1):
     """Run the given notebooks (or --all in nbs/) in fresh kernels; exit 1 if any failed.
 
     --save writes the executed outputs back into each notebook that passed.
-    --timeout is the limit in seconds for a single cell."""
+    --timeout is the limit in seconds for a single cell.
+    --jobs runs that many notebooks at a time (RUN_ALONE ones with nothing beside them)."""
     never_fail_on_encoding()
-    check_args(paths, all, save, timeout)
-    paths = all_notebooks() if all else [str(p) for p in paths]  # fire turns `01` into an int
+    check_args(paths, all, timeout, jobs)
+    paths = notebooks(NBS) if all else [str(p) for p in paths]  # fire turns `01` into an int
     if not paths: print(f'no notebooks in {NBS}')  # nothing to fail: exit 0
     try:
-        results = run_notebooks(paths, timeout=timeout, save=save)
+        results = run_notebooks(paths, timeout=timeout, save=save, jobs=jobs)
     except KeyboardInterrupt as e:  # Interrupted, or a Ctrl-C between notebooks
         print(str(e) if isinstance(e, Interrupted) else 'interrupted: stopped between notebooks',
               file=sys.stderr, flush=True)
@@ -295,4 +397,4 @@ def main(*paths, all=False, save=False, timeout=1200):
 
 
 if __name__ == '__main__':
-    fire.Fire(main)
+    run_cli(main)

@@ -1,28 +1,40 @@
-"""Every notebook in nbs/ runs top to bottom in a fresh kernel without an error, and is saved as run.
+"""Every notebook in nbs/ runs top to bottom in a fresh kernel without an error, and was saved so.
 
-One kernel run per notebook (named after the file), and no other test runs a notebook: the suite's
-time is the notebooks' time once. The notebooks themselves are never written to. The saved-outputs
-check reads the files only: the prose-number check (prose_numbers.py) compares prose with these
-outputs, so they must be those of one clean run (`run_notebook.py --save`).
+The notebooks run once per session, in a session fixture, as `run_notebook.py --all --jobs 2` runs
+them: two at a time, longest first, the ones in run_notebook.RUN_ALONE with nothing beside them.
+Each notebook still has its own test and its own failure message, and only the notebooks selected
+for the session run (`-k 05b` runs one). No other test runs a notebook: the suite's time is the
+notebooks' time once. The notebooks themselves are never written to. The saved-outputs check reads
+the files only: the prose-number check (prose_numbers.py) compares prose with these outputs, so
+they must be those of one clean run (`run_notebook.py --save`).
 With no notebooks in nbs/, no test is collected.
 """
-import sys
-from pathlib import Path
+import os
 
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from run_notebook import all_notebooks, run_notebook  # noqa: E402
+from nbio import notebooks
+from run_notebook import run_notebooks
 
-NOTEBOOKS = all_notebooks(ROOT / 'nbs')
+NOTEBOOKS = notebooks()
+JOBS = min(2, os.cpu_count() or 1)
+
+
+@pytest.fixture(scope='session')
+def notebook_runs(request):
+    """{path: (Result, the file's bytes before the run)} of each notebook this session selected."""
+    chosen = [item.callspec.params['path'] for item in request.session.items
+              if getattr(item, 'originalname', None) == 'test_notebook_runs_clean']
+    before = {path: path.read_bytes() for path in chosen}
+    results = run_notebooks(chosen, save=False, echo=False, jobs=JOBS)
+    return {path: (result, before[path]) for path, result in zip(chosen, results)}
+
 
 if NOTEBOOKS:  # an empty parametrize would still collect one skipped test
     @pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-    def test_notebook_runs_clean(path):
-        before = path.read_bytes()
-        result = run_notebook(path, save=False)
+    def test_notebook_runs_clean(path, notebook_runs):
+        result, before = notebook_runs[path]
         assert path.read_bytes() == before, f'{path.name} was modified by its run'
         assert result.ok, f'{path.name} failed:\n{result.message}'
 
@@ -32,7 +44,9 @@ if NOTEBOOKS:  # an empty parametrize would still collect one skipped test
         code = [c for c in nb.cells if c.cell_type == 'code']
         counts = [c.execution_count for c in code]
         assert counts == list(range(1, len(code) + 1)), (
-            f'{path.name}: execution counts {counts} are not 1..{len(code)}: save it from one clean '
-            f'run: .venv/bin/python run_notebook.py nbs/{path.name} --save')
-        errors = [i for i, c in enumerate(nb.cells) for o in c.get('outputs', []) if o.output_type == 'error']
+            f'{path.name}: execution counts {counts} are not 1..{len(code)}: save it from one '
+            f'clean run: .venv/bin/python run_notebook.py nbs/{path.name} --save')
+
+        errors = [i for i, c in enumerate(nb.cells) for o in c.get('outputs', [])
+                  if o.output_type == 'error']
         assert not errors, f'{path.name}: cells {errors} were saved with an error output'

@@ -43,7 +43,8 @@ def run_cli(repo, *args):
 
 
 def no_temp_files(folder):
-    return sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in folder.glob('*.ipynb'))
+    notebooks = sorted(p.name for p in folder.glob('*.ipynb'))
+    return sorted(p.name for p in folder.iterdir()) == notebooks
 
 
 # ---- notebooks that run --------------------------------------------------------------
@@ -78,7 +79,8 @@ def test_save_writes_outputs_atomically(repo):
 # ---- notebooks that fail -------------------------------------------------------------
 
 def test_failing_cell_names_cell_source_and_error(repo):
-    path = write_nb(repo, 'bad.ipynb', new_markdown_cell('# Title'), 'x = 1', new_markdown_cell('text'),
+    path = write_nb(repo, 'bad.ipynb', new_markdown_cell('# Title'), 'x = 1',
+                    new_markdown_cell('text'),
                     'def f(a):\n    return a / 0\ny = 2\nLINE_FOUR = 4\nf(y)',
                     'open("never.txt", "w").close()')
     before = path.read_bytes()
@@ -107,7 +109,7 @@ def test_kernel_death_is_a_failure_naming_the_cell(repo):
 
 def test_cell_timeout_is_a_failure_naming_the_cell(repo):
     path = write_nb(repo, 'slow.ipynb', 'x = 1', 'import time\ntime.sleep(30)')
-    result = run_notebook(path, timeout=2)   # the 'timed out' message below proves the limit cut it short
+    result = run_notebook(path, timeout=2)  # 'timed out' below proves the limit cut it short
     assert not result.ok
     assert 'cell 2 (code cell 2)' in result.message
     assert 'time.sleep(30)' in result.message
@@ -117,7 +119,7 @@ def test_cell_timeout_is_a_failure_naming_the_cell(repo):
 def test_missing_file(repo):
     result = run_notebook(repo / 'nbs' / 'nope.ipynb')
     assert not result.ok
-    assert result.message == f"no such file: {repo / 'nbs' / 'nope.ipynb'}"
+    assert result.message == f"{repo / 'nbs' / 'nope.ipynb'}: no such notebook"
 
 
 @pytest.mark.parametrize('text', ['{not json', '{"cells": 3}'], ids=['bad-json', 'not-a-notebook'])
@@ -126,7 +128,7 @@ def test_invalid_notebook(repo, text):
     path.write_text(text)
     result = run_notebook(path, save=True)
     assert not result.ok
-    assert result.message.startswith(f'not a valid notebook: {path}')
+    assert result.message.startswith(f'{path}: not ')  # not valid JSON, not a notebook
     assert len(result.message.splitlines()) == 1
     assert path.read_text() == text
 
@@ -138,12 +140,6 @@ def test_format_result_aligns_names_and_indents_details():
     bad = format_result(Result(Path('nbs/02_long.ipynb'), False, 3.0, 'cell 1\nboom'), width=13)
     assert ok == 'pass  01_a.ipynb' + ' ' * 3 + '    12.3s'
     assert bad.splitlines() == ['FAIL  02_long.ipynb     3.0s', '      cell 1', '      boom']
-
-
-def test_all_notebooks_sorted(repo):
-    for name in ['10_b.ipynb', '02_a.ipynb', '02b_c.ipynb']: write_nb(repo, name)
-    (repo / 'nbs' / 'notes.txt').write_text('not a notebook')
-    assert [p.name for p in rn.all_notebooks(repo / 'nbs')] == ['02_a.ipynb', '02b_c.ipynb', '10_b.ipynb']
 
 
 def test_main_all_with_no_notebooks(repo, monkeypatch, capsys):
@@ -163,7 +159,7 @@ def test_cli_keeps_going_past_failures_and_exits_1(repo):
     assert len({l.index(l.split()[2]) for l in status}) == 1  # times line up
     assert all(l.endswith('s') for l in status)
     assert 'ValueError: nope' in proc.stdout
-    assert 'no such file: nbs/03_missing.ipynb' in proc.stdout
+    assert 'nbs/03_missing.ipynb: no such notebook' in proc.stdout
 
 
 def test_cli_save_passes_and_exits_0(repo):
@@ -177,17 +173,22 @@ def test_cli_save_passes_and_exits_0(repo):
 
 @pytest.mark.parametrize('args, says', [
     ([], 'no notebooks given'),
-    (['--save', 'nbs/x.ipynb'], '--save takes no value'),
-    (['--all', 'nbs/x.ipynb'], '--all takes no value'),
-    (['nbs/x.ipynb', '--timeout', 'soon'], '--timeout must be a positive number'),
+    (['--save=yes', 'nbs/01_ok.ipynb'], '--save takes no value'),
+    (['--all', 'nbs/01_ok.ipynb'], 'not both'),
+    (['nbs/01_ok.ipynb', '--timeout', 'soon'], '--timeout must be a positive number'),
+    (['nbs/01_ok.ipynb', '--jobs', '0'], '--jobs must be a whole number'),
+    (['nbs/01_ok.ipynb', '--sav'], 'unknown flag --sav: did you mean --save?'),
 ])
-def test_cli_bad_arguments(repo, args, says):
+def test_cli_bad_arguments_stop_before_anything_runs(repo, args, says):
+    write_nb(repo, '01_ok.ipynb', 'open("ran.txt", "w").close()')
     proc = run_cli(repo, *args)
-    assert proc.returncode == 1
-    assert says in proc.stderr
+    assert proc.returncode == 2 and proc.stdout == ''
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('run_notebook: ') and says in lines[0]
+    assert not (repo / 'nbs' / 'ran.txt').exists()
 
 
-# ---- issue 7.7: --save never overwrites edits made during the run ----------------------
+# ---- --save never overwrites edits made during the run -------------------------------------------
 
 def test_save_refuses_when_the_file_changed_while_it_ran(repo):
     path = write_nb(repo, 'ok.ipynb', 'x = 1')
@@ -216,7 +217,7 @@ def test_save_checks_content_not_mtime(repo):
     assert nbformat.read(path, as_version=4).cells[1].execution_count == 2
 
 
-# ---- issue 7.8: one Ctrl-C stops everything; output never fails on encoding ------------
+# ---- one Ctrl-C stops everything; output never fails on encoding ---------------------------------
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc, POSIX signals')
 def test_ctrl_c_stops_the_whole_run_and_the_kernel(repo):
@@ -230,9 +231,7 @@ def test_ctrl_c_stops_the_whole_run_and_the_kernel(repo):
                      'time.sleep(60)')
     write_nb(repo, '02_b.ipynb', f'open({str(repo / "second_ran.txt")!r}, "w").close()')
     before = first.read_bytes()
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), 'nbs/01_a.ipynb', 'nbs/02_b.ipynb', '--save'],
-                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_cli(repo, 'nbs/01_a.ipynb', 'nbs/02_b.ipynb', '--save')
     deadline = time.monotonic() + 60
     while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -241,11 +240,22 @@ def test_ctrl_c_stops_the_whole_run_and_the_kernel(repo):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert out == ''  # no FAIL line for 01, nothing for 02
-    assert err.splitlines() == [err.strip()] and 'nbs/01_a.ipynb' in err and 'cell 2 (code cell 2)' in err
+    assert err.splitlines() == [err.strip()]
+    assert 'nbs/01_a.ipynb' in err and 'cell 2 (code cell 2)' in err
     assert 'Traceback' not in err and 'never retrieved' not in err
     assert not (repo / 'second_ran.txt').exists()
     assert first.read_bytes() == before and no_temp_files(repo / 'nbs')
-    for pid in map(int, started.read_text().split()):  # the kernel and its child are gone
+    all_gone(map(int, started.read_text().split()))  # the kernel and its child
+
+
+def start_cli(repo, *args):
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def all_gone(pids):
+    for pid in pids:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
@@ -263,21 +273,92 @@ def pid_alive(pid):
 
 def test_ascii_terminal_never_crashes_the_report(repo):
     write_nb(repo, '01_µ.ipynb', 'raise ValueError("µ π ≈ 3")')
-    proc = subprocess.run([sys.executable, str(SCRIPT), 'nbs/01_µ.ipynb', 'nbs/02_é.ipynb'], cwd=repo,
-                          capture_output=True, timeout=120, env={**__import__('os').environ,
-                                                                  'PYTHONIOENCODING': 'ascii'})
+    env = {**__import__('os').environ, 'PYTHONIOENCODING': 'ascii'}
+    proc = subprocess.run([sys.executable, str(SCRIPT), 'nbs/01_µ.ipynb', 'nbs/02_é.ipynb'],
+                          cwd=repo, capture_output=True, timeout=120, env=env)
     out, err = proc.stdout.decode('ascii'), proc.stderr.decode('ascii')  # pure ASCII came out
     assert proc.returncode == 1, out + err
     assert 'UnicodeEncodeError' not in out + err and 'Traceback' not in err
     assert 'FAIL  01_\\xb5.ipynb' in out and 'ValueError: \\xb5 \\u03c0 \\u2248 3' in out
-    assert 'no such file: nbs/02_\\xe9.ipynb' in out
+    assert 'nbs/02_\\xe9.ipynb: no such notebook' in out
 
 
 def test_kernel_runs_single_threaded_unless_told(repo, monkeypatch):
-    "Thread count changes float rounding, so the kernel gets one thread by default; an explicit setting wins."
+    """Thread count changes float rounding, so the kernel gets one thread by default; an explicit
+    setting wins."""
     for var in rn.THREAD_VARS: monkeypatch.delenv(var, raising=False)
-    path = write_nb(repo, 'threads.ipynb', 'import torch\nassert torch.get_num_threads() == 1, torch.get_num_threads()')
+    path = write_nb(repo, 'threads.ipynb',
+                    'import torch\nassert torch.get_num_threads() == 1, torch.get_num_threads()')
     assert run_notebook(path).ok
     monkeypatch.setenv('OMP_NUM_THREADS', '2')
-    path = write_nb(repo, 'threads2.ipynb', 'import os\nassert os.environ["OMP_NUM_THREADS"] == "2"')
+    path = write_nb(repo, 'threads2.ipynb',
+                    'import os\nassert os.environ["OMP_NUM_THREADS"] == "2"')
     assert run_notebook(path).ok
+
+
+# ---- --jobs: several notebooks at a time, some alone -------------------------------------------
+
+def test_schedule_starts_alone_notebooks_first_then_longest_first(monkeypatch):
+    monkeypatch.setattr(rn, 'SECONDS', {'01_a': 10, '02_b': 50, '03_c': 30, '04_d': 5, '05_e': 20})
+    monkeypatch.setattr(rn, 'RUN_ALONE', {'04_d': 'two threads', '05_e': 'times things'})
+    paths = [Path(f'nbs/{n}.ipynb') for n in ['01_a', '02_b', '03_c', '04_d', '05_e', '06_new']]
+    order = [paths[i].stem for i in rn.schedule(paths)]
+    assert order == ['05_e', '04_d', '06_new', '02_b', '03_c', '01_a']  # unmeasured: longest
+
+
+def test_run_scheduled_keeps_to_jobs_and_runs_alone_notebooks_alone(monkeypatch):
+    import threading
+    monkeypatch.setattr(rn, 'SECONDS', {})
+    monkeypatch.setattr(rn, 'RUN_ALONE', {'03_alone': 'uses both cores'})
+    paths = [Path(f'nbs/{n}.ipynb') for n in ['01_a', '02_b', '03_alone', '04_c', '05_d']]
+    lock, running, seen = threading.Lock(), set(), []
+    def run(path):
+        with lock:
+            running.add(path.stem)
+            seen.append(sorted(running))
+        time.sleep(0.05)
+        with lock: running.discard(path.stem)
+        return Result(path, path.stem != '04_c', 0.05)
+    reported = []
+    results = rn.run_scheduled(paths, 2, run, reported.append)
+    assert [r.path for r in results] == paths and [r.ok for r in results] == [1, 1, 1, 0, 1]
+    assert sorted(r.path.stem for r in reported) == sorted(p.stem for p in paths)
+    assert seen[0] == ['03_alone']                    # alone ones first, with nothing beside
+    assert max(len(s) for s in seen) == 2             # two at a time, never more
+    assert all(s == ['03_alone'] for s in seen if '03_alone' in s)
+
+
+def test_cli_jobs_2_runs_two_notebooks_at_once(repo):
+    # each notebook waits for the other's file: both pass only if they run at the same time
+    for me, other in [('01_a', '02_b'), ('02_b', '01_a')]:
+        write_nb(repo, f'{me}.ipynb', f'open("{me}.started", "w").close()',
+                 'import os, time\ndeadline = time.time() + 60\n'
+                 f'while not os.path.exists("{other}.started") and time.time() < deadline:\n'
+                 '    time.sleep(0.05)\n'
+                 f'assert os.path.exists("{other}.started")')
+    proc = run_cli(repo, 'nbs/01_a.ipynb', 'nbs/02_b.ipynb', '--jobs', '2')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(line.split()[:2][1] for line in proc.stdout.splitlines()) == \
+        ['01_a.ipynb', '02_b.ipynb']
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc, POSIX signals')
+def test_ctrl_c_under_jobs_stops_every_kernel(repo):
+    import os
+    import signal
+    for name in ['01_a', '02_b']:
+        write_nb(repo, f'{name}.ipynb', 'x = 1',
+                 f'import os, time\nopen("{name}.pid", "w").write(str(os.getpid()))\n'
+                 'time.sleep(60)')
+    pids = [repo / 'nbs' / f'{name}.pid' for name in ['01_a', '02_b']]
+    proc = start_cli(repo, 'nbs/01_a.ipynb', 'nbs/02_b.ipynb', '--jobs', '2', '--save')
+    deadline = time.monotonic() + 60
+    while not all(p.exists() and p.read_text() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert out == '' and err.splitlines() == [err.strip()], err
+    assert 'nbs/01_a.ipynb, cell 2 (code cell 2)' in err and 'nbs/02_b.ipynb, cell 2' in err
+    assert 'Traceback' not in err
+    all_gone(int(p.read_text()) for p in pids)
