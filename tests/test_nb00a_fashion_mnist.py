@@ -1,5 +1,6 @@
-"""Fashion-MNIST in exp.nb_08: the from-scratch IDX reader (and its refusals) and the four DataFiles, fetched
-through 00a's find_file in the issue's order, ending with the offline fallback (a .deb built here, never
+"""Fashion-MNIST in exp.nb_00a: the from-scratch IDX reader (and its refusals) and the four
+DataFiles, fetched through find_file from their sources in order (Debian's folder, the authors'
+server, then the Debian package), ending with the offline fallback (a .deb built here, never
 downloaded). Every test has its own empty cache and no $DLF_DATA."""
 import gzip, hashlib, io, struct, tarfile
 from pathlib import Path
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from exp import nb_00a, nb_08
-from exp.nb_08 import FASHION_CLASSES, FASHION_MNIST, DebSource, UrlSource, read_idx
+from exp import nb_00a
+from exp.nb_00a import FASHION_CLASSES, FASHION_MNIST, DebSource, UrlSource, read_idx
 
 NAMES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']
 
@@ -112,23 +113,23 @@ def offline(tmp_path, monkeypatch):
         downloads.append(package)
         return Path(deb)
     monkeypatch.setattr(nb_00a, '_apt_download', apt_download)
-    monkeypatch.setattr(nb_08, '_FASHION_SYSTEM', tmp_path / 'no-debian-folder')
-    monkeypatch.setattr(nb_08, '_FASHION_URL', (tmp_path / 'no-server').as_uri() + '/')
-    files = tuple(nb_08._fashion_file(n, hashlib.sha256(raw[n]).hexdigest()) for n in NAMES)
-    monkeypatch.setattr(nb_08, 'FASHION_MNIST', files)
+    monkeypatch.setattr(nb_00a, '_FASHION_SYSTEM', tmp_path / 'no-debian-folder')
+    monkeypatch.setattr(nb_00a, '_FASHION_URL', (tmp_path / 'no-server').as_uri() + '/')
+    files = tuple(nb_00a._fashion_file(n, hashlib.sha256(raw[n]).hexdigest()) for n in NAMES)
+    monkeypatch.setattr(nb_00a, 'FASHION_MNIST', files)
     return arrays, downloads, files
 
 
 def test_offline_fallback_reads_all_four_from_one_deb(offline):
     arrays, downloads, _ = offline
-    x_train, y_train, x_test, y_test = nb_08.get_fashion_mnist()
+    x_train, y_train, x_test, y_test = nb_00a.get_fashion_mnist()
     assert downloads == ['dataset-fashion-mnist']   # one download serves the four files
     assert x_train.dtype == torch.uint8 and y_train.dtype == torch.int64 and x_train.shape == (12, 28, 28)
     assert torch.equal(x_train, torch.from_numpy(arrays['train-images-idx3-ubyte']))
     assert torch.equal(y_test, torch.from_numpy(arrays['t10k-labels-idx1-ubyte']).long())
     cache = nb_00a.cache_dir()
     assert sorted(p.name for p in cache.iterdir()) == sorted(NAMES)   # cached decompressed, nothing else
-    nb_08.get_fashion_mnist()
+    nb_00a.get_fashion_mnist()
     assert downloads == ['dataset-fashion-mnist']   # the second time from the cache
 
 
@@ -136,7 +137,7 @@ def test_every_source_failing_lists_them_in_order(offline, monkeypatch):
     monkeypatch.setattr(nb_00a, '_apt_download', lambda package, folder, timeout=300: (_ for _ in ()).throw(
         OSError('apt-get download dataset-fashion-mnist failed: unable to locate package')))
     with pytest.raises(FileNotFoundError) as e:
-        nb_08.get_fashion_mnist()
+        nb_00a.get_fashion_mnist()
     msg = str(e.value)
     order = ['cache', 'no-debian-folder/train-images-idx3-ubyte.gz', 'no-server/train-images-idx3-ubyte.gz',
              'apt-get download dataset-fashion-mnist']
@@ -149,7 +150,7 @@ def test_a_file_in_dlf_data_comes_first(offline, tmp_path, monkeypatch):
     mine = tmp_path / 'mine'; mine.mkdir()
     for n in NAMES: (mine / n).write_bytes(idx_bytes(arrays[n], 0x08))
     monkeypatch.setenv('DLF_DATA', str(mine))
-    x_train, *_ = nb_08.get_fashion_mnist()
+    x_train, *_ = nb_00a.get_fashion_mnist()
     assert downloads == [] and torch.equal(x_train, torch.from_numpy(arrays['train-images-idx3-ubyte']))
 
 
