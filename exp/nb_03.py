@@ -72,14 +72,16 @@ class Dataset:
 
 
 def _check_batching(n, bs, drop_last=False):
-    "A batch size of at least 1 and, when the number of items `n` is known, items enough for one batch."
-    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:  # bool is an int: True would mean 1
+    """A batch size of at least 1 and, when the number of items `n` is known, items enough for
+    one batch."""
+    # bool is an int: True would mean 1
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
         raise ValueError(f"batch size must be a positive integer, got {bs!r}")
     if n is None: return
     if n == 0: raise ValueError("cannot make batches from an empty dataset (0 items)")
     if drop_last and n < bs:
-        raise ValueError(f"drop_last=True with batch size {bs} and only {n} items would leave no batch at all; "
-                         f"use a batch size of at most {n}, or drop_last=False")
+        raise ValueError(f"drop_last=True with batch size {bs} and only {n} items would leave "
+                         f"no batch at all; use a batch size of at most {n}, or drop_last=False")
 
 def _n_batches(n, bs, drop_last):
     "How many batches of `bs` the `n` items make: the short last one counts unless `drop_last`."
@@ -105,46 +107,56 @@ def collate(b):
     return torch.stack(xs), torch.stack(ys)
 
 def _batch_size_of(sampler):
-    "The batch size a batch-making sampler carries: `.bs` (ours, the course's) or `.batch_size` (torch's BatchSampler)."
+    """The batch size a batch-making sampler carries: `.bs` (ours, the course's) or
+    `.batch_size` (torch's BatchSampler)."""
     return getattr(sampler, 'bs', getattr(sampler, 'batch_size', None))
 
 def _yields_batches(sampler):
-    "Whether `sampler` yields whole batches of indices (ours, torch's BatchSampler) rather than one index at a time."
+    """Whether `sampler` yields whole batches of indices (ours, torch's BatchSampler) rather than
+    one index at a time."""
     return hasattr(sampler, 'bs') or isinstance(sampler, _TorchBatchSampler)
 
 def _one_batch_size(bs, batch_size):
-    "`bs` and torch's `batch_size` are one argument under two names: two different values are a mistake."
+    "`bs` and torch's `batch_size` name one argument: two different values are a mistake."
     if bs is not None and batch_size is not None and bs != batch_size:
-        raise ValueError(f"DataLoader: bs={bs!r} and batch_size={batch_size!r} are the same argument; pass one")
+        raise ValueError(f"DataLoader: bs={bs!r} and batch_size={batch_size!r} "
+                         "are the same argument; pass one")
     return batch_size if bs is None else bs
 
 
 def _check_loader_args(bs, shuffle, sampler, batch_sampler, drop_last):
-    "Refuse arguments that another argument would silently override (torch refuses the same combinations)."
+    """Refuse arguments that another argument would silently override (torch refuses the same
+    combinations)."""
     if batch_sampler is not None:
-        given = [name for name, v in (('bs', bs is not None), ('shuffle', shuffle), ('sampler', sampler is not None),
-                                      ('drop_last', drop_last)) if v]
-        if given: raise ValueError(f"DataLoader: batch_sampler= decides the batches, so {', '.join(given)} "
-                                   f"cannot be given with it")
+        passed = {'bs': bs is not None, 'shuffle': shuffle, 'sampler': sampler is not None,
+                  'drop_last': drop_last}
+        given = [name for name, v in passed.items() if v]
+        if given: raise ValueError(f"DataLoader: batch_sampler= decides the batches, "
+                                   f"so {', '.join(given)} cannot be given with it")
     elif sampler is not None:
-        if shuffle: raise ValueError(f"DataLoader: shuffle={shuffle!r} cannot be combined with sampler=: "
-                                     f"the sampler decides the order")
+        if shuffle: raise ValueError(f"DataLoader: shuffle={shuffle!r} cannot be combined "
+                                     f"with sampler=: the sampler decides the order")
         if _yields_batches(sampler) and drop_last:
-            raise ValueError("DataLoader: drop_last=True would be ignored because the sampler makes the batches; "
-                             "set it on the sampler")
-        if _yields_batches(sampler) and bs is not None and _batch_size_of(sampler) not in (None, bs):
-            raise ValueError(f"DataLoader: bs={bs!r} disagrees with the sampler's batch size {_batch_size_of(sampler)!r}")
+            raise ValueError("DataLoader: drop_last=True would be ignored because the sampler "
+                             "makes the batches; set it on the sampler")
+        sampler_bs = _batch_size_of(sampler)
+        if _yields_batches(sampler) and bs is not None and sampler_bs not in (None, bs):
+            raise ValueError(f"DataLoader: bs={bs!r} disagrees with the sampler's batch size "
+                             f"{sampler_bs!r}")
 
 
 def _as_index(i):
-    "One index from a sampler of single indices; anything else (a whole batch, say) is refused, showing what came."
+    """One index from a sampler of single indices; anything else (a whole batch, say) is refused,
+    showing what came."""
     try: return operator.index(i)
     except TypeError:
-        raise ValueError(f"DataLoader: the sampler yielded {i!r} where one index was expected; a sampler "
-                         f"that yields whole batches of indices goes in batch_sampler=") from None
+        msg = (f"DataLoader: the sampler yielded {i!r} where one index was expected; "
+               "a sampler that yields whole batches of indices goes in batch_sampler=")
+        raise ValueError(msg) from None
 
 class _ItemBatches:
-    "Groups the single indices an item sampler yields (torch's RandomSampler, say) into index tensors of `bs`."
+    """Groups the single indices an item sampler yields (torch's RandomSampler, say) into index
+    tensors of `bs`."""
     def __init__(self, sampler, bs, drop_last):
         _check_batching(len(sampler) if hasattr(sampler, '__len__') else None, bs, drop_last)
         self.sampler, self.bs, self.drop_last = sampler, bs, drop_last
@@ -160,13 +172,14 @@ class _ItemBatches:
 
 
 class DataLoader:
-    """Iterates (xb, yb) batches of `ds`. The batches of indices come from `batch_sampler` if given; else from
-    `sampler` (ours yields whole batches; torch's yield single indices, grouped here by `bs`); else from a
-    `Sampler` built from `bs` (default 64), `shuffle` and `drop_last`. `batch_size` is torch's name for `bs`.
-    Without `collate_fn` each batch is one `ds[idxs]` lookup, so `ds` must accept a tensor of indices;
-    with `collate_fn` items are fetched one by one and passed to it as a list."""
-    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False, *,
-                 batch_size=None, batch_sampler=None):
+    """Iterates (xb, yb) batches of `ds`. The batches of indices come from `batch_sampler` if
+    given; else from `sampler` (ours yields whole batches; torch's yield single indices, grouped
+    here by `bs`); else from a `Sampler` built from `bs` (default 64), `shuffle` and `drop_last`.
+    `batch_size` is torch's name for `bs`. Without `collate_fn` each batch is one `ds[idxs]`
+    lookup, so `ds` must accept a tensor of indices; with `collate_fn` items are fetched one by
+    one and passed to it as a list."""
+    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False,
+                 *, batch_size=None, batch_sampler=None):
         bs = _one_batch_size(bs, batch_size)
         _check_loader_args(bs, shuffle, sampler, batch_sampler, drop_last)
         size = 64 if bs is None else bs
@@ -211,7 +224,8 @@ def evaluate(model, loss_func, dl):
             tot_loss += loss_func(pred, yb).item() * nb
             tot_acc += accuracy(pred, yb).item() * nb
             count += nb
-    if count == 0: raise ValueError("evaluate: the DataLoader gave no batches, so there is nothing to average")
+    if count == 0:
+        raise ValueError("evaluate: the DataLoader gave no batches, so there is nothing to average")
     return tot_loss / count, tot_acc / count
 
 
