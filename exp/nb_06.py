@@ -3,7 +3,6 @@
 
 from exp.nb_05b import *
 import torch.optim as optim
-from functools import partial
 import weakref
 
 
@@ -15,25 +14,27 @@ def _pair(v, name):
     return pair
 
 def conv_out_size(n, ks, stride=1, padding=0):
-    "How many positions a kernel of size `ks` takes along an axis of length `n`: floor((n + 2p - ks)/s) + 1."
+    """How many positions a kernel of size `ks` takes along an axis of length `n`:
+    floor((n + 2p - ks)/s) + 1."""
     return (n + 2*padding - ks) // stride + 1
 
 
 def _offsets(ks, out, stride):
     "For each kernel offset (i, j): the rows and columns of the padded input it meets, as slices."
-    return [(i, j, slice(i, i + stride[0]*(out[0]-1) + 1, stride[0]), slice(j, j + stride[1]*(out[1]-1) + 1, stride[1]))
-            for i in range(ks[0]) for j in range(ks[1])]
+    def span(start, ax): return slice(start, start + stride[ax]*(out[ax]-1) + 1, stride[ax])
+    return [(i, j, span(i, 0), span(j, 1)) for i in range(ks[0]) for j in range(ks[1])]
 
 
-class _Im2Col(torch.autograd.Function):
-    """x (N, C, H, W) -> columns (C*kh*kw, N*oh*ow): row (c, i, j) holds, for every output position,
-    the input pixel that kernel weight (c, i, j) multiplies there. Built from one slice per offset."""
+class Im2Col(torch.autograd.Function):
+    """x (N, C, H, W) -> columns (C*kh*kw, N*oh*ow): row (c, i, j) holds, for every output
+    position, the input pixel that kernel weight (c, i, j) multiplies there. Built from one slice
+    per offset."""
     @staticmethod
     def forward(ctx, x, ks, stride, padding):
         (n, c, h, w), (ph, pw) = x.shape, padding
         out = conv_out_size(h, ks[0], stride[0], ph), conv_out_size(w, ks[1], stride[1], pw)
-        xp = x.new_zeros(c, n, h + 2*ph, w + 2*pw)            # channels first: each slice below is a
-        xp[:, :, ph:ph+h, pw:pw+w] = x.transpose(0, 1)       # block of whole images, read in order
+        xp = x.new_zeros(c, n, h + 2*ph, w + 2*pw)        # channels first: each slice below is a
+        xp[:, :, ph:ph+h, pw:pw+w] = x.transpose(0, 1)   # block of whole images, read in order
         cols = x.new_empty(c, *ks, n, *out)
         for i,j,rows,cs in _offsets(ks, out, stride): cols[:, i, j] = xp[:, :, rows, cs]
         ctx.geom = x.shape, ks, stride, padding, out
@@ -51,39 +52,48 @@ class _Im2Col(torch.autograd.Function):
 
 
 def _check_image_batch(x, who):
-    if x.ndim != 4: raise ValueError(f"{who} expects a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.ndim != 4:
+        raise ValueError(f"{who} expects a batch of images (N, C, H, W), "
+                         f"got shape {tuple(x.shape)}")
 
 def _check_geometry(x, ks, stride, padding, who):
     "Strides >= 1, paddings >= 0, and a kernel that fits in the padded image at least once."
     if min(stride) < 1 or min(padding) < 0:
-        raise ValueError(f"{who}: stride must be >= 1 and padding >= 0, got stride={stride}, padding={padding}")
+        raise ValueError(f"{who}: stride must be >= 1 and padding >= 0, "
+                         f"got stride={stride}, padding={padding}")
     if any(conv_out_size(n, k, s, p) < 1 for n,k,s,p in zip(x.shape[2:], ks, stride, padding)):
         raise ValueError(f"{who}: a {ks[0]}x{ks[1]} kernel does not fit in input {tuple(x.shape)} "
                          f"with padding={padding}")
 
 def unfold(x, kernel_size, stride=1, padding=0):
-    """im2col, like `F.unfold` (no dilation; stride before padding, as in `conv2d`): x (N, C, H, W) ->
-    (N, C*kh*kw, L), one column per output position holding the patch the kernel sees there."""
-    ks,stride,padding = _pair(kernel_size, 'kernel_size'),_pair(stride, 'stride'),_pair(padding, 'padding')
+    """im2col, like `F.unfold` (no dilation; stride before padding, as in `conv2d`):
+    x (N, C, H, W) -> (N, C*kh*kw, L), one column per output position holding the patch the
+    kernel sees there."""
+    ks = _pair(kernel_size, 'kernel_size')
+    stride,padding = _pair(stride, 'stride'),_pair(padding, 'padding')
     _check_image_batch(x, 'unfold'); _check_geometry(x, ks, stride, padding, 'unfold')
-    cols = _Im2Col.apply(x, ks, stride, padding)
+    cols = Im2Col.apply(x, ks, stride, padding)
     return cols.view(cols.shape[0], x.shape[0], -1).transpose(0, 1).contiguous()
 
 
 def _check_conv(x, weight, bias):
     if weight.ndim != 4 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"conv2d: weight must be (C_out, C_in, kh, kw) with C_in = the input's {x.shape[1]} channels; "
+        raise ValueError(f"conv2d: weight must be (C_out, C_in, kh, kw) with C_in = the input's "
+                         f"{x.shape[1]} channels; "
                          f"got input {tuple(x.shape)} and weight {tuple(weight.shape)}")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"conv2d: bias must be ({weight.shape[0]},), one per output channel; got {tuple(bias.shape)}")
+        raise ValueError(f"conv2d: bias must be ({weight.shape[0]},), one per output channel; "
+                         f"got {tuple(bias.shape)}")
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
-    "2d convolution (cross-correlation, as in PyTorch) as im2col + one matrix product; same arguments and output as `F.conv2d`."
-    if x.ndim == 3: return conv2d(x[None], weight, bias, stride, padding)[0]   # one unbatched image, as F.conv2d allows
+    """2d convolution (cross-correlation, as in PyTorch) as im2col + one matrix product; same
+    arguments and output as `F.conv2d`."""
+    if x.ndim == 3:   # one unbatched image, as F.conv2d allows
+        return conv2d(x[None], weight, bias, stride, padding)[0]
     _check_image_batch(x, 'conv2d'); _check_conv(x, weight, bias)
     ks,stride,padding = tuple(weight.shape[2:]),_pair(stride, 'stride'),_pair(padding, 'padding')
     _check_geometry(x, ks, stride, padding, 'conv2d')
-    cols = _Im2Col.apply(x, ks, stride, padding)                  # (C_in*kh*kw, N*oh*ow)
+    cols = Im2Col.apply(x, ks, stride, padding)                  # (C_in*kh*kw, N*oh*ow)
     w = weight.reshape(weight.shape[0], -1)                       # (C_out, C_in*kh*kw)
     out = w @ cols if bias is None else torch.addmm(bias[:, None], w, cols)
     oh,ow = (conv_out_size(n, k, s, p) for n,k,s,p in zip(x.shape[2:], ks, stride, padding))
@@ -91,7 +101,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 
 
 class Lambda(nn.Module):
-    "A layer that applies `func`: lets a plain function sit in `nn.Sequential`. Name the function (no lambda) so the model pickles."
+    """A layer that applies `func`: lets a plain function sit in `nn.Sequential`. Name the function
+    (no lambda) so the model pickles."""
     def __init__(self, func):
         super().__init__()
         self.func = func
@@ -99,7 +110,7 @@ class Lambda(nn.Module):
     def extra_repr(self): return getattr(self.func, '__name__', repr(self.func))
 
 def flatten(x):
-    "(N, ...) -> (N, everything else): the pooled (N, C, 1, 1) maps become (N, C) for the linear layer."
+    "(N, ...) -> (N, the rest): the pooled (N, C, 1, 1) maps become (N, C) for the linear layer."
     return x.view(x.shape[0], -1)
 
 def mnist_resize(x):
@@ -108,8 +119,10 @@ def mnist_resize(x):
 
 
 class DeviceCallback(Callback):
-    "Puts the model on `device` (default `def_device`) when fitting starts, and each batch there before it is used."
-    def __init__(self, device=None): self.device = torch.device(def_device if device is None else device)
+    """Puts the model on `device` (default `def_device`) when fitting starts, and each batch there
+    before it is used."""
+    def __init__(self, device=None):
+        self.device = torch.device(def_device if device is None else device)
     def begin_fit(self): self.model.to(self.device)
     def begin_batch(self): self.run.xb,self.run.yb = self.xb.to(self.device),self.yb.to(self.device)
 
@@ -117,7 +130,7 @@ CudaCallback = DeviceCallback   # the course's name; here it moves to whichever 
 
 
 class BatchTransformXCallback(Callback):
-    "Applies `tfm` to each batch's inputs before the model sees them (after DeviceCallback has moved them)."
+    "Applies `tfm` to each batch's inputs before the model sees them (after DeviceCallback)."
     _order = 2
     def __init__(self, tfm): self.tfm = tfm
     def begin_batch(self): self.run.xb = self.tfm(self.xb)
@@ -128,7 +141,7 @@ def view_tfm(*size):
     _inner.__name__ = f"view_{'x'.join(map(str, size))}"
     return _inner
 
-mnist_view = view_tfm(1, 28, 28)
+mnist_view = mnist_resize   # the course's name for it as a batch transform: view_tfm(1, 28, 28)
 
 
 def get_runner(model, data, lr=0.6, cbs=None, opt_func=None, loss_func=F.cross_entropy):
@@ -142,12 +155,14 @@ def get_runner(model, data, lr=0.6, cbs=None, opt_func=None, loss_func=F.cross_e
 
 
 def get_cnn_layers(data, nfs, layer, **kwargs):
-    "Convolutions `layer(n_in, n_out, ks, **kwargs)` with `nfs` filters (5x5 first, then 3x3), pooled to a linear head of `data.c`."
+    """Convolutions `layer(n_in, n_out, ks, **kwargs)` with `nfs` filters (5x5 first, then 3x3),
+    pooled to a linear head of `data.c`."""
     nfs = [1] + listify(nfs)
     return [layer(nfs[i], nfs[i+1], 5 if i == 0 else 3, **kwargs) for i in range(len(nfs)-1)] + [
         nn.AdaptiveAvgPool2d(1), Lambda(flatten), nn.Linear(nfs[-1], data.c)]
 
-def get_cnn_model(data, nfs, layer, **kwargs): return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
+def get_cnn_model(data, nfs, layer, **kwargs):
+    return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
 
 
 class ListContainer():
@@ -155,9 +170,10 @@ class ListContainer():
     def __init__(self, items): self.items = listify(items)
     def __getitem__(self, idx):
         if isinstance(idx, (int, slice)): return self.items[idx]
-        idx = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)   # a bool tensor is a mask too
+        idx = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)   # bool tensor: a mask
         if idx and isinstance(idx[0], bool):
-            if len(idx) != len(self): raise IndexError(f"boolean mask of length {len(idx)} for {len(self)} items")
+            if len(idx) != len(self):
+                raise IndexError(f"boolean mask of length {len(idx)} for {len(self)} items")
             return [o for m,o in zip(idx, self.items) if m]
         return [self.items[i] for i in idx]
     def __len__(self): return len(self.items)
@@ -170,10 +186,12 @@ class ListContainer():
 
 
 class Hook():
-    "Calls `f(hook, module, input, output)` after every forward pass of `m`, until removed: by `remove`, a `with` block's end, or deletion."
+    """Calls `f(hook, module, input, output)` after every forward pass of `m`, until removed: by
+    `remove`, a `with` block's end, or deletion."""
     def __init__(self, m, f):
-        if not isinstance(m, nn.Module): raise TypeError(f"Hook needs an nn.Module to watch, got {type(m).__name__}")
-        ref = weakref.ref(self)   # the module keeps this function; a strong reference would keep the Hook alive forever
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"Hook needs an nn.Module to watch, got {type(m).__name__}")
+        ref = weakref.ref(self)   # _call, which the module keeps, must not keep the Hook alive
         def _call(mod, inp, outp):
             if (hook := ref()) is not None: f(hook, mod, inp, outp)
         self.hook = m.register_forward_hook(_call)
@@ -184,12 +202,12 @@ class Hook():
         if hasattr(self, 'hook'): self.remove()
 
 class Hooks(ListContainer):
-    "One `Hook` with `f` per module in `ms`; removes them all at the end of a `with` block or on deletion."
+    "One `Hook` with `f` per module in `ms`; all removed at a `with` block's end or on deletion."
     def __init__(self, ms, f): super().__init__([Hook(m, f) for m in ms])
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
     def __del__(self):
-        if hasattr(self, 'items'): self.remove()   # not when __init__ failed before the list existed
+        if hasattr(self, 'items'): self.remove()   # not if __init__ failed before the list existed
     def __delitem__(self, i):
         self[i].remove()
         super().__delitem__(i)
@@ -204,7 +222,8 @@ def children(m):
 _HIST_BINS, _HIST_LO, _HIST_HI = 40, -7, 7   # activation histograms: 40 bins from -7 to 7
 
 def append_stats(hook, mod, inp, outp):
-    "Forward hook: in training, append the output's mean, std and histogram to `hook.stats` (means, stds, hists)."
+    """Forward hook: in training, append the output's mean, std and histogram to `hook.stats`
+    (means, stds, hists)."""
     if not hasattr(hook, 'stats'): hook.stats = ([], [], [])
     if not mod.training: return
     means,stds,hists = hook.stats
@@ -216,15 +235,19 @@ def get_hist(h):
     "The hook's histograms as an image: bins x batches, log(1 + count) so sparse bins still show."
     return torch.stack(h.stats[2]).t().float().log1p()
 
-def get_min(h):
-    "Per batch, the share of activations in the two histogram bins next to 0 (|a| < 0.35): those that carry almost nothing."
+def near_zero_share(h):
+    """Per batch, the share of activations in the two histogram bins next to 0 (|a| < 0.35):
+    those that carry almost nothing."""
     counts = torch.stack(h.stats[2]).t().float()
     mid = _HIST_BINS // 2
     return counts[mid-1:mid+1].sum(0) / counts.sum(0)
 
+get_min = near_zero_share   # the course's name
+
 
 class GeneralRelu(nn.Module):
-    "ReLU with options: a `leak` slope for negative inputs, a shift down by `sub`, a ceiling `maxv`. No options: plain ReLU."
+    """ReLU with options: a `leak` slope for negative inputs, a shift down by `sub`, a ceiling
+    `maxv`. No options: plain ReLU."""
     def __init__(self, leak=None, sub=None, maxv=None):
         super().__init__()
         self.leak,self.sub,self.maxv = leak,sub,maxv
@@ -246,12 +269,14 @@ def _init_convs(m, f):
     for l in m.children(): _init_convs(l, f)
 
 def init_cnn(m, uniform=False):
-    "Kaiming init (He et al. 2015) for every conv in `m`, with a=0.1 for GeneralRelu's leak; biases zeroed."
+    "Kaiming init (He et al. 2015) of every conv in `m`, a=0.1 for GeneralRelu's leak; zero biases."
     _init_convs(m, init.kaiming_uniform_ if uniform else init.kaiming_normal_)
 
-def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, model_func=None, **kwargs):
-    """A CNN from `model_func(data, nfs, layer, **kwargs)` (default `get_cnn_model`), Kaiming-initialised, with its
-    Learner and Runner. A later notebook with its own model builder passes it as `model_func`."""
+def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, model_func=None,
+                  **kwargs):
+    """A CNN from `model_func(data, nfs, layer, **kwargs)` (default `get_cnn_model`),
+    Kaiming-initialised, with its Learner and Runner. A later notebook with its own model builder
+    passes it as `model_func`."""
     model = (model_func or get_cnn_model)(data, nfs, layer, **kwargs)
     init_cnn(model, uniform=uniform)
     return get_runner(model, data, lr=lr, cbs=cbs, opt_func=opt_func)
@@ -260,9 +285,9 @@ def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, 
 # What `from exp.nb_06 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
 from exp.nb_05b import __all__ as _all_nb_05b
 __all__ = [_name for _name in dict.fromkeys(_all_nb_05b + [
-    'optim', 'partial', 'conv_out_size', 'unfold', 'conv2d', 'Lambda', 'flatten',
-    'mnist_resize', 'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm',
-    'mnist_view', 'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook',
-    'Hooks', 'children', 'append_stats', 'get_hist', 'get_min', 'GeneralRelu', 'conv_layer',
-    'init_cnn', 'get_learn_run'
+    'optim', 'conv_out_size', 'Im2Col', 'unfold', 'conv2d', 'Lambda', 'flatten', 'mnist_resize',
+    'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm', 'mnist_view',
+    'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook', 'Hooks',
+    'children', 'append_stats', 'get_hist', 'near_zero_share', 'get_min', 'GeneralRelu',
+    'conv_layer', 'init_cnn', 'get_learn_run'
 ]) if _name in globals()]
