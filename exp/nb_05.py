@@ -10,18 +10,21 @@ def create_learner(model_func, loss_func, data):
     return Learner(*model_func(data), loss_func, data)
 
 def get_model_func(lr=0.1):
-    "A `model_func` for `create_learner`: 04's `get_model` at learning rate `lr` (by default get_model's own)."
+    """A `model_func` for `create_learner`: 04's `get_model` at learning rate `lr` (by default
+    get_model's own)."""
     return functools.partial(get_model, lr=lr)
 
 
 def check_optimizer(opt, who, needs=('param_groups',)):
     "Raise a TypeError when `opt` lacks any attribute in `needs` that callback `who` relies on."
     missing = [a for a in needs if not hasattr(opt, a)]
-    if missing: raise TypeError(f"{who} needs an optimizer with {', '.join(f'`{a}`' for a in missing)} "
+    if missing: raise TypeError(f"{who} needs an optimizer with "
+                                f"{', '.join(f'`{a}`' for a in missing)} "
                                 f"(like torch.optim's); got {type(opt).__name__}")
 
 def plot_loss_vs_lr(lrs, losses, skip_last=0):
-    "Loss against learning rate on a log axis, without the last `skip_last` points (where the loss blew up)."
+    """Loss against learning rate on a log axis, without the last `skip_last` points (where the
+    loss blew up)."""
     n = len(losses) - skip_last
     plt.plot(lrs[:n], losses[:n]); plt.xscale('log')
     plt.xlabel('learning rate (log scale)'); plt.ylabel('loss')
@@ -45,7 +48,8 @@ class Recorder(Callback):
         losses = self._loss_values()
         plt.plot(losses[:len(losses)-skip_last]); plt.xlabel('training batch'); plt.ylabel('loss')
     def plot(self, skip_last=0, pgid=-1):
-        "Loss against the learning rate of param group `pgid`, on a log axis, without the last `skip_last` batches."
+        """Loss against the learning rate of param group `pgid`, on a log axis, without the last
+        `skip_last` batches."""
         plot_loss_vs_lr(self.lrs[pgid], self._loss_values(), skip_last)
 
 
@@ -54,7 +58,8 @@ def annealer(f):
     @functools.wraps(f)
     def _inner(start, end):
         sched = functools.partial(f, start, end)
-        sched(0); sched(1)   # try both ends: a bad start or end fails here, not in the middle of training
+        # try both ends: a bad start or end fails here, not in the middle of training
+        sched(0); sched(1)
         return sched
     return _inner
 
@@ -65,7 +70,9 @@ def sched_lin(start, end, pos): return start + pos*(end - start)
 def sched_no(start, end, pos): return start
 @annealer
 def sched_exp(start, end, pos):
-    if not start*end > 0: raise ValueError(f"sched_exp needs start and end of the same sign, non-zero: got {start}, {end}")
+    if not start*end > 0:
+        raise ValueError(f"sched_exp needs start and end of the same sign, non-zero: "
+                         f"got {start}, {end}")
     return start * (end/start)**pos
 
 
@@ -74,12 +81,14 @@ def sched_cos(start, end, pos): return end + (start - end) * (1 + math.cos(math.
 
 
 def _check_phases(pcts, scheds):
-    if len(pcts) != len(scheds): raise ValueError(f"combine_scheds: {len(pcts)} pcts for {len(scheds)} schedules")
+    if len(pcts) != len(scheds):
+        raise ValueError(f"combine_scheds: {len(pcts)} pcts for {len(scheds)} schedules")
     if any(p < 0 for p in pcts): raise ValueError(f"combine_scheds: pcts must be >= 0, got {pcts}")
-    if not math.isclose(sum(pcts), 1): raise ValueError(f"combine_scheds: pcts must add up to 1, got {pcts} (sum {sum(pcts)})")
+    if not math.isclose(sum(pcts), 1):
+        raise ValueError(f"combine_scheds: pcts must add up to 1, got {pcts} (sum {sum(pcts)})")
 
 def combine_scheds(pcts, scheds):
-    "One schedule made of `scheds` in turn, `scheds[i]` taking up the fraction `pcts[i]` of training."
+    "One schedule made of `scheds` in turn, `scheds[i]` taking the fraction `pcts[i]` of training."
     pcts,scheds = [float(p) for p in listify(pcts)],listify(scheds)
     _check_phases(pcts, scheds)
     bounds = [0.] + list(itertools.accumulate(pcts))
@@ -87,7 +96,8 @@ def combine_scheds(pcts, scheds):
     def _inner(pos):
         if not 0 <= pos <= 1: raise ValueError(f"combine_scheds: pos must be in [0, 1], got {pos}")
         i = min(bisect.bisect_right(bounds, pos), len(scheds)) - 1
-        while bounds[i+1] == bounds[i]: i -= 1           # pos=1 with empty last phases: use the last real one
+        # pos=1 with empty last phases: use the last real one
+        while bounds[i+1] == bounds[i]: i -= 1
         return scheds[i]((pos - bounds[i]) / (bounds[i+1] - bounds[i]))
     return _inner
 
@@ -97,30 +107,35 @@ def cos_1cycle_anneal(start, high, end):
     return [sched_cos(start, high), sched_cos(high, end)]
 
 def create_phases(phases):
-    "Fractions of training for a list of phases, plus one last phase for the rest: 0.3 -> [0.3, 0.7]."
+    "Fractions of training for a list of phases, plus a last phase for the rest: 0.3 -> [0.3, 0.7]."
     phases = listify(phases)
     return phases + [1 - sum(phases)]
 
 def check_positive(who, **args):
     "Raise a ValueError naming the first of `args` that is not a finite number > 0."
     for k,v in args.items():
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+        is_number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        if not (is_number and math.isfinite(v) and v > 0):
             raise ValueError(f"{who}: {k} must be a number > 0, got {v!r}")
 
 def one_cycle(lr_max, pct_start=0.3, div_start=25., div_end=1e4):
-    "One-cycle (Smith & Topin 2017): cosine from lr_max/div_start up to lr_max over pct_start of training, then down to lr_max/div_end."
+    """One-cycle (Smith & Topin 2017): cosine from lr_max/div_start up to lr_max over pct_start of
+    training, then down to lr_max/div_end."""
     check_positive('one_cycle', lr_max=lr_max, div_start=div_start, div_end=div_end)
-    if not 0 <= pct_start <= 1: raise ValueError(f"one_cycle: pct_start must be in [0, 1], got {pct_start!r}")
-    return combine_scheds(create_phases(pct_start), cos_1cycle_anneal(lr_max/div_start, lr_max, lr_max/div_end))
+    if not 0 <= pct_start <= 1:
+        raise ValueError(f"one_cycle: pct_start must be in [0, 1], got {pct_start!r}")
+    phases = cos_1cycle_anneal(lr_max/div_start, lr_max, lr_max/div_end)
+    return combine_scheds(create_phases(pct_start), phases)
 
 
 def pg_dicts(pgs):
-    "One torch.optim param group per item of `pgs` (each an iterable of parameters): `[{'params': ...}, ...]`."
+    """One torch.optim param group per item of `pgs` (each an iterable of parameters):
+    `[{'params': ...}, ...]`."""
     return [{'params': p} for p in pgs]
 
 
 class ParamScheduler(Callback):
-    "Before each training batch, sets hyper-parameter `pname` of each param group from its schedule."
+    "Before each training batch, sets hyper-parameter `pname` of each param group by its schedule."
     _order = 1
     def __init__(self, pname, sched_funcs): self.pname,self.sched_funcs = pname,sched_funcs
     def begin_fit(self):
@@ -129,7 +144,8 @@ class ParamScheduler(Callback):
         fs = self.sched_funcs
         self.funcs = list(fs) if isinstance(fs, (list, tuple)) else [fs]*len(pgs)
         if len(self.funcs) != len(pgs):
-            raise ValueError(f"ParamScheduler({self.pname!r}): {len(self.funcs)} schedules for {len(pgs)} param groups")
+            raise ValueError(f"ParamScheduler({self.pname!r}): {len(self.funcs)} schedules "
+                             f"for {len(pgs)} param groups")
         if not all(self.pname in pg for pg in pgs):
             raise KeyError(f"ParamScheduler: the optimizer has no hyper-parameter {self.pname!r}; "
                            f"its param groups have {sorted(k for k in pgs[0] if k != 'params')}")
