@@ -5,20 +5,26 @@ from exp.nb_05 import *
 import copy, numbers
 
 
-class CancelTrainException(Exception): "Raised by a callback: end `fit` now (`after_cancel_train` and `after_fit` still run)."
-class CancelEpochException(Exception): "Raised by a callback: skip the rest of this epoch, training and validation."
-class CancelBatchException(Exception): "Raised by a callback: skip the rest of this batch."
+class CancelTrainException(Exception):
+    "Raised by a callback: end `fit` now (`after_cancel_train` and `after_fit` still run)."
+class CancelEpochException(Exception):
+    "Raised by a callback: skip the rest of this epoch, training and validation."
+class CancelBatchException(Exception):
+    "Raised by a callback: skip the rest of this batch."
 
 
 class Runner(Runner):
-    "04's Runner, plus: callbacks may raise CancelBatchException, CancelEpochException or CancelTrainException."
-    events = Runner.events + ('after_cancel_batch', 'after_cancel_epoch', 'after_cancel_train')   # 04's, plus ours
+    """04's Runner, plus: callbacks may raise CancelBatchException, CancelEpochException or
+    CancelTrainException."""
+    # 04's events, plus ours
+    events = Runner.events + ('after_cancel_batch', 'after_cancel_epoch', 'after_cancel_train')
 
     def one_batch(self, xb, yb):
         try: super().one_batch(xb, yb)
         except CancelBatchException: self('after_cancel_batch')
         except (CancelEpochException, CancelTrainException):
-            self('after_batch')   # the batch ends even when cut short: counters and recorders see it
+            # the batch ends even when cut short: counters and recorders see it
+            self('after_batch')
             raise
 
     def do_epoch(self):
@@ -48,17 +54,22 @@ def check_count(who, **args):
 
 
 class LR_Find(Callback):
-    "LR range test (Smith 2015): raise the lr exponentially from min_lr to max_lr, batch by batch, until the loss explodes."
+    """LR range test (Smith 2015): raise the lr exponentially from min_lr to max_lr, batch by
+    batch, until the loss explodes."""
     _order = -1   # before TerminateOnNaNCallback: an infinite loss ends the search, not the program
     def __init__(self, max_iter=100, min_lr=1e-6, max_lr=10, explode=10.):
         check_count('LR_Find', max_iter=max_iter)
         check_positive('LR_Find', min_lr=min_lr, max_lr=max_lr, explode=explode)
-        if not min_lr < max_lr: raise ValueError(f"LR_Find: min_lr must be below max_lr, got {min_lr!r} and {max_lr!r}")
-        if not explode > 1: raise ValueError(f"LR_Find: explode must be > 1 (a multiple of the best loss), got {explode!r}")
+        if not min_lr < max_lr:
+            raise ValueError(f"LR_Find: min_lr must be below max_lr, got {min_lr!r} and {max_lr!r}")
+        if not explode > 1:
+            raise ValueError(f"LR_Find: explode must be > 1 (a multiple of the best loss), "
+                             f"got {explode!r}")
         self.max_iter,self.min_lr,self.max_lr,self.explode = max_iter,min_lr,max_lr,explode
         self.sched,self.snap = sched_exp(min_lr, max_lr),None
     def begin_fit(self):
-        check_optimizer(self.opt, 'LR_Find', needs=('param_groups', 'state_dict', 'load_state_dict'))
+        needs = ('param_groups', 'state_dict', 'load_state_dict')
+        check_optimizer(self.opt, 'LR_Find', needs=needs)
         self.lrs,self.losses,self.best_loss = [],[],math.inf
         self.snap = _snapshot(self.model, self.opt)
     def begin_batch(self):
@@ -69,13 +80,16 @@ class LR_Find(Callback):
         if not self.in_train: return
         loss = self.loss.item()
         self.lrs.append(self.opt.param_groups[-1]['lr']); self.losses.append(loss)
-        if not math.isfinite(loss) or loss > self.explode*self.best_loss: raise CancelTrainException()
+        if not math.isfinite(loss) or loss > self.explode*self.best_loss:
+            raise CancelTrainException()
         self.best_loss = min(self.best_loss, loss)
     def after_step(self):
-        if self.n_iter + 1 >= self.max_iter: raise CancelTrainException()   # n_iter counts this batch at after_batch
+        # n_iter counts this batch only at after_batch
+        if self.n_iter + 1 >= self.max_iter: raise CancelTrainException()
     def begin_validate(self): return True
     def after_fit(self):
-        if self.snap is None: return   # begin_fit never got to take one (an earlier begin_fit raised)
+        # no snapshot: begin_fit never got to take one (an earlier begin_fit raised)
+        if self.snap is None: return
         _restore(self.model, self.opt, self.snap)
         self.opt.zero_grad()
         self.snap = None
@@ -85,15 +99,18 @@ class LR_Find(Callback):
 
 
 class EarlyStoppingCallback(Callback):
-    "Ends fit once the validation loss hasn't improved by more than `min_delta` for `patience` epochs."
+    "Ends fit once the validation loss hasn't improved by over `min_delta` for `patience` epochs."
     _order = 100
     def __init__(self, patience=3, min_delta=0.):
         check_count('EarlyStoppingCallback', patience=patience)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
-            raise ValueError(f"EarlyStoppingCallback: min_delta must be a number >= 0, got {min_delta!r}")
+        is_number = isinstance(min_delta, numbers.Real) and not isinstance(min_delta, bool)
+        if not (is_number and min_delta >= 0):
+            raise ValueError(f"EarlyStoppingCallback: min_delta must be a number >= 0, "
+                             f"got {min_delta!r}")
         self.patience,self.min_delta = patience,min_delta
     def begin_fit(self):
-        self.valid_losses,self.best,self.best_epoch,self.wait,self.stopped_epoch = [],math.inf,None,0,None
+        self.valid_losses,self.best,self.best_epoch = [],math.inf,None
+        self.wait,self.stopped_epoch = 0,None
     def begin_epoch(self): self.tot,self.count = None,0
     def after_loss(self):
         if self.in_train: return
@@ -102,7 +119,8 @@ class EarlyStoppingCallback(Callback):
         if self.count < len(self.data.valid_ds): return   # validation skipped or cut short: no loss
         loss = self.tot.item() / self.count
         self.valid_losses.append(loss)
-        if loss < self.best - self.min_delta: self.best,self.best_epoch,self.wait = loss,self.epoch,0
+        if loss < self.best - self.min_delta:
+            self.best,self.best_epoch,self.wait = loss,self.epoch,0
         else: self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = self.epoch
