@@ -2,142 +2,49 @@
 
 
 from exp.nb_07a import *
-import collections, concurrent.futures, math, mimetypes, multiprocessing, os, shutil, struct, tempfile, time
-from functools import partial
+import collections, concurrent.futures, math, mimetypes, multiprocessing, os
 from pathlib import Path
 import numpy as np
 import PIL.Image
 import matplotlib.pyplot as plt
 
 
-_FASHION_SYSTEM = Path('/usr/share/datasets/fashion-mnist')   # where Debian's package puts the files
-_FASHION_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
-FASHION_PACKAGE = 'dataset-fashion-mnist'
-_FASHION_SHA256 = {   # of the decompressed files
-    'train-images-idx3-ubyte': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
-    'train-labels-idx1-ubyte': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
-    't10k-images-idx3-ubyte': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
-    't10k-labels-idx1-ubyte': '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'}
-
-def _fashion_file(name, sha256):
-    "A Fashion-MNIST DataFile: Debian's folder, the authors' server, then Debian's package; all gzipped."
-    gz = f'{name}.gz'
-    return DataFile(name, sha256, (UrlSource((_FASHION_SYSTEM/gz).as_uri(), gunzip=True),
-                                   UrlSource(_FASHION_URL + gz, gunzip=True),
-                                   DebSource(FASHION_PACKAGE, f'./usr/share/datasets/fashion-mnist/{gz}', gunzip=True)))
-
-FASHION_MNIST = tuple(_fashion_file(name, sha) for name, sha in _FASHION_SHA256.items())
-
-
-_IDX_TYPES = {0x08: 'u1', 0x09: 'i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
-
-def _idx_header(data, name):
-    "(dtype, dims, header length) of the IDX bytes `data`; a ValueError naming `name` if they are not IDX."
-    if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_TYPES:
-        codes = ', '.join(f'{c:02x}' for c in _IDX_TYPES)
-        raise ValueError(f'{name}: not an IDX file: its magic number is {data[:4].hex() or "missing"}, expected '
-                         f'0000, a type code ({codes}) and the number of dimensions')
-    ndim, hlen = data[3], 4 + 4*data[3]
-    if len(data) < hlen:
-        raise ValueError(f'{name}: IDX header cut short: {ndim} dimensions need {hlen} bytes, the file has {len(data)}')
-    return np.dtype(_IDX_TYPES[data[2]]), struct.unpack(f'>{ndim}I', data[4:hlen]), hlen
-
-def read_idx(path):
-    "The array stored in the IDX file at `path`, in native byte order."
-    data = Path(path).read_bytes()
-    dtype, dims, hlen = _idx_header(data, path)
-    want = math.prod(dims) * dtype.itemsize
-    if len(data) - hlen != want:
-        raise ValueError(f'{path}: the IDX header promises {dims} values of {dtype} ({want} bytes), '
-                         f'but {len(data) - hlen} bytes follow it')
-    return np.frombuffer(data, dtype, offset=hlen).reshape(dims).astype(dtype.newbyteorder('='))
-
-
-FASHION_CLASSES = ('tshirt_top', 'trouser', 'pullover', 'dress', 'coat',
-                   'sandal', 'shirt', 'sneaker', 'bag', 'ankle_boot')   # label 0..9, as folder names
-
-def get_fashion_mnist():
-    "Fashion-MNIST as tensors: x_train (60000, 28, 28) uint8, y_train int64, x_test (10000, 28, 28), y_test."
-    x_train, y_train, x_test, y_test = (torch.from_numpy(read_idx(find_file(df))) for df in FASHION_MNIST)
-    return x_train, y_train.long(), x_test, y_test.long()
-
-
-def _write_pngs(job):
-    "Write one chunk of images as PNGs: job is (folder, uint8 images, labels, index of the first image)."
-    folder, images, labels, first = job
-    for i, (img, lbl) in enumerate(zip(images, labels), first):
-        PIL.Image.fromarray(img).save(folder/FASHION_CLASSES[lbl]/f'{i:05d}.png')
-
-def _png_jobs(folder, x, y, chunk=5000):
-    "Make the class folders under `folder`; the chunks of (x, y) for `_write_pngs`."
-    for c in FASHION_CLASSES: (folder/c).mkdir(parents=True)
-    x, y = x.numpy(), y.tolist()
-    return [(folder, x[i:i+chunk], y[i:i+chunk], i) for i in range(0, len(y), chunk)]
-
-
-_DONE = 'COMPLETE'
-
-def _build_image_folder(tmp):
-    "Write all of Fashion-MNIST as PNGs under `tmp` (train/ and valid/) and the COMPLETE record."
-    start = time.perf_counter()
-    x_train, y_train, x_test, y_test = get_fashion_mnist()
-    jobs = _png_jobs(tmp/'train', x_train, y_train) + _png_jobs(tmp/'valid', x_test, y_test)
-    with concurrent.futures.ProcessPoolExecutor(os.cpu_count()) as pool: list(pool.map(_write_pngs, jobs))
-    secs = time.perf_counter() - start
-    (tmp/_DONE).write_text(f'train {len(y_train)}\nvalid {len(y_test)}\nbuild_seconds {secs:.1f}\n')
-
-
-def fashion_image_folder(dest=None):
-    "Fashion-MNIST as a folder of PNGs, train/<class>/ and valid/<class>/, built once (atomically) into `dest`."
-    dest = Path(dest) if dest is not None else cache_dir()/'fashion_mnist_png'
-    if dest.exists():
-        if (dest/_DONE).is_file(): return dest
-        raise FileExistsError(f'{dest} exists but was not built by fashion_image_folder (it has no {_DONE} file); '
-                              'move it away or pass another dest=')
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}-building-', dir=dest.parent))
-    try:
-        _build_image_folder(tmp)
-        try: tmp.rename(dest)
-        except OSError:   # another process finished first: its folder is as good as ours
-            if not (dest/_DONE).is_file(): raise
-    finally: shutil.rmtree(tmp, ignore_errors=True)   # gone already after a successful rename
-    return dest
-
-
-Path.ls = lambda self: sorted(self.iterdir())   # the course adds this to pathlib's Path for browsing
+Path.ls = lambda self: sorted(self.iterdir())   # the course adds this to Path, for browsing
 image_extensions = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith('image/')}
 
 def setify(o):
-    "`o` as a set: None -> empty, a set as is, a string one element, any other collection its elements."
+    "`o` as a set: None -> empty, a set as is, a string as one element, a collection its elements."
     return o if isinstance(o, set) else set(listify(o))
 
 def _get_files(folder, names, extensions):
-    "Paths of the `names` in `folder` that are not hidden and (if `extensions`) have one of them, sorted."
-    return [folder/n for n in sorted(names)
-            if not n.startswith('.') and (not extensions or os.path.splitext(n)[1].lower() in extensions)]
+    "Paths of the `names` in `folder` not hidden and (if `extensions`) with one of them, sorted."
+    def wanted(n): return not extensions or os.path.splitext(n)[1].lower() in extensions
+    return [folder/n for n in sorted(names) if not n.startswith('.') and wanted(n)]
 
 
 def get_files(path, extensions=None, recurse=False, include=None):
-    "Sorted files under `path` with one of `extensions`; `recurse` walks sub-folders (top ones only if in `include`)."
+    "Sorted files in `path` with one of `extensions`; `recurse`: sub-folders too (top: `include`)."
     path, extensions = Path(path), {e.lower() for e in setify(extensions)}
     if not path.is_dir(): raise FileNotFoundError(f'get_files: {path} is not a folder')
-    if not recurse: return _get_files(path, [e.name for e in os.scandir(path) if e.is_file()], extensions)
+    if not recurse:
+        return _get_files(path, [e.name for e in os.scandir(path) if e.is_file()], extensions)
     res = []
     for depth, (folder, dirs, names) in enumerate(os.walk(path)):
-        keep = (lambda d: d in include) if include is not None and depth == 0 else (lambda d: not d.startswith('.'))
-        dirs[:] = sorted(d for d in dirs if keep(d))   # os.walk descends into what is left in dirs, in that order
+        if include is not None and depth == 0: keep = lambda d: d in include
+        else: keep = lambda d: not d.startswith('.')
+        dirs[:] = sorted(d for d in dirs if keep(d))   # os.walk descends into these, in this order
         res += _get_files(Path(folder), names, extensions)
     return res
 
 
 def compose(x, funcs, *args, order_key='_order', **kwargs):
     "Apply each of `funcs` to `x` in turn, sorted by their `order_key` attribute (default 0)."
-    for f in sorted(listify(funcs), key=lambda f: getattr(f, order_key, 0)): x = f(x, *args, **kwargs)
+    for f in sorted(listify(funcs), key=lambda f: getattr(f, order_key, 0)):
+        x = f(x, *args, **kwargs)
     return x
 
 class ItemList(ListContainer):
-    "Items (often file paths) under `path`; indexing gives `get(item)` passed through `tfms` (see `compose`)."
+    "Items (often file paths) under `path`; `il[i]` is `get(item)` through `tfms` (see `compose`)."
     def __init__(self, items, path='.', tfms=None):
         super().__init__(items)
         self.path, self.tfms = Path(path), tfms
@@ -154,11 +61,11 @@ class ImageList(ItemList):
     "An ItemList of image files: `get` opens one as a PIL image."
     @classmethod
     def from_files(cls, path, extensions=None, recurse=True, include=None, **kwargs):
-        return cls(get_files(path, image_extensions if extensions is None else extensions, recurse, include),
-                   path, **kwargs)
+        if extensions is None: extensions = image_extensions
+        return cls(get_files(path, extensions, recurse, include), path, **kwargs)
     def get(self, fn):
         img = PIL.Image.open(fn)
-        img.load()   # decode now: Pillow then closes the file, instead of holding it open until garbage collection
+        img.load()   # decode now: Pillow then closes the file, not at garbage collection
         return img
 
 
@@ -181,8 +88,8 @@ def to_byte_tensor(item):
     "A PIL image with 8 bits per channel as a uint8 tensor (C, H, W), channels first."
     a = np.asarray(item)
     if a.dtype != np.uint8:
-        raise ValueError(f'to_byte_tensor: image mode {item.mode} has {a.dtype} pixels, not 8-bit ones; '
-                         'convert it first (make_rgb, or .convert("L"))')
+        raise ValueError(f'to_byte_tensor: image mode {item.mode} has {a.dtype} pixels, '
+                         'not 8-bit ones; convert it first (make_rgb, or .convert("L"))')
     return torch.from_numpy((a[..., None] if a.ndim == 2 else a).transpose(2, 0, 1).copy())
 to_byte_tensor._order = 20
 
@@ -193,28 +100,31 @@ to_float_tensor._order = 30
 
 
 def grandparent_splitter(fn, valid_name='valid', train_name='train'):
-    "True (validation) if the folder two levels above `fn` is `valid_name`, False if `train_name`, else None."
+    "True (validation) if `fn`'s grandparent is `valid_name`, False if `train_name`, else None."
     gp = Path(fn).parent.parent.name
     return True if gp == valid_name else False if gp == train_name else None
 
 def split_by_func(items, f):
     "(items where f is False, items where f is True); items where f gives None are in neither."
     mask = [f(o) for o in items]
-    return [o for o, m in zip(items, mask) if m is False], [o for o, m in zip(items, mask) if m is True]
+    def side(want): return [o for o, m in zip(items, mask) if m is want]
+    return side(False), side(True)
 
 
 class SplitData():
     "A training and a validation list; other attributes are the training list's."
     def __init__(self, train, valid): self.train, self.valid = train, valid
     def __getattr__(self, k): return getattr(self.train, k)
-    def __setstate__(self, data): self.__dict__.update(data)   # unpickling must not call __getattr__ on an empty object
+    # unpickling must not call __getattr__ on an object without its attributes yet
+    def __setstate__(self, data): self.__dict__.update(data)
     @classmethod
     def split_by_func(cls, il, f):
         train, valid = split_by_func(il.items, f)
         if not train or not valid:
             seen = sorted({Path(o).parent.parent.name for o in il.items})
-            raise ValueError(f'split_by_func gave {len(train)} training and {len(valid)} validation items; '
-                             f'check the folder names the splitter expects (grandparents seen: {seen})')
+            raise ValueError(f'split_by_func gave {len(train)} training and {len(valid)} '
+                             'validation items; check the folder names the splitter expects '
+                             f'(grandparents seen: {seen})')
         return cls(il.new(train), il.new(valid))
     def __repr__(self): return f'{type(self).__name__}\nTrain: {self.train}\nValid: {self.valid}\n'
 
@@ -226,7 +136,7 @@ def uniqueify(x, sort=False):
     return res
 
 class Processor():
-    "Changes a whole list of items at once (see CategoryProcessor); this base one leaves them as they are."
+    "Changes a whole list of items at once (see CategoryProcessor); this one leaves them as is."
     def __call__(self, items): return self.process(items)
     def process(self, items): return items
 
@@ -241,12 +151,15 @@ class CategoryProcessor(Processor):
         return [self.proc1(o) for o in items]
     def proc1(self, item):
         try: return self.otoi[item]
-        except KeyError: raise ValueError(f'CategoryProcessor: label {item!r} is not in the vocabulary learned '
-                                          f'from the training set: {self.vocab}') from None
+        except KeyError:
+            raise ValueError(f'CategoryProcessor: label {item!r} is not in the vocabulary learned '
+                             f'from the training set: {self.vocab}') from None
     def deprocess(self, idxs): return [self.deproc1(i) for i in idxs]
     def deproc1(self, idx):
-        if self.vocab is None: raise ValueError('CategoryProcessor: call it on the training labels first')
-        if not 0 <= idx < len(self.vocab): raise IndexError(f'class number {idx} is outside 0..{len(self.vocab)-1}')
+        if self.vocab is None:
+            raise ValueError('CategoryProcessor: call it on the training labels first')
+        if not 0 <= idx < len(self.vocab):
+            raise IndexError(f'class number {idx} is outside 0..{len(self.vocab)-1}')
         return self.vocab[idx]
 
 
@@ -258,7 +171,7 @@ def _label_by_func(ds, f, cls=ItemList): return cls([f(o) for o in ds.items], pa
 
 def _deprocess(items, idx, procs):
     "items[idx] with the processors undone, last one first."
-    if torch.is_tensor(idx) and idx.ndim == 0: idx = int(idx)   # a list cannot be indexed by a 0-d tensor
+    if torch.is_tensor(idx) and idx.ndim == 0: idx = int(idx)   # a list takes no 0-d tensor index
     item = items[idx]
     one = isinstance(idx, int)
     for proc in reversed(listify(procs)): item = proc.deproc1(item) if one else proc.deprocess(item)
@@ -266,7 +179,7 @@ def _deprocess(items, idx, procs):
 
 
 class LabeledData():
-    "Inputs `x` and targets `y` (ItemLists), each run through its processors once; `ld[i]` is (x[i], y[i])."
+    "Inputs `x` and targets `y` (ItemLists), each processed once; `ld[i]` is (x[i], y[i])."
     def __init__(self, x, y, proc_x=None, proc_y=None):
         if len(x) != len(y): raise ValueError(f'LabeledData: {len(x)} inputs but {len(y)} labels')
         self.x, self.y = self.process(x, proc_x), self.process(y, proc_y)
@@ -281,10 +194,10 @@ class LabeledData():
     def label_by_func(cls, il, f, proc_x=None, proc_y=None):
         return cls(il, _label_by_func(il, f), proc_x=proc_x, proc_y=proc_y)
 
-def label_by_func(sd, f, proc_x=None, proc_y=None):
-    "Label both halves of the SplitData `sd` with `f`, with the same processors (learned on the training half)."
-    return SplitData(LabeledData.label_by_func(sd.train, f, proc_x=proc_x, proc_y=proc_y),
-                     LabeledData.label_by_func(sd.valid, f, proc_x=proc_x, proc_y=proc_y))
+def label_by_func(split, f, proc_x=None, proc_y=None):
+    "Label both halves of the SplitData `split` with `f`; processors learn on the training half."
+    return SplitData(LabeledData.label_by_func(split.train, f, proc_x=proc_x, proc_y=proc_y),
+                     LabeledData.label_by_func(split.valid, f, proc_x=proc_x, proc_y=proc_y))
 
 
 _WORKER = None   # in a worker process: (dataset, collate_fn), set once when it starts
@@ -295,14 +208,17 @@ def _init_worker(ds, collate_fn):
     _WORKER = ds, collate_fn
 
 def _make_batch(idxs):
-    "The batch for the list of indices `idxs`, made in a worker from the dataset it was given; packed to travel."
+    "The batch for the indices `idxs`, made in a worker from its dataset; packed to travel."
     ds, collate_fn = _WORKER
-    return _pack(ds[torch.tensor(idxs)] if collate_fn is None else collate_fn([ds[i] for i in idxs]))
+    if collate_fn is None: return _pack(ds[torch.tensor(idxs)])
+    return _pack(collate_fn([ds[i] for i in idxs]))
 
 def _pool(n, ds, collate_fn):
     "`n` worker processes holding `ds` and `collate_fn` (started by fork where the system has it)."
-    ctx = multiprocessing.get_context('fork' if 'fork' in multiprocessing.get_all_start_methods() else None)
-    return concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(ds, collate_fn))
+    has_fork = 'fork' in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context('fork' if has_fork else None)
+    return concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                                                  initargs=(ds, collate_fn))
 
 
 class _AsNumpy:
@@ -310,7 +226,7 @@ class _AsNumpy:
     def __init__(self, a): self.a = a
 
 def _pack(b):
-    "Tensors in `b` (also inside tuples, lists and dicts) as _AsNumpy; dtypes NumPy lacks stay tensors."
+    "Tensors in `b` (also in tuples, lists and dicts) as _AsNumpy; dtypes NumPy lacks stay tensors."
     if torch.is_tensor(b):
         try: return _AsNumpy(b.detach().cpu().numpy())
         except TypeError: return b   # bfloat16, say
@@ -337,11 +253,12 @@ def _parallel_batches(ds, collate_fn, batch_sampler, n_workers):
     finally: pool.shutdown(wait=True, cancel_futures=True)
 
 class DataLoader(DataLoader):
-    "03's DataLoader plus `num_workers`: that many processes make the batches, which come out in the same order."
-    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False, *,
-                 num_workers=0, **kwargs):
+    "03's DataLoader plus `num_workers`: that many processes make the batches, in the same order."
+    def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False,
+                 *, num_workers=0, **kwargs):
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f'DataLoader: num_workers must be an integer >= 0, got {num_workers!r}')
+            raise ValueError('DataLoader: num_workers must be an integer >= 0, '
+                             f'got {num_workers!r}')
         super().__init__(ds, bs, shuffle, sampler, collate_fn, drop_last, **kwargs)
         self.num_workers = num_workers
     def __iter__(self):
@@ -350,23 +267,24 @@ class DataLoader(DataLoader):
 
 
 def collate(b):
-    "Stack a list of (x, y) pairs into (xb, yb); parts that are numbers rather than tensors become a tensor."
+    "Stack a list of (x, y) pairs into (xb, yb); numbers rather than tensors become one tensor."
     xs, ys = zip(*b)
     stack = lambda v: torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v)
     return stack(xs), stack(ys)
 
 
 class DataBunch(DataBunch):
-    "04's DataBunch, also told the number of input channels `c_in`; `c_out` is the number of outputs (04's `c`)."
+    "04's DataBunch, also told the number of input channels `c_in`; `c_out` is 04's `c`."
     def __init__(self, train_dl, valid_dl, c_in=None, c_out=None):
         super().__init__(train_dl, valid_dl, c=c_out)
         self.c_in = c_in
     c_out = property(lambda self: self.c)
 
-def databunchify(sd, bs, c_in=None, c_out=None, **kwargs):
-    "Loaders for the labelled SplitData `sd`: training shuffled in batches of `bs`, validation in `2*bs`."
-    return DataBunch(DataLoader(sd.train, bs, shuffle=True, collate_fn=collate, **kwargs),
-                     DataLoader(sd.valid, bs*2, collate_fn=collate, **kwargs), c_in=c_in, c_out=c_out)
+def databunchify(split, bs, c_in=None, c_out=None, **kwargs):
+    "Loaders for the labelled SplitData `split`: shuffled training batches of `bs`, valid `2*bs`."
+    return DataBunch(DataLoader(split.train, bs, shuffle=True, collate_fn=collate, **kwargs),
+                     DataLoader(split.valid, bs*2, collate_fn=collate, **kwargs),
+                     c_in=c_in, c_out=c_out)
 
 SplitData.to_databunch = databunchify
 
@@ -390,7 +308,7 @@ def show_batch(x, c=4, r=None, figsize=None, labels=None):
 
 
 def normalize_chan(x, mean, std):
-    "(x - mean) / std for each channel of the image batch `x` (N, C, H, W); `mean` and `std` have C values."
+    "(x - mean) / std per channel of the image batch `x` (N, C, H, W); `mean`, `std` have C values."
     return (x - mean[..., None, None]) / std[..., None, None]
 
 def channel_stats(dl, n_batches=10):
@@ -404,7 +322,7 @@ def prev_pow_2(x):
     return 2**math.floor(math.log2(x))
 
 def get_cnn_layers(data, nfs, layer, **kwargs):
-    "3x3 `layer`s sized from `data.c_in`, then `nfs` (each with stride 2), pooled to a linear head of `data.c_out`."
+    "3x3 `layer`s sized from `data.c_in`, then `nfs` (stride 2), pooled, linear to `data.c_out`."
     def f(ni, nf, stride=2): return layer(ni, nf, 3, stride=stride, **kwargs)
     l1 = data.c_in
     l2 = prev_pow_2(l1*3*3)
@@ -414,43 +332,43 @@ def get_cnn_layers(data, nfs, layer, **kwargs):
     return layers + [nn.AdaptiveAvgPool2d(1), Lambda(flatten), nn.Linear(nfs[-1], data.c_out)]
 
 
-def get_cnn_model(data, nfs, layer, **kwargs): return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
+def get_cnn_model(data, nfs, layer, **kwargs):
+    return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
 
 _get_learn_run_06 = get_learn_run
 
 def get_learn_run(nfs, data, lr, layer, **kwargs):
-    "06's `get_learn_run`, building the model with this notebook's `get_cnn_model` (sized from `data.c_in`)."
+    "06's `get_learn_run`, with this notebook's `get_cnn_model` (sized from `data.c_in`)."
     return _get_learn_run_06(nfs, data, lr, layer, model_func=get_cnn_model, **kwargs)
 
 
 def get_batch(dl, run):
-    "One batch of `dl`, after the runner's callbacks' `begin_batch` (moved to the device, transformed)."
+    "One batch of `dl`, after the runner's callbacks' `begin_batch` (on the device, transformed)."
     run.xb, run.yb = next(iter(dl))
     for cb in run.cbs: cb.set_runner(run)
     run('begin_batch')
     return run.xb, run.yb
 
 def model_summary(run, learn, data, find_all=False):
-    "Print each layer of `learn.model` (each linear/conv layer if `find_all`) and its output shape for one batch."
+    "Print each layer of `learn.model` (all linear/conv ones if `find_all`) and its output's shape."
     xb, _ = get_batch(data.valid_dl, run)
     xb = xb.to(next(learn.model.parameters()).device)   # the model may not be on the device yet
     mods = find_modules(learn.model, is_lin_layer) if find_all else learn.model.children()
-    training, _ = learn.model.training, learn.model.eval()   # eval: BatchNorm's running statistics stay as they are
+    training, _ = learn.model.training, learn.model.eval()   # eval: BatchNorm's statistics stay
+    def show(hook, mod, inp, out): print(f'{mod}\n  -> {tuple(out.shape)}\n')
     try:
-        with Hooks(mods, lambda hook, mod, inp, out: print(f'{mod}\n  -> {tuple(out.shape)}\n')), torch.no_grad():
-            learn.model(xb)
+        with Hooks(mods, show), torch.no_grad(): learn.model(xb)
     finally: learn.model.train(training)
 
 
 # What `from exp.nb_08 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
 from exp.nb_07a import __all__ as _all_nb_07a
 __all__ = [_name for _name in dict.fromkeys(_all_nb_07a + [
-    'math', 'partial', 'Path', 'plt', 'FASHION_PACKAGE', 'FASHION_MNIST', 'read_idx',
-    'FASHION_CLASSES', 'get_fashion_mnist', 'fashion_image_folder', 'image_extensions',
-    'setify', 'get_files', 'compose', 'ItemList', 'ImageList', 'Transform', 'make_rgb',
-    'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'grandparent_splitter', 'split_by_func',
-    'SplitData', 'uniqueify', 'Processor', 'CategoryProcessor', 'parent_labeler', 'LabeledData',
-    'label_by_func', 'DataLoader', 'collate', 'DataBunch', 'databunchify', 'show_image',
-    'show_batch', 'normalize_chan', 'channel_stats', 'prev_pow_2', 'get_cnn_layers',
-    'get_cnn_model', 'get_learn_run', 'get_batch', 'model_summary'
+    'math', 'Path', 'plt', 'image_extensions', 'setify', 'get_files', 'compose', 'ItemList',
+    'ImageList', 'Transform', 'make_rgb', 'ResizeFixed', 'to_byte_tensor', 'to_float_tensor',
+    'grandparent_splitter', 'split_by_func', 'SplitData', 'uniqueify', 'Processor',
+    'CategoryProcessor', 'parent_labeler', 'LabeledData', 'label_by_func', 'DataLoader',
+    'collate', 'DataBunch', 'databunchify', 'show_image', 'show_batch', 'normalize_chan',
+    'channel_stats', 'prev_pow_2', 'get_cnn_layers', 'get_cnn_model', 'get_learn_run',
+    'get_batch', 'model_summary'
 ]) if _name in globals()]

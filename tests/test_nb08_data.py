@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exp import nb_08
+from exp import nb_00a, nb_08
 from exp.nb_08 import (CategoryProcessor, DataBunch, DataLoader, Dataset, ImageList, ItemList, LabeledData,
                        Processor, SplitData, ResizeFixed, collate, compose, conv_layer, databunchify,
                        fashion_image_folder, get_cnn_model, get_files, get_learn_run, grandparent_splitter,
@@ -31,7 +31,7 @@ def fake_data(monkeypatch):
     data = (torch.randint(0, 256, (N_TRAIN, 28, 28), generator=g, dtype=torch.uint8), torch.arange(N_TRAIN) % 10,
             torch.randint(0, 256, (N_TEST, 28, 28), generator=g, dtype=torch.uint8), torch.arange(N_TEST) % 10)
     calls = []
-    monkeypatch.setattr(nb_08, 'get_fashion_mnist', lambda: calls.append(1) or data)
+    monkeypatch.setattr(nb_00a, 'get_fashion_mnist', lambda: calls.append(1) or data)
     return data, calls
 
 
@@ -74,12 +74,12 @@ def test_failed_build_leaves_nothing_and_half_built_is_never_taken(fake_data, tm
     dest = tmp_path / 'png'
     half = tmp_path / '.png-building-killed'   # what a build killed half-way leaves
     (half / 'train' / 'coat').mkdir(parents=True)
-    monkeypatch.setattr(nb_08, '_write_pngs', full_disk)   # raises in the worker processes
+    monkeypatch.setattr(nb_00a, '_write_pngs', full_disk)   # raises in the worker processes
     with pytest.raises(OSError, match='disk full'):
         fashion_image_folder(dest)
     assert not dest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['.png-building-killed']
     monkeypatch.undo()
-    monkeypatch.setattr(nb_08, 'get_fashion_mnist', lambda: fake_data[0])
+    monkeypatch.setattr(nb_00a, 'get_fashion_mnist', lambda: fake_data[0])
     assert (fashion_image_folder(dest) / 'COMPLETE').is_file()
 
 
@@ -145,8 +145,9 @@ def test_splitters():
 
 def test_split_data_refuses_an_empty_side(folder):
     il = ImageList.from_files(folder)
-    sd = SplitData.split_by_func(il, grandparent_splitter)
-    assert (len(sd.train), len(sd.valid)) == (N_TRAIN, N_TEST) and sd.path == folder   # attributes from train
+    split = SplitData.split_by_func(il, grandparent_splitter)
+    assert (len(split.train), len(split.valid)) == (N_TRAIN, N_TEST)
+    assert split.path == folder   # attributes from train
     with pytest.raises(ValueError, match=r"0 validation items.*grandparents seen: \['train', 'valid'\]"):
         SplitData.split_by_func(il, lambda fn: grandparent_splitter(fn, valid_name='val'))
 
