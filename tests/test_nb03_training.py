@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler
 from torch.utils.data import DataLoader as TorchDL
 
-from exp.nb_03 import (Dataset, DataLoader, Optimizer, RandomSampler, Sampler, SequentialSampler, accuracy, collate,
-                       def_device, evaluate, fit, get_dls, log_softmax, logsumexp, nll, nn, optim, train_epoch)
+from exp.nb_03 import (Dataset, DataLoader, Optimizer, RandomSampler, Sampler, SequentialSampler,
+                       accuracy, collate, def_device, evaluate, fit, get_dls, log_softmax,
+                       logsumexp, nll, nn, optim, train_epoch)
 
 
 @pytest.fixture(autouse=True)
@@ -225,8 +226,10 @@ class Pairs:
 @pytest.mark.parametrize('collate_fn', [None, collate])
 def test_dataloader_custom_batch_sampler(collate_fn):
     ds = make_ds(7)
-    dl = DataLoader(ds, batch_sampler=Pairs(), collate_fn=collate_fn)  # torch's name for a sampler of batches
-    assert dl.bs is None and len(dl) == 4 and [yb.tolist() for _, yb in dl] == [[0, 1], [2, 3], [4, 5], [6]]
+    # torch's name for a sampler of batches
+    dl = DataLoader(ds, batch_sampler=Pairs(), collate_fn=collate_fn)
+    assert dl.bs is None and len(dl) == 4
+    assert [yb.tolist() for _, yb in dl] == [[0, 1], [2, 3], [4, 5], [6]]
 
 
 def test_dataloader_item_sampler_that_yields_batches_says_what_to_do():
@@ -262,16 +265,17 @@ def test_get_dls():
 
 # ---- Optimizer and fit ------------------------------------------------------------
 
-def tiny_model():
-    torch.manual_seed(3)
-    return nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+@pytest.fixture
+def tiny_model(make_tiny_model):
+    "A factory: a float64 MLP, 4 features to 5 hidden to 3 classes."
+    return lambda: make_tiny_model(4, 3, n_hidden=5, seed=3).double()
 
 
 def grads_for(model, x, y):
     F.cross_entropy(model(x), y).backward()
 
 
-def test_optimizer_step_is_manual_sgd():
+def test_optimizer_step_is_manual_sgd(tiny_model):
     model, lr = tiny_model(), 0.3
     x, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
     grads_for(model, x, y)
@@ -284,7 +288,7 @@ def test_optimizer_step_is_manual_sgd():
     assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
 
 
-def test_optimizer_matches_torch_sgd_over_steps():
+def test_optimizer_matches_torch_sgd_over_steps(tiny_model):
     m1 = tiny_model()
     m2 = copy.deepcopy(m1)
     o1, o2 = Optimizer(m1.parameters(), 0.1), optim.SGD(m2.parameters(), lr=0.1)
@@ -312,7 +316,7 @@ def test_optimizer_skips_params_without_grad():
 def on_device(*ts): return [t.to(def_device) for t in ts]
 
 
-def test_evaluate_weights_batches_by_size():
+def test_evaluate_weights_batches_by_size(tiny_model):
     model = tiny_model().to(def_device)
     x_va, y_va = on_device(torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 3, (7,)))
     valid_dl = DataLoader(Dataset(x_va, y_va), 3)  # batches of 3, 3, 1
@@ -328,7 +332,7 @@ def test_evaluate_weights_batches_by_size():
     assert sum(batch_means) / len(batch_means) != pytest.approx(full_loss, rel=1e-6)
 
 
-def test_train_epoch_is_one_step_per_batch():
+def test_train_epoch_is_one_step_per_batch(tiny_model):
     m1 = tiny_model().to(def_device)
     m2 = copy.deepcopy(m1)
     x, y = on_device(torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,)))
@@ -344,7 +348,7 @@ def test_train_epoch_is_one_step_per_batch():
         torch.testing.assert_close(p1, p2)
 
 
-def test_fit_weighted_validation_average_is_full_set_loss():
+def test_fit_weighted_validation_average_is_full_set_loss(tiny_model):
     model = tiny_model().to(def_device)
     x_tr, y_tr = on_device(torch.randn(12, 4, dtype=torch.float64), torch.randint(0, 3, (12,)))
     x_va, y_va = on_device(torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 3, (7,)))
@@ -370,7 +374,8 @@ def test_fit_trains_and_sets_modes():
     model = nn.Linear(2, 2).double().to(def_device)
     with torch.no_grad(): start = F.cross_entropy(model(x[150:]), y[150:]).item()
     modes = []
-    model.register_forward_hook(lambda mod, inp, out: modes.append((mod.training, torch.is_grad_enabled())))
+    def record_mode(mod, inp, out): modes.append((mod.training, torch.is_grad_enabled()))
+    model.register_forward_hook(record_mode)
     train_dl, valid_dl = get_dls(Dataset(x[:150], y[:150]), Dataset(x[150:], y[150:]), 16)
     hist = fit(10, model, F.cross_entropy, Optimizer(model.parameters(), 0.5), train_dl, valid_dl)
     assert hist[-1][1] > 0.9 and hist[-1][0] < start
@@ -378,7 +383,7 @@ def test_fit_trains_and_sets_modes():
     assert (False, True) not in modes and (True, False) not in modes
 
 
-# ---- drop_last with fewer items than one batch (issue 7, item 13) ----------------------------
+# ---- drop_last with fewer items than one batch: refused when the loader is made ---------------
 
 @pytest.mark.parametrize('make', [
     lambda ds: DataLoader(ds, 64, drop_last=True),
@@ -388,11 +393,12 @@ def test_fit_trains_and_sets_modes():
     lambda ds: get_dls(ds, ds, 32, drop_last=True),
 ])
 def test_drop_last_with_fewer_items_than_a_batch_is_refused_up_front(make):
-    with pytest.raises(ValueError, match=r'drop_last=True with batch size \d+ and only 10 items.*at most 10'):
+    refused = r'drop_last=True with batch size \d+ and only 10 items.*at most 10'
+    with pytest.raises(ValueError, match=refused):
         make(make_ds(10))
 
 
-def test_drop_last_with_exactly_one_batch_and_evaluate_of_no_batches():
+def test_drop_last_with_exactly_one_batch_and_evaluate_of_no_batches(tiny_model):
     dl = DataLoader(make_ds(10), 10, drop_last=True)
     assert len(dl) == 1 and len(list(dl)) == 1
     class Nothing:
@@ -415,15 +421,16 @@ def assert_same_batches(ours, theirs):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 
-# each entry builds the keyword arguments afresh, so the two loaders get separate, identically seeded samplers
+# each entry builds the keyword arguments afresh, so the two loaders get separate, identically
+# seeded samplers
 TORCH_CALLS = {
     'batch_size': lambda ds: dict(batch_size=4),
     'batch_size, drop_last': lambda ds: dict(batch_size=4, drop_last=True),
     'SequentialSampler': lambda ds: dict(batch_size=5, sampler=SequentialSampler(ds)),
-    'RandomSampler + collate': lambda ds: dict(batch_size=4, sampler=RandomSampler(ds, generator=seeded()),
-                                               collate_fn=collate),
-    'RandomSampler, drop_last': lambda ds: dict(batch_size=4, sampler=RandomSampler(ds, generator=seeded()),
-                                                drop_last=True),
+    'RandomSampler + collate': lambda ds: dict(
+        batch_size=4, sampler=RandomSampler(ds, generator=seeded()), collate_fn=collate),
+    'RandomSampler, drop_last': lambda ds: dict(
+        batch_size=4, sampler=RandomSampler(ds, generator=seeded()), drop_last=True),
     'BatchSampler as batch_sampler': lambda ds: dict(batch_sampler=BatchSampler(
         RandomSampler(ds, generator=seeded()), 6, drop_last=False)),
     'BatchSampler as batch_sampler + collate': lambda ds: dict(batch_sampler=BatchSampler(
@@ -443,19 +450,22 @@ def test_course_positional_bs_with_random_sampler():
     "The course's call: DataLoader(ds, bs, sampler=RandomSampler(ds), collate_fn=collate)."
     ds = make_ds(23, 3)
     ours = DataLoader(ds, 4, sampler=RandomSampler(ds, generator=seeded()), collate_fn=collate)
-    assert_same_batches(ours, TorchDL(ds, 4, sampler=RandomSampler(ds, generator=seeded()), collate_fn=collate))
+    theirs = TorchDL(ds, 4, sampler=RandomSampler(ds, generator=seeded()), collate_fn=collate)
+    assert_same_batches(ours, theirs)
     dl = DataLoader(ds, 4, sampler=RandomSampler(ds))   # fresh order each pass, every index once
     epochs = [torch.cat([yb for _, yb in dl]) for _ in range(2)]
     assert all(sorted(e.tolist()) == list(range(23)) for e in epochs) and not torch.equal(*epochs)
 
 
+def in_fours(ds): return BatchSampler(SequentialSampler(ds), 4, False)
+
 CONFLICTS = {
     'shuffle with sampler': lambda ds: dict(shuffle=True, sampler=SequentialSampler(ds)),
-    'batch_size with batch_sampler': lambda ds: dict(batch_size=4, batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
-    'shuffle with batch_sampler': lambda ds: dict(shuffle=True, batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
+    'batch_size with batch_sampler': lambda ds: dict(batch_size=4, batch_sampler=in_fours(ds)),
+    'shuffle with batch_sampler': lambda ds: dict(shuffle=True, batch_sampler=in_fours(ds)),
     'sampler with batch_sampler': lambda ds: dict(sampler=SequentialSampler(ds),
-                                                  batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
-    'drop_last with batch_sampler': lambda ds: dict(drop_last=True, batch_sampler=BatchSampler(SequentialSampler(ds), 4, False)),
+                                                  batch_sampler=in_fours(ds)),
+    'drop_last with batch_sampler': lambda ds: dict(drop_last=True, batch_sampler=in_fours(ds)),
 }
 
 
@@ -470,13 +480,15 @@ def test_contradicting_arguments_refused_like_torch(name):
 
 def test_bs_and_batch_size_are_one_argument():
     ds = make_ds(10)
-    assert DataLoader(ds, batch_size=3).bs == DataLoader(ds, 3).bs == DataLoader(ds, 3, batch_size=3).bs == 3
+    assert DataLoader(ds, batch_size=3).bs == DataLoader(ds, 3).bs == 3
+    assert DataLoader(ds, 3, batch_size=3).bs == 3
     with pytest.raises(ValueError, match=r'bs=3 and batch_size=4'):
         DataLoader(ds, 3, batch_size=4)
 
 
 def test_torch_batch_sampler_as_sampler_makes_the_batches():
-    "torch's own fast-path call, DataLoader(ds, batch_size=None, sampler=BatchSampler(...)), works the same."
+    """torch's own fast-path call, DataLoader(ds, batch_size=None, sampler=BatchSampler(...)), works
+    the same."""
     ds = make_ds(23, 3)
     kw = lambda: dict(batch_size=None, sampler=BatchSampler(SequentialSampler(ds), 5, False))
     assert_same_batches(DataLoader(ds, **kw()), TorchDL(ds, **kw()))
@@ -486,9 +498,14 @@ def test_torch_batch_sampler_as_sampler_makes_the_batches():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA')
-@pytest.mark.parametrize('name', ['batch_size', 'RandomSampler + collate', 'BatchSampler as batch_sampler'])
+@pytest.mark.parametrize('name', [
+    'batch_size',
+    'RandomSampler + collate',
+    'BatchSampler as batch_sampler',
+])
 def test_loaders_serve_cuda_data_like_cpu_data(name):
-    "Index tensors are made on the CPU; a dataset on the GPU must give the same batches, on the GPU."
+    """Index tensors are made on the CPU; a dataset on the GPU must give the same batches, on the
+    GPU."""
     cpu_ds = make_ds(23, 3)
     gpu_ds = Dataset(cpu_ds.x.cuda(), cpu_ds.y.cuda())
     for (x1, y1), (x2, y2) in zip(DataLoader(cpu_ds, **TORCH_CALLS[name](cpu_ds)),

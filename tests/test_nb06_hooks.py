@@ -1,4 +1,5 @@
-"Layers, callbacks, hooks, telemetry, GeneralRelu and init_cnn from nbs/06_cnn_hooks_init.ipynb (tiny models and data)."
+"""Layers, callbacks, hooks, telemetry, GeneralRelu and init_cnn from nbs/06_cnn_hooks_init.ipynb
+(tiny models and data)."""
 import gc
 import math
 from functools import partial
@@ -8,17 +9,18 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from exp.nb_06 import (AvgStatsCallback, BatchTransformXCallback, Callback, CudaCallback, DataBunch, Dataset,
-                       DeviceCallback, GeneralRelu, Hook, Hooks, Lambda, ListContainer, accuracy, append_stats,
-                       children, conv_layer, flatten, get_cnn_layers, get_cnn_model, get_dls, get_hist,
-                       get_learn_run, get_min, get_runner, init_cnn, mnist_resize, mnist_view, view_tfm)
+from exp.nb_06 import (AvgStatsCallback, BatchTransformXCallback, Callback, CudaCallback,
+                       DeviceCallback, GeneralRelu, Hook, Hooks, Lambda, ListContainer, accuracy,
+                       append_stats, children, conv_layer, flatten, get_cnn_layers, get_cnn_model,
+                       get_hist, get_learn_run, get_min, get_runner, init_cnn, mnist_resize,
+                       mnist_view, near_zero_share, view_tfm)
 
 
-def tiny_data(n=64, bs=16, seed=0):
-    "Random flat 'images' of 28*28 with 10 classes: enough for shapes and mechanics, nothing to learn."
-    g = torch.Generator().manual_seed(seed)
-    x, y = torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
-    return DataBunch(*get_dls(Dataset(x, y), Dataset(x[:32], y[:32]), bs), c=10)
+@pytest.fixture
+def data(make_tiny_data):
+    """Random flat 'images' of 28*28 with 10 classes, 64 for training in batches of 16 and 32 for
+    validation: enough for shapes and mechanics, nothing to learn."""
+    return make_tiny_data(n_train=64, n_valid=32, shape=(784,), n_classes=10)
 
 
 # ---------------------------------------------------------------- layers and transforms
@@ -33,8 +35,7 @@ def test_lambda_flatten_and_views():
     assert 'flatten' in repr(m)
 
 
-def test_cnn_layers_shapes():
-    data = tiny_data()
+def test_cnn_layers_shapes(data):
     layers = get_cnn_layers(data, [8, 16, 32, 32], conv_layer)
     assert [l[0].kernel_size for l in layers[:4]] == [(5, 5), (3, 3), (3, 3), (3, 3)]
     assert [l[0].out_channels for l in layers[:4]] == [8, 16, 32, 32]
@@ -49,7 +50,12 @@ def test_cnn_layers_shapes():
 
 # ---------------------------------------------------------------- GeneralRelu and init
 
-@pytest.mark.parametrize('leak,sub,maxv', [(None, None, None), (0.1, 0.4, 6.), (0.2, None, None), (None, 0.5, 1.)])
+@pytest.mark.parametrize('leak,sub,maxv', [
+    (None, None, None),
+    (0.1, 0.4, 6.),
+    (0.2, None, None),
+    (None, 0.5, 1.),
+])
 def test_general_relu_formula(leak, sub, maxv):
     x = torch.linspace(-10, 10, 101, dtype=torch.float64, requires_grad=True)
     y = GeneralRelu(leak, sub, maxv)(x)
@@ -68,7 +74,8 @@ def test_general_relu_default_is_relu():
 @pytest.mark.parametrize('uniform', [False, True])
 def test_init_cnn_std_is_kaiming(uniform):
     torch.manual_seed(0)
-    m = nn.Sequential(conv_layer(64, 128, 3), nn.Sequential(conv_layer(128, 128, 3)), nn.Linear(128, 10))
+    m = nn.Sequential(conv_layer(64, 128, 3), nn.Sequential(conv_layer(128, 128, 3)),
+                      nn.Linear(128, 10))
     lin_before = m[2].weight.clone()
     init_cnn(m, uniform=uniform)
     for conv in [m[0][0], m[1][0][0]]:
@@ -141,14 +148,15 @@ def test_append_stats_values_and_eval_mode_ignored():
     assert hists[0].sum() == 5              # -10 is outside the histogram's range [-7, 7]
     assert get_hist(h).shape == (40, 1)
     torch.testing.assert_close(get_hist(h)[:, 0], hists[0].log1p())
-    torch.testing.assert_close(get_min(h), torch.tensor([3 / 5]))   # -0.2, 0 and 0.2 are within 0.35 of zero
+    # -0.2, 0 and 0.2 are within 0.35 of zero
+    torch.testing.assert_close(near_zero_share(h), torch.tensor([3 / 5]))
+    assert get_min is near_zero_share   # the course's name
 
 
 # ---------------------------------------------------------------- callbacks and runners
 
-def test_get_runner_trains_a_cnn_with_callbacks():
+def test_get_runner_trains_a_cnn_with_callbacks(data):
     torch.manual_seed(0)
-    data = tiny_data()
     model = get_cnn_model(data, [4, 8], conv_layer)
     learn, run = get_runner(model, data, lr=0.1,
                             cbs=[partial(AvgStatsCallback, accuracy), DeviceCallback(),
@@ -160,21 +168,20 @@ def test_get_runner_trains_a_cnn_with_callbacks():
     assert CudaCallback is DeviceCallback
 
 
-def test_batch_transform_runs_after_device_callback():
+def test_batch_transform_runs_after_device_callback(make_tiny_data):
     seen = []
     class Spy(Callback):
         _order = 3
         def begin_batch(self): seen.append((tuple(self.xb.shape), self.xb.device))
-    data = tiny_data(n=16, bs=8)
+    data = make_tiny_data(n_train=16, n_valid=16, bs=8, shape=(784,), n_classes=10)
     learn, run = get_runner(nn.Sequential(Lambda(flatten), nn.Linear(784, 10)), data,
                             cbs=[BatchTransformXCallback(mnist_view), DeviceCallback('cpu'), Spy()])
     run.fit(1, learn)
     assert seen[0] == ((8, 1, 28, 28), torch.device('cpu'))
 
 
-def test_get_learn_run_initialises_and_passes_kwargs():
+def test_get_learn_run_initialises_and_passes_kwargs(data):
     torch.manual_seed(0)
-    data = tiny_data()
     learn, run = get_learn_run([8, 16], data, 0.3, conv_layer, leak=0.1, sub=0.4, maxv=6.)
     act = learn.model[0][1]
     assert (act.leak, act.sub, act.maxv) == (0.1, 0.4, 6.)
@@ -183,25 +190,26 @@ def test_get_learn_run_initialises_and_passes_kwargs():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
-def test_device_callback_moves_model_and_batches_to_cuda():
-    data = tiny_data()
+def test_device_callback_moves_model_and_batches_to_cuda(data):
     model = get_cnn_model(data, [4], conv_layer)
-    learn, run = get_runner(model, data, cbs=[DeviceCallback('cuda'), partial(BatchTransformXCallback, mnist_view)])
+    cbs = [DeviceCallback('cuda'), partial(BatchTransformXCallback, mnist_view)]
+    learn, run = get_runner(model, data, cbs=cbs)
     run.fit(1, learn)
     assert next(model.parameters()).device.type == 'cuda'
 
 
 # ---------------------------------------------------------------- the course's 06 calls
 
-def test_course_06_calls_run_against_exp():
-    "The course's 06 set-up and telemetry loop, in its own call shapes: callback factories, Hooks on the whole model."
+def test_course_06_calls_run_against_exp(data):
+    """The course's 06 set-up and telemetry loop, in its own call shapes: callback factories, Hooks
+    on the whole model."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from exp.nb_06 import ParamScheduler, Recorder, combine_scheds, sched_cos
     torch.manual_seed(0)
-    data = tiny_data(n=64, bs=16)
-    cbfs = [Recorder, partial(AvgStatsCallback, accuracy), CudaCallback, partial(BatchTransformXCallback, mnist_view)]
+    cbfs = [Recorder, partial(AvgStatsCallback, accuracy), CudaCallback,
+            partial(BatchTransformXCallback, mnist_view)]
     model = get_cnn_model(data, [8, 16], conv_layer, leak=0.1, sub=0.4, maxv=6.)
     init_cnn(model)
     learn, run = get_runner(model, data, lr=0.9, cbs=cbfs)
@@ -217,7 +225,8 @@ def test_course_06_calls_run_against_exp():
         ax.imshow(get_hist(h), origin='lower'); ax.plot(get_min(h))
     plt.close('all')
     sched = combine_scheds([0.5, 0.5], [sched_cos(0.2, 1.), sched_cos(1., 0.1)])
-    learn, run = get_learn_run([8, 16], data, 1., conv_layer, cbs=cbfs + [partial(ParamScheduler, 'lr', sched)])
+    learn, run = get_learn_run([8, 16], data, 1., conv_layer,
+                               cbs=cbfs + [partial(ParamScheduler, 'lr', sched)])
     run.fit(1, learn)
     assert len(run.recorder.lrs[0]) == len(data.train_dl)
     hooks = [Hook(l, append_stats) for l in children(learn.model[:2])]

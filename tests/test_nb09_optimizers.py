@@ -1,4 +1,5 @@
-"""09: the generic Optimizer, its steppers and stats, matched step for step to torch.optim in float64."""
+"""09: the generic Optimizer, its steppers and stats, matched step for step to torch.optim in
+float64."""
 import copy
 import types
 
@@ -7,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import optim
 
-from exp.nb_09 import (AverageGrad, Optimizer, ParamScheduler, StatefulOptimizer, adam_opt, adam_step, conv_layer,
-                       fit_steps, get_cnn_model, l2_reg, lamb, max_param_diff, momentum_step, sgd_mom_opt, sgd_opt,
-                       sgd_step, weight_decay)
+from exp.nb_09 import (AverageGrad, Optimizer, ParamScheduler, StatefulOptimizer, adam_opt,
+                       adam_step, conv_layer, fit_steps, get_cnn_model, l2_reg, lamb,
+                       max_param_diff, momentum_step, sgd_mom_opt, sgd_opt, sgd_step, weight_decay)
 from exp.nb_09 import _adam_stats
 
 TOL = 1e-12   # float64: what is left is rounding
@@ -23,10 +24,12 @@ def batch(device='cpu'):
 
 def small_model(device='cpu'):
     torch.manual_seed(1)
-    return get_cnn_model(types.SimpleNamespace(c=10, c_in=1, c_out=10), [4, 8], conv_layer).double().to(device)
+    data = types.SimpleNamespace(c=10, c_in=1, c_out=10)
+    return get_cnn_model(data, [4, 8], conv_layer).double().to(device)
 
 def compare(ours, theirs, device='cpu', n=10, params=lambda m: m.parameters()):
-    "Ours and torch's from the same start on the same batch; the largest weight difference after `n` steps."
+    """Ours and torch's from the same start on the same batch; the largest weight difference after
+    `n` steps."""
     m1 = small_model(device); m2 = copy.deepcopy(m1)
     xb,yb = batch(device)
     l1 = fit_steps(m1, ours(params(m1)), xb, yb, n)
@@ -38,10 +41,12 @@ T_ADAM = dict(lr=0.01, betas=(0.9, 0.99), eps=1e-8)
 O_ADAM = dict(lr=0.01, mom=0.9, sqr_mom=0.99, eps=1e-8)
 CASES = {
     'sgd': (lambda ps: sgd_opt(ps, lr=0.1), lambda ps: optim.SGD(ps, lr=0.1)),
-    'sgd_mom_wd': (lambda ps: StatefulOptimizer(ps, [l2_reg, momentum_step], stats=AverageGrad(), lr=0.05, mom=0.9, wd=0.01),
+    'sgd_mom_wd': (lambda ps: StatefulOptimizer(ps, [l2_reg, momentum_step], stats=AverageGrad(),
+                                                lr=0.05, mom=0.9, wd=0.01),
                    lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)),
     'adam': (adam_opt(**O_ADAM), lambda ps: optim.Adam(ps, **T_ADAM)),
-    'adam_l2': (lambda ps: StatefulOptimizer(ps, [l2_reg, adam_step], stats=_adam_stats(), wd=0.1, **O_ADAM),
+    'adam_l2': (lambda ps: StatefulOptimizer(ps, [l2_reg, adam_step], stats=_adam_stats(), wd=0.1,
+                                             **O_ADAM),
                 lambda ps: optim.Adam(ps, weight_decay=0.1, **T_ADAM)),
     'adamw': (adam_opt(wd=0.1, **O_ADAM), lambda ps: optim.AdamW(ps, weight_decay=0.1, **T_ADAM)),
 }
@@ -53,20 +58,25 @@ def test_matches_torch_after_10_steps(name, device):
     assert compare(ours, theirs, device) < TOL
 
 def test_a_real_difference_is_caught():
-    "The comparison can fail: decoupled decay with momentum is not torch's SGD (L2), and lr 0.1 is not 0.11."
-    assert compare(lambda ps: sgd_mom_opt(ps, lr=0.05, mom=0.9), lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)) > 1e-6
+    """The comparison can fail: decoupled decay with momentum is not torch's SGD (L2), and lr 0.1 is
+    not 0.11."""
+    torch_l2 = lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)
+    assert compare(lambda ps: sgd_mom_opt(ps, lr=0.05, mom=0.9), torch_l2) > 1e-6
     assert compare(lambda ps: sgd_opt(ps, lr=0.1), lambda ps: optim.SGD(ps, lr=0.11)) > 1e-6
 
 def test_per_group_hyper_parameters_match_torch():
-    groups = lambda m: [{'params': list(m[:-1].parameters()), 'lr': 0.001}, {'params': list(m[-1].parameters())}]
+    groups = lambda m: [{'params': list(m[:-1].parameters()), 'lr': 0.001},
+                        {'params': list(m[-1].parameters())}]
     d = compare(lambda pgs: adam_opt(wd=0.1, **O_ADAM)(pgs),
-                lambda pgs: optim.AdamW([{**pgs[0]}, pgs[1]], weight_decay=0.1, **T_ADAM), params=groups)
+                lambda pgs: optim.AdamW([{**pgs[0]}, pgs[1]], weight_decay=0.1, **T_ADAM),
+                params=groups)
     assert d < TOL
     opt = sgd_opt(groups(small_model()), lr=0.1)
     assert [pg['lr'] for pg in opt.param_groups] == [0.001, 0.1] and opt.hypers is opt.param_groups
 
 def test_l2_reg_runs_before_the_stats_whatever_the_order_given():
-    ours = lambda ps: StatefulOptimizer(ps, [momentum_step, l2_reg], stats=AverageGrad(), lr=0.05, mom=0.9, wd=0.01)
+    ours = lambda ps: StatefulOptimizer(ps, [momentum_step, l2_reg], stats=AverageGrad(), lr=0.05,
+                                        mom=0.9, wd=0.01)
     assert compare(ours, lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01)) < TOL
 
 def lamb_by_hand(model, xb, yb, n, lr, b1, b2, eps, wd):
@@ -85,9 +95,11 @@ def lamb_by_hand(model, xb, yb, n, lr, b1, b2, eps, wd):
 @pytest.mark.parametrize('wd', [0., 0.1])
 def test_lamb_matches_its_equations(wd):
     m1 = small_model(); m2 = copy.deepcopy(m1)
-    torch.nn.init.zeros_(m1[-1].bias); torch.nn.init.zeros_(m2[-1].bias)   # a zero-norm tensor: ratio 1
+    # a zero-norm tensor: ratio 1
+    torch.nn.init.zeros_(m1[-1].bias); torch.nn.init.zeros_(m2[-1].bias)
     xb,yb = batch()
-    losses = fit_steps(m1, lamb(lr=0.01, mom=0.9, sqr_mom=0.99, eps=1e-6, wd=wd)(m1.parameters()), xb, yb)
+    opt = lamb(lr=0.01, mom=0.9, sqr_mom=0.99, eps=1e-6, wd=wd)(m1.parameters())
+    losses = fit_steps(m1, opt, xb, yb)
     lamb_by_hand(m2, xb, yb, 10, lr=0.01, b1=0.9, b2=0.99, eps=1e-6, wd=wd)
     assert losses[-1] < losses[0]
     assert max_param_diff(m1, m2) < TOL
@@ -97,8 +109,10 @@ def test_lamb_matches_its_equations(wd):
 def test_bad_hyper_parameters_are_refused():
     ps = list(small_model().parameters())
     with pytest.raises(ValueError, match="'weight_decy'"): sgd_opt(ps, lr=0.1, weight_decy=0.1)
-    with pytest.raises(ValueError, match=r"sgd_step needs hyper-parameter\(s\) \['lr'\]"): Optimizer(ps, sgd_step)
-    with pytest.raises(ValueError, match="param group 1"): Optimizer([{'params': ps[:2]}, {'params': ps[2:], 'mom': 0.9}], sgd_step, lr=0.1)
+    with pytest.raises(ValueError, match=r"sgd_step needs hyper-parameter\(s\) \['lr'\]"):
+        Optimizer(ps, sgd_step)
+    with pytest.raises(ValueError, match="param group 1"):
+        Optimizer([{'params': ps[:2]}, {'params': ps[2:], 'mom': 0.9}], sgd_step, lr=0.1)
     with pytest.raises(ValueError, match='no parameters'): Optimizer([], sgd_step, lr=0.1)
     with pytest.raises(TypeError, match='param group 0'): Optimizer([[1, 2]], sgd_step, lr=0.1)
 
@@ -106,7 +120,8 @@ def test_defaults_come_from_steppers_and_stats():
     opt = adam_opt()(small_model().parameters(), lr=0.01)
     pg = opt.param_groups[0]
     assert (pg['mom'], pg['sqr_mom'], pg['eps'], pg['wd']) == (0.9, 0.99, 1e-5, 0.)
-    assert sgd_opt(small_model().parameters(), lr=0.1, wd=0.2).param_groups[0]['wd'] == 0.2   # the caller's wins
+    # the caller's wins
+    assert sgd_opt(small_model().parameters(), lr=0.1, wd=0.2).param_groups[0]['wd'] == 0.2
 
 def test_state_dict_round_trip_repeats_a_run():
     model = small_model(); xb,yb = batch()
@@ -130,23 +145,21 @@ def test_weight_decay_and_l2_alone():
 
 def test_param_scheduler_drives_any_hyper_of_any_group():
     model = small_model()
-    opt = adam_opt()([{'params': list(model[:-1].parameters())}, {'params': list(model[-1].parameters())}], lr=0.01)
+    opt = adam_opt()([{'params': list(model[:-1].parameters())},
+                      {'params': list(model[-1].parameters())}], lr=0.01)
     for name in ['lr', 'mom', 'sqr_mom', 'wd']:
         sched = ParamScheduler(name, [lambda pos: 0.5, lambda pos: 0.25])
         sched.run = types.SimpleNamespace(opt=opt, in_train=True, n_epochs=0., epochs=1)
         sched.begin_fit(); sched.begin_batch()
         assert [pg[name] for pg in opt.param_groups] == [0.5, 0.25]
 
-def test_course_calls_09():
-    "The course's 09 pattern: an optimizer function from steppers given to get_learn_run, with Recorder and ParamScheduler."
+def test_course_calls_09(make_tiny_data):
+    """The course's 09 pattern: an optimizer function from steppers given to get_learn_run, with
+    Recorder and ParamScheduler."""
     from functools import partial
-    from exp.nb_09 import (AvgStatsCallback, DataBunch, Dataset, Recorder, accuracy, combine_scheds, get_dls,
-                           get_learn_run, sched_cos)
-    import inspect
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 1, 28, 28, generator=g); y = torch.randint(0, 3, (64,), generator=g)
-    c = dict(c_in=1, c_out=3) if 'c_in' in inspect.signature(DataBunch).parameters else dict(c=3)
-    data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 16), **c)
+    from exp.nb_09 import (AvgStatsCallback, Recorder, accuracy, combine_scheds, get_learn_run,
+                           sched_cos)
+    data = make_tiny_data(shape=(1, 28, 28), n_classes=3)
     sched = combine_scheds([0.3, 0.7], [sched_cos(0.3, 0.6), sched_cos(0.6, 0.2)])
     cbfs = [partial(AvgStatsCallback, accuracy), Recorder, partial(ParamScheduler, 'lr', sched)]
     opt_func = partial(Optimizer, steppers=[sgd_step])

@@ -1,35 +1,25 @@
 """09b: the Learner that is its own Runner keeps 05b's guarantees; tiny data, tiny models."""
-import inspect
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from exp.nb_09b import (AvgStatsCallback, Callback, CancelTrainException, DataBunch, Dataset, LR_Find, Learner,
-                        ParamScheduler, Recorder, TerminateOnNaNCallback, accuracy, adam_opt, conv_layer, format_time,
-                        get_cnn_model, get_dls, get_learner, init_cnn, sgd_opt)
+from exp.nb_09b import (AvgStatsCallback, Callback, CancelTrainException, LR_Find, ParamScheduler,
+                        Recorder, TerminateOnNaNCallback, accuracy, adam_opt, conv_layer,
+                        format_time, get_cnn_model, get_learner, init_cnn, sgd_opt)
 
 
-def tiny_data(n=64, bs=16):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 1, 8, 8, generator=g)
-    y = (x.mean((1, 2, 3)) > 0).long()
-    c = dict(c_in=1, c_out=2) if 'c_in' in inspect.signature(DataBunch).parameters else dict(c=2)   # 08's DataBunch or 04's
-    return DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), bs), **c)
+@pytest.fixture
+def learner(make_tiny_data, make_tiny_model, make_tiny_learner):
+    """A factory: the Learner of a 64-8-2 MLP on 48 + 16 random 1x8x8 images (3 training batches of
+    16); its arguments go to the Learner, with lr 0.1 and SGD unless given."""
+    def make(**kwargs):
+        model = make_tiny_model(64, 2, n_hidden=8)
+        return make_tiny_learner(make_tiny_data(shape=(1, 8, 8)), model, **kwargs)
+    return make
 
-def tiny_learner(opt_func=sgd_opt, lr=0.1, **kwargs):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 2))
-    return Learner(model, tiny_data(), F.cross_entropy, opt_func=opt_func, lr=lr, **kwargs)
-
-def quiet(learn):
-    learn.logger = lambda *a: None
-    return learn
-
-def test_fit_trains_and_makes_the_optimizer_once():
-    learn = quiet(tiny_learner(cb_funcs=[Recorder]))
+def test_fit_trains_and_makes_the_optimizer_once(learner):
+    learn = learner(cb_funcs=[Recorder], quiet=True)
     assert learn.opt is None
     learn.fit(3)
     opt = learn.opt
@@ -39,10 +29,10 @@ def test_fit_trains_and_makes_the_optimizer_once():
     learn.fit(1, reset_opt=True); assert learn.opt is not opt
     assert learn.n_iter == 3 and learn.epoch == 0   # counters of the last fit: 3 batches of 16
 
-def test_callbacks_given_to_fit_are_removed_even_after_an_error():
+def test_callbacks_given_to_fit_are_removed_even_after_an_error(learner):
     class Boom(Callback):
         def after_loss(self): raise RuntimeError('boom')
-    learn = quiet(tiny_learner())
+    learn = learner(quiet=True)
     with pytest.raises(RuntimeError) as info: learn.fit(1, cbs=Boom())
     assert 'raised in Boom.after_loss' in info.value.__notes__
     assert not hasattr(learn, 'boom') and not any(type(c).__name__ == 'Boom' for c in learn.cbs)
@@ -50,81 +40,92 @@ def test_callbacks_given_to_fit_are_removed_even_after_an_error():
     learn.fit(1, cbs=sched)
     assert learn.opt.param_groups[0]['lr'] == 0.05 and sched not in learn.cbs
 
-def test_nan_guard_stops_training():
+def test_nan_guard_stops_training(learner):
     class Spoil(Callback):
         def after_pred(self):
             if self.in_train and self.iter == 1: self.run.pred = self.pred * math.nan
-    learn = quiet(tiny_learner())
+    learn = learner(quiet=True)
     assert any(isinstance(c, TerminateOnNaNCallback) for c in learn.cbs)
     before = [p.clone() for p in learn.model.parameters()]
     with pytest.raises(FloatingPointError, match='training batch 1'): learn.fit(1, cbs=Spoil())
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())
-    assert any(not torch.equal(a, b) for a,b in zip(before, learn.model.parameters()))   # batch 0 did step
+    # batch 0 did step
+    assert any(not torch.equal(a, b) for a,b in zip(before, learn.model.parameters()))
 
-def test_misspelled_event_methods_are_refused():
+def test_misspelled_event_methods_are_refused(learner):
     class Typo(Callback):
         def begin_epcoh(self): pass
-    with pytest.raises(ValueError, match="did you mean 'begin_epoch'"): tiny_learner(cbs=Typo())
-    learn = quiet(tiny_learner())
+    with pytest.raises(ValueError, match="did you mean 'begin_epoch'"): learner(cbs=Typo())
+    learn = learner(quiet=True)
     with pytest.raises(ValueError, match='begin_epcoh'): learn.fit(1, cbs=Typo())
     with pytest.raises(TypeError, match='not a Callback instance'): learn.fit(1, cbs=[Recorder])
 
 @pytest.mark.parametrize('opt_func', [sgd_opt, adam_opt()])
-def test_lr_find_puts_weights_and_optimizer_back(opt_func):
-    learn = quiet(tiny_learner(opt_func=opt_func, lr=0.01))
+def test_lr_find_puts_weights_and_optimizer_back(learner, opt_func):
+    learn = learner(opt_func=opt_func, lr=0.01, quiet=True)
     learn.fit(1)
     weights = {k: v.clone() for k,v in learn.model.state_dict().items()}
-    state = {id(p): {k: v.clone() if torch.is_tensor(v) else v for k,v in s.items()} for p,s in learn.opt.state.items()}
+    state = {id(p): {k: v.clone() if torch.is_tensor(v) else v for k,v in s.items()}
+             for p,s in learn.opt.state.items()}
     finder = LR_Find(max_iter=20, max_lr=100)
     learn.fit(10, cbs=finder)
     assert len(finder.lrs) > 3 and finder.lrs[-1] > finder.lrs[0]
     for k,v in learn.model.state_dict().items(): assert torch.equal(v, weights[k])
     assert learn.opt.param_groups[0]['lr'] == 0.01
     for p,s in learn.opt.state.items():
-        for k,v in s.items(): assert (torch.equal(v, state[id(p)][k]) if torch.is_tensor(v) else v == state[id(p)][k])
+        for k,v in s.items():
+            assert (torch.equal(v, state[id(p)][k]) if torch.is_tensor(v) else v == state[id(p)][k])
 
-def test_avg_stats_writes_a_table_through_the_logger():
+def test_avg_stats_writes_a_table_through_the_logger(learner):
     lines = []
-    learn = tiny_learner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    learn = learner(cb_funcs=lambda: AvgStatsCallback(accuracy))
     learn.logger = lines.append
     learn.fit(2)
-    assert lines[0].split() == ['epoch', 'train_loss', 'train_accuracy', 'valid_loss', 'valid_accuracy', 'time']
-    assert [l.split()[0] for l in lines[1:]] == ['0', '1'] and all(len(l) == len(lines[0]) for l in lines)
+    assert lines[0].split() == ['epoch', 'train_loss', 'train_accuracy', 'valid_loss',
+                                'valid_accuracy', 'time']
+    assert [l.split()[0] for l in lines[1:]] == ['0', '1']
+    assert all(len(l) == len(lines[0]) for l in lines)
     row = lines[-1].split()
     assert float(row[3]) == pytest.approx(learn.avg_stats.valid_stats.avg_stats[0], abs=1e-6)
     assert format_time(3725) == '1:02:05' and format_time(65.9) == '1:05'
 
-def test_get_learner_course_call():
-    data = tiny_data()
+def test_get_learner_course_call(make_tiny_data):
+    data = make_tiny_data(shape=(1, 8, 8))
     torch.manual_seed(3)
-    learn = quiet(get_learner([4, 8], data, 0.1, conv_layer, cb_funcs=[Recorder]))
+    learn = get_learner([4, 8], data, 0.1, conv_layer, cb_funcs=[Recorder])
+    learn.logger = lambda *args: None
     torch.manual_seed(3)
-    model = get_cnn_model(data, [4, 8], conv_layer); init_cnn(model)   # Kaiming, not PyTorch's default init
+    # Kaiming, not PyTorch's default init
+    model = get_cnn_model(data, [4, 8], conv_layer); init_cnn(model)
     assert all(torch.equal(a.cpu(), b) for a,b in zip(learn.model.parameters(), model.parameters()))
     learn.fit(1)
     assert len(learn.recorder.losses) == 3
 
-def test_cancel_train_still_runs_after_fit():
+def test_cancel_train_still_runs_after_fit(learner):
     class Halt(Callback):
         def after_batch(self):
             if self.n_iter == 2: raise CancelTrainException()
         def after_fit(self): self.ended = True
-    learn = quiet(tiny_learner())
+    learn = learner(quiet=True)
     stop = Halt()
     learn.fit(5, cbs=stop)
     assert stop.ended and learn.n_iter == 2
 
-def test_any_optimizer_function_and_scheduled_hypers():
-    learn = quiet(tiny_learner(opt_func=torch.optim.SGD, lr=0.1))   # torch's optimizers are optimizer functions too
+def test_any_optimizer_function_and_scheduled_hypers(learner):
+    # torch's optimizers are optimizer functions too
+    learn = learner(opt_func=torch.optim.SGD, lr=0.1, quiet=True)
     learn.fit(1)
     assert isinstance(learn.opt, torch.optim.SGD)
-    learn = quiet(tiny_learner(opt_func=adam_opt(), lr=0.01, cb_funcs=[Recorder]))
-    learn.fit(2, cbs=[ParamScheduler('mom', lambda pos: 0.95 - 0.1*pos), ParamScheduler('lr', lambda pos: 0.01*(1-pos))])
-    assert learn.opt.param_groups[0]['mom'] == pytest.approx(0.95 - 0.1*5/6)   # set before the last of 6 batches
+    learn = learner(opt_func=adam_opt(), lr=0.01, cb_funcs=[Recorder], quiet=True)
+    learn.fit(2, cbs=[ParamScheduler('mom', lambda pos: 0.95 - 0.1*pos),
+                      ParamScheduler('lr', lambda pos: 0.01*(1-pos))])
+    # set before the last of 6 batches
+    assert learn.opt.param_groups[0]['mom'] == pytest.approx(0.95 - 0.1*5/6)
     assert learn.recorder.lrs[0][0] == 0.01 and learn.recorder.lrs[0][-1] == pytest.approx(0.01/6)
 
-def test_splitter_makes_the_param_groups():
-    learn = quiet(tiny_learner(splitter=lambda m: [{'params': list(m[:2].parameters()), 'lr': 0.01},
-                                                   {'params': list(m[2:].parameters())}]))
+def test_splitter_makes_the_param_groups(learner):
+    def splitter(m): return [{'params': list(m[:2].parameters()), 'lr': 0.01},
+                             {'params': list(m[2:].parameters())}]
+    learn = learner(splitter=splitter, quiet=True)
     learn.fit(1)
     assert [pg['lr'] for pg in learn.opt.param_groups] == [0.01, 0.1]

@@ -1,5 +1,6 @@
-"""10: batch augmentation from scratch: affine grid and bilinear sampling checked against PyTorch in float64; flips,
-padded crops and random erasing do what they say per image; AugmentCallback touches training batches only."""
+"""10: batch augmentation from scratch: affine grid and bilinear sampling checked against PyTorch
+in float64; flips, padded crops and random erasing do what they say per image; AugmentCallback
+touches training batches only."""
 import math
 
 import pytest
@@ -7,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exp.nb_10 import (AugmentCallback, AvgStatsCallback, Callback, DataBunch, Dataset, EpochHistory, Learner,
-                       accuracy, affine_batch, affine_grid, fashion_databunch, flip_batch, get_dls, grid_sample,
-                       pad_crop_batch, rand_affine, rand_affine_batch, random_erase_batch, sgd_opt)
+from exp.nb_10 import (AugmentCallback, AvgStatsCallback, Callback, EpochHistory, Learner, accuracy,
+                       affine_batch, affine_grid, fashion_databunch, flip_batch, grid_sample,
+                       pad_crop_batch, rand_affine, rand_affine_batch, random_erase_batch)
 
 F64 = torch.float64
 
@@ -21,8 +22,8 @@ def images(n=6, c=2, h=9, w=13, seed=0, dtype=F64):
 def test_affine_grid_matches_torch_in_float64(size):
     torch.manual_seed(0)
     theta = torch.randn(size[0], 2, 3, dtype=F64)
-    torch.testing.assert_close(affine_grid(theta, size), F.affine_grid(theta, size, align_corners=False),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(affine_grid(theta, size),
+                               F.affine_grid(theta, size, align_corners=False), rtol=0, atol=1e-12)
 
 @pytest.mark.parametrize('spread', [0.5, 1.0, 3.0])   # 3: most points far outside the image
 def test_grid_sample_matches_torch_in_float64(spread):
@@ -30,30 +31,38 @@ def test_grid_sample_matches_torch_in_float64(spread):
     torch.manual_seed(1)
     for out_hw in [(9, 13), (4, 17)]:
         grid = torch.randn(len(x), *out_hw, 2, dtype=F64) * spread
-        torch.testing.assert_close(grid_sample(x, grid), F.grid_sample(x, grid, align_corners=False), rtol=0, atol=1e-12)
+        torch.testing.assert_close(grid_sample(x, grid),
+                                   F.grid_sample(x, grid, align_corners=False), rtol=0, atol=1e-12)
 
 def test_grid_sample_on_pixel_centres_and_edges():
     x = images(n=1, c=1, h=4, w=5)
-    ys, xs = torch.meshgrid((torch.arange(4, dtype=F64)*2+1)/4 - 1, (torch.arange(5, dtype=F64)*2+1)/5 - 1, indexing='ij')
+    ys, xs = torch.meshgrid((torch.arange(4, dtype=F64)*2+1)/4 - 1,
+                            (torch.arange(5, dtype=F64)*2+1)/5 - 1, indexing='ij')
     test_grid = torch.stack([xs, ys], -1)[None]
-    torch.testing.assert_close(grid_sample(x, test_grid), x, rtol=0, atol=1e-12)   # centres read the pixels exactly
+    # centres read the pixels exactly
+    torch.testing.assert_close(grid_sample(x, test_grid), x, rtol=0, atol=1e-12)
     edges = torch.tensor([[[[-1., -1.], [1., 1.], [-1 - 1/5, 0.], [5., 5.]]]], dtype=F64)
-    torch.testing.assert_close(grid_sample(x, edges), F.grid_sample(x, edges, align_corners=False), rtol=0, atol=1e-12)
+    torch.testing.assert_close(grid_sample(x, edges),
+                               F.grid_sample(x, edges, align_corners=False), rtol=0, atol=1e-12)
 
 def test_rand_affine_batch_matches_torch_with_the_same_matrices():
     x = images(dtype=F64)
     torch.manual_seed(2); ours = rand_affine_batch(x, degrees=40, scale=(0.6, 1.4), shift=0.4)
-    torch.manual_seed(2); theta = rand_affine(len(x), degrees=40, scale=(0.6, 1.4), shift=0.4, like=x)
-    theirs = F.grid_sample(x, F.affine_grid(theta, x.shape, align_corners=False), align_corners=False)
+    torch.manual_seed(2)
+    theta = rand_affine(len(x), degrees=40, scale=(0.6, 1.4), shift=0.4, like=x)
+    grid = F.affine_grid(theta, x.shape, align_corners=False)
+    theirs = F.grid_sample(x, grid, align_corners=False)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
 
 def test_rand_affine_is_a_rotation_zoom_and_shift_within_bounds():
     torch.manual_seed(0)
-    theta = rand_affine(2000, degrees=20, scale=(0.8, 1.25), shift=0.1, like=torch.empty(0, dtype=F64))
+    theta = rand_affine(2000, degrees=20, scale=(0.8, 1.25), shift=0.1,
+                        like=torch.empty(0, dtype=F64))
     m = theta[:, :, :2]
     s = 1 / m[:, 0].norm(dim=1)                                     # columns of a rotation over s
     torch.testing.assert_close(m[:, 1].norm(dim=1), 1 / s)
-    torch.testing.assert_close((m[:, 0] * m[:, 1]).sum(1), torch.zeros(2000, dtype=F64))   # orthogonal
+    # orthogonal
+    torch.testing.assert_close((m[:, 0] * m[:, 1]).sum(1), torch.zeros(2000, dtype=F64))
     angle = torch.atan2(m[:, 1, 0], m[:, 0, 0]) * 180 / math.pi
     assert angle.abs().max() <= 20 + 1e-9 and angle.abs().max() > 19       # spread over the range
     assert s.min() >= 0.8 - 1e-9 and s.max() <= 1.25 + 1e-9
@@ -84,7 +93,8 @@ def test_pad_crop_batch_gives_windows_of_the_padded_images():
     padded = F.pad(x, (pad,)*4)
     offsets = []
     for a, p in zip(y, padded):
-        found = [(t, l) for t in range(2*pad+1) for l in range(2*pad+1) if torch.equal(a, p[:, t:t+6, l:l+7])]
+        found = [(t, l) for t in range(2*pad+1) for l in range(2*pad+1)
+                 if torch.equal(a, p[:, t:t+6, l:l+7])]
         assert found, 'an output is not a window of its padded image'
         offsets.append(found[0])
     assert len(set(offsets)) > 10                     # windows drawn per image
@@ -101,7 +111,8 @@ def test_random_erase_batch_fills_one_rectangle_per_image():
         assert mask.sum() == len(rows) * len(cols)    # a filled rectangle ...
         assert rows.diff().eq(1).all() and cols.diff().eq(1).all()   # ... in one piece
     frac = m.float().mean((1, 2))
-    assert frac.min() > 0 and frac.max() <= 0.5       # S_e in (0.02, 0.4) of the image, rounded to whole pixels
+    # S_e in (0.02, 0.4) of the image, rounded to whole pixels
+    assert frac.min() > 0 and frac.max() <= 0.5
     noise = y[changed]
     assert noise.min() >= 0 and noise.max() <= 1
     assert torch.equal(random_erase_batch(x, p=0.), x)
@@ -118,8 +129,10 @@ def test_bad_input_is_refused_by_name(f):
 
 def test_bad_shapes_for_grid_and_sample():
     with pytest.raises(ValueError, match='theta'): affine_grid(torch.zeros(2, 3, 3), (2, 1, 5, 5))
-    with pytest.raises(ValueError, match=r'size\[0\] = 3'): affine_grid(torch.zeros(2, 2, 3), (3, 1, 5, 5))
-    with pytest.raises(ValueError, match='grid'): grid_sample(torch.zeros(2, 1, 5, 5), torch.zeros(2, 5, 5, 3))
+    with pytest.raises(ValueError, match=r'size\[0\] = 3'):
+        affine_grid(torch.zeros(2, 2, 3), (3, 1, 5, 5))
+    with pytest.raises(ValueError, match='grid'):
+        grid_sample(torch.zeros(2, 1, 5, 5), torch.zeros(2, 5, 5, 3))
     with pytest.raises(ValueError, match='pad'): pad_crop_batch(torch.zeros(2, 1, 5, 5), pad=-1)
 
 
@@ -130,7 +143,8 @@ def test_transforms_run_on_cuda_like_on_cpu():
         y = f(x.cuda())
         assert y.is_cuda and y.shape == x.shape
     theta = rand_affine(len(x), like=x)
-    torch.testing.assert_close(affine_batch(x.cuda(), theta.cuda()).cpu(), affine_batch(x, theta), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(affine_batch(x.cuda(), theta.cuda()).cpu(), affine_batch(x, theta),
+                               rtol=1e-5, atol=1e-5)
 
 
 class _Spy(Callback):
@@ -138,44 +152,44 @@ class _Spy(Callback):
     def begin_fit(self): self.seen = []
     def begin_batch(self): self.seen.append((self.in_train, self.xb.clone()))
 
-def tiny_learner(cbs):
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(40, 1, 4, 4, generator=g)
-    y = (x.mean((1, 2, 3)) > 0.5).long()
-    data = DataBunch(*get_dls(Dataset(x[:24], y[:24]), Dataset(x[24:], y[24:]), 8), c_in=1, c_out=2)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-    learn = Learner(model, data, F.cross_entropy, opt_func=sgd_opt, lr=0.1, cbs=cbs,
-                    cb_funcs=[lambda: AvgStatsCallback([accuracy]), EpochHistory])
-    learn.logger = lambda *a: None
-    return learn
+@pytest.fixture
+def learner(make_tiny_data, make_tiny_learner):
+    """A factory: a quiet one-layer learner on 24 + 16 random 1x4x4 images in [0, 1) (3 training
+    batches of 8, 1 validation batch), with `cbs`, the averages of accuracy and EpochHistory."""
+    def make(cbs):
+        data = make_tiny_data(n_train=24, bs=8, shape=(1, 4, 4), uniform=True)
+        cb_funcs = [lambda: AvgStatsCallback([accuracy]), EpochHistory]
+        return make_tiny_learner(data, cbs=cbs, cb_funcs=cb_funcs, quiet=True)
+    return make
 
-def test_augment_callback_changes_training_batches_only():
+def test_augment_callback_changes_training_batches_only(learner):
     spy = _Spy()
-    learn = tiny_learner([AugmentCallback([lambda x: x + 100.]), spy])
+    learn = learner([AugmentCallback([lambda x: x + 100.]), spy])
     learn.fit(2)
     train = [xb for t, xb in spy.seen if t]
     valid = [xb for t, xb in spy.seen if not t]
     assert len(train) == 2 * 3 and len(valid) == 2 * 1   # 16 validation images in batches of 16
     assert all(xb.min() >= 100 for xb in train) and all(xb.max() <= 1 for xb in valid)
 
-def test_epoch_history_keeps_each_epochs_averages():
-    learn = tiny_learner([])
+def test_epoch_history_keeps_each_epochs_averages(learner):
+    learn = learner([])
     learn.fit(3)
     h = learn.epoch_history
     assert len(h.train) == len(h.valid) == 3
     assert h.column('valid', 1)[-1] == learn.avg_stats.valid_stats.avg_stats[1]
     assert h.column('train') == [row[0] for row in h.train]
 
-def test_epoch_history_needs_avg_stats():
-    learn = Learner(nn.Linear(16, 2), tiny_learner([]).data, F.cross_entropy, cbs=[EpochHistory()])
+def test_epoch_history_needs_avg_stats(learner):
+    learn = Learner(nn.Linear(16, 2), learner([]).data, F.cross_entropy, cbs=[EpochHistory()])
     with pytest.raises(ValueError, match='AvgStatsCallback'): learn.fit(1)
 
 def test_fashion_databunch_subsets():
     data = fashion_databunch(n_train=100, n_valid=50, bs=32)
     xb, yb = next(iter(data.train_dl))
     assert len(data.train_ds) == 100 and len(data.valid_ds) == 50
-    assert xb.shape == (32, 1, 28, 28) and xb.dtype == torch.float32 and 0 <= xb.min() and xb.max() <= 1
+    assert xb.shape == (32, 1, 28, 28) and xb.dtype == torch.float32 and 0 <= xb.min()
+    assert xb.max() <= 1
     assert data.c_in == 1 and data.c_out == 10
     again = fashion_databunch(n_train=100, n_valid=50, bs=32)
-    assert torch.equal(again.train_ds.y, data.train_ds.y)   # the same images, whatever the global seed
+    # the same images, whatever the global seed
+    assert torch.equal(again.train_ds.y, data.train_ds.y)

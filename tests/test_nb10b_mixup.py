@@ -1,5 +1,6 @@
-"""10b: LabelSmoothingCrossEntropy against F.cross_entropy(label_smoothing=...) in float64; reduce_loss and NoneReduce;
-MixUp blends training batches and losses, leaves validation alone, and gives the learner its loss back."""
+"""10b: LabelSmoothingCrossEntropy against F.cross_entropy(label_smoothing=...) in float64;
+reduce_loss and NoneReduce; MixUp blends training batches and losses, leaves validation alone, and
+gives the learner its loss back."""
 import math
 
 import pytest
@@ -7,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exp.nb_10b import (AvgStatsCallback, Callback, DataBunch, Dataset, LabelSmoothingCrossEntropy, Learner, MixUp,
-                        NoneReduce, accuracy, get_dls, lin_comb, reduce_loss, sgd_opt, unsqueeze)
+from exp.nb_10b import (AvgStatsCallback, Callback, LabelSmoothingCrossEntropy, MixUp,
+                        NoneReduce, accuracy, lin_comb, reduce_loss, unsqueeze)
 
 F64 = torch.float64
 
@@ -22,7 +23,8 @@ def logits(n=50, k=7, seed=0, scale=3.):
 def test_label_smoothing_matches_torch_in_float64(eps, reduction):
     out, y = logits()
     ours = LabelSmoothingCrossEntropy(eps, reduction)(out, y)
-    torch.testing.assert_close(ours, F.cross_entropy(out, y, label_smoothing=eps, reduction=reduction), rtol=0, atol=1e-12)
+    theirs = F.cross_entropy(out, y, label_smoothing=eps, reduction=reduction)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
 
 def test_label_smoothing_gradient_matches_torch():
     out, y = logits(seed=1)
@@ -42,11 +44,13 @@ def test_label_smoothing_has_a_finite_best_logit_gap():
 
 def test_label_smoothing_refuses_bad_input():
     with pytest.raises(ValueError, match='eps'): LabelSmoothingCrossEntropy(1.5)
-    with pytest.raises(ValueError, match=r'\(4, 3\).*\(5,\)'): LabelSmoothingCrossEntropy()(torch.zeros(4, 3), torch.zeros(5).long())
+    with pytest.raises(ValueError, match=r'\(4, 3\).*\(5,\)'):
+        LabelSmoothingCrossEntropy()(torch.zeros(4, 3), torch.zeros(5).long())
 
 def test_reduce_loss():
     loss = torch.tensor([1., 2., 6.])
-    assert reduce_loss(loss) == 3 and reduce_loss(loss, 'sum') == 9 and torch.equal(reduce_loss(loss, 'none'), loss)
+    assert reduce_loss(loss) == 3 and reduce_loss(loss, 'sum') == 9
+    assert torch.equal(reduce_loss(loss, 'none'), loss)
     with pytest.raises(ValueError, match="'avg'"): reduce_loss(loss, 'avg')
 
 def test_none_reduce_with_a_function_and_a_module():
@@ -74,7 +78,8 @@ def test_mix_blends_each_image_with_its_partner():
     mixed = mix.mix(x, y)
     lam = mix.lam
     assert lam.shape == (64,) and (lam >= 0.5).all() and (lam <= 1).all() and lam.std() > 0.05
-    torch.testing.assert_close(mixed, lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[mix.shuffle])
+    lam = lam[:, None, None, None]
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[mix.shuffle])
     assert torch.equal(mix.yb1, y[mix.shuffle]) and sorted(mix.shuffle.tolist()) == list(range(64))
 
 def test_mixup_refuses_a_bad_alpha():
@@ -86,59 +91,67 @@ class _Spy(Callback):
     _order = 95
     def begin_fit(self): self.batches, self.losses = [], []
     def begin_batch(self): self.batches.append((self.in_train, self.xb.clone(), self.yb.clone()))
-    def after_loss(self): self.losses.append((self.in_train, self.pred.detach().clone(), self.loss.detach().clone()))
+    def after_loss(self):
+        self.losses.append((self.in_train, self.pred.detach().clone(), self.loss.detach().clone()))
 
-def tiny_learner(loss_func, cbs):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(40, 1, 4, 4, generator=g)
-    y = (x.mean((1, 2, 3)) > 0).long()
-    data = DataBunch(*get_dls(Dataset(x[:24], y[:24]), Dataset(x[24:], y[24:]), 8), c_in=1, c_out=2)
-    torch.manual_seed(0)
-    learn = Learner(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), data, loss_func, opt_func=sgd_opt, lr=0.1, cbs=cbs,
-                    cb_funcs=[lambda: AvgStatsCallback([accuracy])])
-    learn.logger = lambda *a: None
-    return learn, x, y
+@pytest.fixture
+def learner(make_tiny_data, make_tiny_learner):
+    """A factory: a quiet one-layer learner with `loss_func` and `cbs` (and the averages of
+    accuracy) on 24 + 16 random 1x4x4 images: 3 training batches of 8, 1 validation batch."""
+    def make(loss_func, cbs):
+        data = make_tiny_data(n_train=24, bs=8, shape=(1, 4, 4))
+        return make_tiny_learner(data, loss_func=loss_func, cbs=cbs, quiet=True,
+                                 cb_funcs=[lambda: AvgStatsCallback([accuracy])])
+    return make
 
-@pytest.mark.parametrize('loss_func', [F.cross_entropy, nn.CrossEntropyLoss(reduction='sum'), LabelSmoothingCrossEntropy()])
-def test_mixup_in_training_and_not_in_validation(loss_func):
+@pytest.mark.parametrize('loss_func', [
+    F.cross_entropy,
+    nn.CrossEntropyLoss(reduction='sum'),
+    LabelSmoothingCrossEntropy(),
+])
+def test_mixup_in_training_and_not_in_validation(learner, loss_func):
     mix, spy = MixUp(0.4), _Spy()
-    learn, x, y = tiny_learner(loss_func, [mix, spy])
-    valid_x, reduction = x[24:], getattr(loss_func, 'reduction', None)
+    learn = learner(loss_func, [mix, spy])
+    x, (valid_x, valid_y) = learn.data.train_ds.x, (learn.data.valid_ds.x, learn.data.valid_ds.y)
+    reduction = getattr(loss_func, 'reduction', None)
     learn.fit(1)
-    assert learn.loss_func is loss_func and getattr(loss_func, 'reduction', None) == reduction   # all put back
+    # all put back
+    assert learn.loss_func is loss_func and getattr(loss_func, 'reduction', None) == reduction
     train = [(b, l) for b, l in zip(spy.batches, spy.losses) if b[0]]
     valid = [(b, l) for b, l in zip(spy.batches, spy.losses) if not b[0]]
     assert len(train) == 3 and len(valid) == 1
     assert torch.equal(valid[0][0][1], valid_x)      # validation images as they are
-    torch.testing.assert_close(valid[0][1][2], loss_func(valid[0][1][1], y[24:]))
-    assert not any(any(torch.equal(xb, x[i:i+8]) for i in range(0, 24, 8)) for (_, xb, _), _ in train)
+    torch.testing.assert_close(valid[0][1][2], loss_func(valid[0][1][1], valid_y))
+    unmixed = [x[i:i+8] for i in range(0, 24, 8)]
+    assert not any(any(torch.equal(xb, u) for u in unmixed) for (_, xb, _), _ in train)
     # the last training batch's loss is the lam-weighted blend of the losses against both label sets
     (_, _, yb), (_, pred, loss) = train[-1]
     with NoneReduce(loss_func) as per_item:
         want = mix.lam * per_item(pred, yb) + (1 - mix.lam) * per_item(pred, yb[mix.shuffle])
     torch.testing.assert_close(loss, reduce_loss(want, getattr(loss_func, 'reduction', 'mean')))
 
-def test_mixup_gives_the_loss_back_after_an_error():
+def test_mixup_gives_the_loss_back_after_an_error(learner):
     class Boom(Callback):
         def after_loss(self): raise RuntimeError('boom')
-    learn, _, _ = tiny_learner(F.cross_entropy, [MixUp(0.4)])
+    learn = learner(F.cross_entropy, [MixUp(0.4)])
     with pytest.raises(RuntimeError, match='boom'): learn.fit(1, cbs=Boom())
     assert learn.loss_func is F.cross_entropy
 
 
-def test_the_courses_10b_calls():
-    # the course's 10b: MixUp as a callback factory in cb_funcs, LabelSmoothingCrossEntropy as get_learner's loss
+def test_the_courses_10b_calls(make_tiny_data):
+    # the course's 10b: MixUp as a callback factory in cb_funcs, LabelSmoothingCrossEntropy as
+    # get_learner's loss
     from functools import partial
     from exp.nb_10b import BatchTransformXCallback, CudaCallback, conv_layer, get_learner
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(48, 1, 8, 8, generator=g)
-    y = (x.mean((1, 2, 3)) > 0).long()
-    data = DataBunch(*get_dls(Dataset(x[:32], y[:32]), Dataset(x[32:], y[32:]), 16), c_in=1, c_out=2)
+    data = make_tiny_data(n_train=32, shape=(1, 8, 8))
     norm = lambda xb: (xb - xb.mean()) / xb.std()
-    cbfs = [partial(AvgStatsCallback, accuracy), CudaCallback, partial(BatchTransformXCallback, norm)]
+    cbfs = [partial(AvgStatsCallback, accuracy), CudaCallback,
+            partial(BatchTransformXCallback, norm)]
     for extra, loss_func in [([MixUp], F.cross_entropy), ([], LabelSmoothingCrossEntropy())]:
         torch.manual_seed(0)
-        learn = get_learner([8, 16], data, 0.4, conv_layer, cb_funcs=cbfs + extra, loss_func=loss_func)
+        learn = get_learner([8, 16], data, 0.4, conv_layer, cb_funcs=cbfs + extra,
+                            loss_func=loss_func)
         learn.logger = lambda *a: None
         learn.fit(1)
-        assert learn.loss_func is loss_func and math.isfinite(learn.avg_stats.valid_stats.avg_stats[0])
+        assert learn.loss_func is loss_func
+        assert math.isfinite(learn.avg_stats.valid_stats.avg_stats[0])
