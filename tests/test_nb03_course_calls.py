@@ -2,24 +2,17 @@
 
 Each test retells, in its own words and on small data, what a course cell does with the names that
 `from exp.nb_03 import *` provides, and asserts what the course's cell shows or checks. The one
-deliberate difference: the course's `fit` returns the last epoch's (loss, accuracy); ours returns one
-pair per epoch, so the course's `loss, acc = fit(...)` is written `loss, acc = fit(...)[-1]` here.
+deliberate difference: the course's `fit` returns the last epoch's (loss, accuracy); ours returns
+one pair per epoch, so the course's `loss, acc = fit(...)` is written `loss, acc = fit(...)[-1]`
+here.
 """
 import math
 
 import pytest
 
-from exp.nb_03 import *  # noqa: F403  (the point of this file: the names a learner gets)
-
-
-def _not_collected(f):
-    "The course's checking helpers (`test_near` ...) keep their names here; pytest must not run them as tests."
-    def helper(*args, **kwargs): return f(*args, **kwargs)
-    helper.__test__ = False
-    return helper
-
-for _name in [n for n in dir() if n.startswith('test') and callable(globals()[n])]:
-    globals()[_name] = _not_collected(globals()[_name])
+# The point of this file: the names a learner gets. Its checking helpers (test_near ...) come too;
+# 00 marks them __test__ = False, so pytest does not collect them as tests.
+from exp.nb_03 import *
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +21,8 @@ def mnist():
     x_train, y_train, x_valid, y_valid = get_data()
     train_mean, train_std = x_train.mean(), x_train.std()
     x_train = normalize(x_train, train_mean, train_std)
-    x_valid = normalize(x_valid, train_mean, train_std)   # the training stats, not the validation ones
+    # the training stats, not the validation ones
+    x_valid = normalize(x_valid, train_mean, train_std)
     test_near_zero(x_train.mean())
     test_near_zero(1 - x_train.std())
     return x_train, y_train, x_valid, y_valid
@@ -89,7 +83,8 @@ def test_02_layer_classes_agree_with_functions_and_autograd(mnist):
 
 
 def test_02_nn_model_with_mse_loss(mnist):
-    "The course's closing cell: nn.Linear layers in a plain list, mse as the loss, autograd backward."
+    """The course's closing cell: nn.Linear layers in a plain list, mse as the loss, autograd
+    backward."""
     x_train, y_train, *_ = mnist
     class CourseModel(nn.Module):
         def __init__(self, n_in, nh, n_out):
@@ -184,17 +179,20 @@ def test_03_optimizer_and_dataset(mnist):
 
 def test_03_samplers_and_loaders_as_the_course_builds_them(mnist):
     x_train, y_train, x_valid, y_valid = mnist
-    train_ds, valid_ds = Dataset(x_train[:10000], y_train[:10000]), Dataset(x_valid[:1000], y_valid[:1000])
+    train_ds = Dataset(x_train[:10000], y_train[:10000])
+    valid_ds = Dataset(x_valid[:1000], y_valid[:1000])
     bs = 64
     small_ds = Dataset(*train_ds[:10])
-    assert [o.tolist() for o in Sampler(small_ds, 3, False)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    batches = [o.tolist() for o in Sampler(small_ds, 3, False)]
+    assert batches == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
     shuffled = torch.cat([o for o in Sampler(small_ds, 3, True)])
     assert sorted(shuffled.tolist()) == list(range(10))
 
     xb, yb = next(iter(DataLoader(valid_ds, bs)))
     assert xb.shape == (bs, 28 * 28) and yb.shape == (bs,)
 
-    train_samp, valid_samp = Sampler(train_ds, bs, shuffle=True), Sampler(valid_ds, bs, shuffle=False)
+    train_samp = Sampler(train_ds, bs, shuffle=True)
+    valid_samp = Sampler(valid_ds, bs, shuffle=False)
     train_dl = DataLoader(train_ds, sampler=train_samp, collate_fn=collate)
     valid_dl = DataLoader(valid_ds, sampler=valid_samp, collate_fn=collate)
     xb, yb = next(iter(valid_dl))
@@ -203,22 +201,25 @@ def test_03_samplers_and_loaders_as_the_course_builds_them(mnist):
     assert not torch.equal(*first)                # training reshuffled on each pass
 
     loaders = {  # the course's PyTorch-style calls
-        'RandomSampler': (DataLoader(train_ds, bs, sampler=RandomSampler(train_ds), collate_fn=collate),
-                          DataLoader(valid_ds, bs, sampler=SequentialSampler(valid_ds), collate_fn=collate)),
+        'RandomSampler': (
+            DataLoader(train_ds, bs, sampler=RandomSampler(train_ds), collate_fn=collate),
+            DataLoader(valid_ds, bs, sampler=SequentialSampler(valid_ds), collate_fn=collate)),
         'shuffle, drop_last': (DataLoader(train_ds, bs, shuffle=True, drop_last=True),
                                DataLoader(valid_ds, bs, shuffle=False)),
     }
     for name, (train_dl, valid_dl) in loaders.items():
         model, opt = get_model()
         course_fit(model, opt, F.cross_entropy, train_dl)
-        assert torch.equal(torch.cat([yb for _, yb in valid_dl]), valid_ds.y), name   # all of it, in order
+        # all of it, in order
+        assert torch.equal(torch.cat([yb for _, yb in valid_dl]), valid_ds.y), name
         with torch.no_grad(): assert accuracy(model(valid_ds.x), valid_ds.y) > 0.75, name
     assert all(len(yb) == bs for _, yb in loaders['shuffle, drop_last'][0])
 
 
 def test_03_get_dls_and_fit(mnist):
     x_train, y_train, x_valid, y_valid = mnist
-    train_ds, valid_ds = Dataset(x_train[:20000], y_train[:20000]), Dataset(x_valid[:2000], y_valid[:2000])
+    train_ds = Dataset(x_train[:20000], y_train[:20000])
+    valid_ds = Dataset(x_valid[:2000], y_valid[:2000])
     train_dl, valid_dl = get_dls(train_ds, valid_ds, 64)
     assert train_dl.batch_size == 64 and valid_dl.batch_size == 128
     assert train_dl.dataset is train_ds and valid_dl.dataset is valid_ds

@@ -1,6 +1,7 @@
-"""The calls a learner copies from the course's 04_callbacks notebook (fastai course-v3, nbs/dl2), run
-against exp.nb_04. Written anew here, one test per idea of the lesson, on a small easy data set (4
-well-separated classes in 20 dimensions) instead of MNIST, so the whole file takes about a second.
+"""The calls a learner copies from the course's 04_callbacks notebook (fastai course-v3, nbs/dl2),
+run against exp.nb_04. Written anew here, one test per idea of the lesson, on a small easy data set
+(4 well-separated classes in 20 dimensions) instead of MNIST, so the whole file takes about a
+second.
 
 Where this project deliberately differs from the course (get_model's default lr is 0.1, not 0.5;
 AvgStats returns plain floats), the test uses the course's call and checks what both promise.
@@ -14,17 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader as TorchDataLoader
 
-import exp.nb_04
-from exp.nb_04 import (Any, AvgStatsCallback, Callable, Callback, Collection, DataBunch, Dataset, Iterable, Learner,
-                       List, Optional, Runner, Sequence, TrainEvalCallback, Tuple, Union, accuracy, camel2snake,
-                       get_dls, get_model, listify)
+# The course's own import, so the calls below use the names a learner gets (its checking helpers,
+# test_eq ..., come too: 00 marks them __test__ = False, so pytest does not collect them).
+from exp.nb_04 import *
 
-# The course writes `from exp.nb_04 import *`; a star import here would also bring nb_00's test helpers
-# (test_eq, ...), which pytest would collect. So the names are imported one by one, and this checks that
-# the star import would give every one of them.
-COURSE_NAMES = ['Any', 'AvgStatsCallback', 'Callable', 'Callback', 'Collection', 'DataBunch', 'Dataset', 'Iterable',
-                'Learner', 'List', 'Optional', 'Runner', 'Sequence', 'TrainEvalCallback', 'Tuple', 'Union',
-                'accuracy', 'camel2snake', 'get_dls', 'get_model', 'listify', 'partial', 'F', 'torch', 'nn']
+# The names the course's 04 cells use, some only in type annotations: the star import gives them.
+COURSE_NAMES = ['Any', 'AvgStatsCallback', 'Callable', 'Callback', 'Collection', 'DataBunch',
+                'Dataset', 'Iterable', 'Learner', 'List', 'Optional', 'Runner', 'Sequence',
+                'TrainEvalCallback', 'Tuple', 'Union', 'accuracy', 'camel2snake', 'get_dls',
+                'get_model', 'listify', 'partial', 'F', 'torch', 'nn']
 
 
 def test_star_import_gives_the_course_names():
@@ -47,7 +46,7 @@ def course_data():
     torch.manual_seed(0)
     (x_train, y_train), (x_valid, y_valid) = blobs(640, 1), blobs(256, 2)
     train_ds, valid_ds = Dataset(x_train, y_train), Dataset(x_valid, y_valid)
-    nh, bs = 50, 64
+    bs = 64   # the course's cell also sets nh = 50: get_model's default hidden size
     c = y_train.max().item() + 1
     loss_func = F.cross_entropy
     data = DataBunch(*get_dls(train_ds, valid_ds, bs), c)
@@ -87,7 +86,8 @@ def test_learner_and_a_hand_written_fit(course_data):
 def test_callback_names():
     assert camel2snake('TrainEvalCallback') == 'train_eval_callback'
     assert TrainEvalCallback().name == 'train_eval'
-    assert listify(None) == [] and listify('abc') == ['abc'] and listify((1, 2)) == [1, 2] and listify(5) == [5]
+    assert listify(None) == [] and listify('abc') == ['abc'] and listify((1, 2)) == [1, 2]
+    assert listify(5) == [5]
 
 
 def test_runner_with_stats_instance_then_factory(course_data):
@@ -96,7 +96,8 @@ def test_runner_with_stats_instance_then_factory(course_data):
     stats = AvgStatsCallback([accuracy])
     run = Runner(cbs=stats)
     printed = quiet(run.fit, 2, learn)
-    assert printed.count('train') == 2 and printed.count('valid') == 2   # one line per epoch, both sets
+    # one line per epoch, both sets
+    assert printed.count('train') == 2 and printed.count('valid') == 2
     loss, acc = stats.valid_stats.avg_stats
     assert acc > 0.9 and loss < 0.5
     assert run.avg_stats is stats
@@ -130,13 +131,15 @@ def test_callbacks_read_runner_state_through_getattr(course_data):
     class Peek(Callback):
         _order = 1
         def begin_batch(self):
-            if self.iter == 0: seen.append((self.epoch, self.in_train, self.model.training, self.iters))
+            if self.iter == 0:
+                seen.append((self.epoch, self.in_train, self.model.training, self.iters))
         def after_loss(self):
             assert self.loss is self.run.loss and self.pred.shape == (len(self.xb), self.data.c)
 
     run = Runner(cbs=Peek())
     run.fit(2, Learner(*get_model(data), loss_func, data))
-    assert seen == [(0, True, True, 10), (0, False, False, 2), (1, True, True, 10), (1, False, False, 2)]
+    assert seen == [(0, True, True, 10), (0, False, False, 2),
+                    (1, True, True, 10), (1, False, False, 2)]
 
 
 def test_databunch_from_torch_dataloaders(course_data):
@@ -153,7 +156,8 @@ def test_databunch_from_torch_dataloaders(course_data):
 
 def test_typing_names_in_annotations():
     # course code annotates with the typing names that `from typing import *` gave it
-    def pick(xs: Collection[int], f: Optional[Callable[[int], Any]] = None) -> List[Tuple[int, Any]]:
+    def pick(xs: Collection[int],
+             f: Optional[Callable[[int], Any]] = None) -> List[Tuple[int, Any]]:
         return [(x, f(x) if f else x) for x in xs]
     assert pick([1, 2], lambda x: x * 10) == [(1, 10), (2, 20)]
     assert isinstance([1], Iterable) and isinstance((1,), Sequence) and Union[int, str] is not None

@@ -1,6 +1,7 @@
 """The calls a learner makes in the course's notebooks 05_anneal and 05b_early_stopping
 (fastai/course-v3, nbs/dl2/), written in our own words, run against exp.nb_05b the way the course
-imports it: `from exp.nb_05b import *`. Tiny synthetic data, so each test takes a fraction of a second.
+imports it: `from exp.nb_05b import *`. Tiny synthetic data, so each test takes a fraction of a
+second.
 """
 import math
 
@@ -10,10 +11,8 @@ import matplotlib.pyplot as plt
 import pytest
 from torch import optim   # not a course call: the course's 05 and 05b never name optim themselves
 
-from exp.nb_05b import *   # the course's own import: every name below that is not defined here comes from exp
-
-# The star also brings exp's own checking helpers (test, test_eq, test_near ...); pytest would take them for tests.
-for _name in [n for n in dir() if n.startswith('test')]: del globals()[_name]
+# the course's own import: every name below that is not defined here comes from exp
+from exp.nb_05b import *
 
 
 @pytest.fixture(autouse=True)
@@ -23,10 +22,12 @@ def _close_figures():
 
 
 def course_data(n_train=640, n_valid=256, bs=64, n_in=20, seed=0):
-    "The course's set-up (train_ds, valid_ds, c, DataBunch(*get_dls(...), c)) on 10 learnable synthetic classes."
+    """The course's set-up (train_ds, valid_ds, c, DataBunch(*get_dls(...), c)) on 10 learnable
+    synthetic classes."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(n_in, 10, generator=g)
-    x_train, x_valid = torch.randn(n_train, n_in, generator=g), torch.randn(n_valid, n_in, generator=g)
+    x_train = torch.randn(n_train, n_in, generator=g)
+    x_valid = torch.randn(n_valid, n_in, generator=g)
     y_train, y_valid = (x_train @ w).argmax(1), (x_valid @ w).argmax(1)
     train_ds, valid_ds = Dataset(x_train, y_train), Dataset(x_valid, y_valid)
     c = y_train.max().item() + 1
@@ -41,7 +42,8 @@ loss_func = F.cross_entropy
 def test_annealer_made_schedules_as_in_the_course():
     f = sched_lin(1, 2)
     assert math.isclose(f(0.3), 1.3)
-    a, p = torch.arange(0, 100), torch.linspace(0.01, 1, 100)   # the course plots its schedules at tensor positions
+    # the course plots its schedules at tensor positions
+    a, p = torch.arange(0, 100), torch.linspace(0.01, 1, 100)
     for fn in [sched_no, sched_lin, sched_cos, sched_exp]:
         f = fn(2, 1e-2)
         vals = [f(o) for o in p]
@@ -59,7 +61,7 @@ def test_combine_scheds_as_in_the_course():
     plt.plot(torch.arange(0, 100), [sched(o) for o in p])
 
 
-# ---------------------------------------------------------------- 05: training with create_learner and ParamScheduler
+# ------------------------------------------- 05: training with create_learner and ParamScheduler
 
 def test_create_learner_and_runner_as_in_the_course():
     data = course_data()
@@ -97,7 +99,8 @@ def test_a_schedule_per_param_group_with_pg_dicts():
     run = Runner(cb_funcs=[Recorder, partial(ParamScheduler, 'lr', scheds)])
     run.fit(2, Learner(model, opt, loss_func, data))
     n = 2*len(data.train_dl)
-    for lrs, f in zip(run.recorder.lrs, scheds): assert all(math.isclose(lr, f(i/n)) for i, lr in enumerate(lrs))
+    for lrs, f in zip(run.recorder.lrs, scheds):
+        assert all(math.isclose(lr, f(i/n)) for i, lr in enumerate(lrs))
 
 
 # ---------------------------------------------------------------- 05b: cancelling and the LR finder
@@ -111,7 +114,8 @@ def test_cancel_train_exception_raised_in_a_callback(capsys):
     data = course_data()
     learn = create_learner(get_model, loss_func, data)
     run = Runner(cb_funcs=TestCallback)
-    run.fit(3, learn)                                   # ends quietly, in the first of 3 epochs of 10 batches
+    # ends quietly, in the first of 3 epochs of 10 batches
+    run.fit(3, learn)
     assert capsys.readouterr().out.split() == [str(i) for i in range(11)]
     assert run.epoch == 1 and run.n_iter == 11
 
@@ -125,8 +129,11 @@ def test_lr_find_with_recorder_as_in_the_course():
     run.fit(2, learn)
     lrs = run.recorder.lrs[-1]
     assert 1 < len(lrs) <= 2*len(data.train_dl)
-    assert all(math.isclose(lr, 1e-6*(10/1e-6)**(i/100)) for i, lr in enumerate(lrs))   # exponential, from min_lr
+    # exponential, from min_lr
+    assert all(math.isclose(lr, 1e-6*(10/1e-6)**(i/100)) for i, lr in enumerate(lrs))
     run.recorder.plot(skip_last=5)
-    assert plt.gca().get_xscale() == 'log' and len(plt.gca().get_lines()[-1].get_xdata()) == max(len(lrs) - 5, 0)
+    assert plt.gca().get_xscale() == 'log'
+    assert len(plt.gca().get_lines()[-1].get_xdata()) == max(len(lrs) - 5, 0)
     run.recorder.plot_lr()
-    assert all(torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))   # ours also restores the model
+    # ours also restores the model
+    assert all(torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))
