@@ -3,8 +3,6 @@
 
 from exp.nb_06 import *
 import math
-from functools import partial
-import torch.optim as optim
 
 
 _bn_dims = (0,2,3)   # a channel's statistics come from every image and every pixel of the batch
@@ -12,16 +10,19 @@ _bn_dims = (0,2,3)   # a channel's statistics come from every image and every pi
 def _n_per_channel(x): return x.numel() // x.shape[1]
 
 def _check_bn_input(layer, x, nf, batch_stats=True):
-    "A clear error for input that is not (N, nf, H, W), or (with `batch_stats`) that has one value per channel in training."
+    """A clear error for input that is not (N, nf, H, W), or (with `batch_stats`) that has one
+    value per channel in training."""
     name = type(layer).__name__
     if x.ndim != 4 or x.shape[1] != nf:
         raise ValueError(f"{name}({nf}) expects input (N, {nf}, H, W), got {tuple(x.shape)}")
     if batch_stats and layer.training and _n_per_channel(x) < 2:
-        raise ValueError(f"{name} needs more than one value per channel in training, got input {tuple(x.shape)}")
+        raise ValueError(f"{name} needs more than one value per channel in training, "
+                         f"got input {tuple(x.shape)}")
 
 
 class BatchNorm(nn.Module):
-    "Batch normalization (Ioffe & Szegedy 2015) per channel of (N,C,H,W) input; running statistics for eval mode."
+    """Batch normalization (Ioffe & Szegedy 2015) per channel of (N,C,H,W) input; running
+    statistics for eval mode."""
     def __init__(self, nf, mom=0.1, eps=1e-5):
         super().__init__()
         self.mom,self.eps = mom,eps   # mom: the weight of each new batch, like torch's `momentum`
@@ -31,7 +32,7 @@ class BatchNorm(nn.Module):
         self.register_buffer('means', torch.zeros(1,nf,1,1))
 
     def update_stats(self, x):
-        "This batch's per-channel mean and biased variance; moves the running statistics towards them."
+        "This batch's per-channel mean and biased variance; moves the running statistics to them."
         m = x.mean(_bn_dims, keepdim=True)
         v = ((x-m)**2).mean(_bn_dims, keepdim=True)
         n = _n_per_channel(x)
@@ -49,7 +50,8 @@ class BatchNorm(nn.Module):
 
 
 class BatchNormFunction(torch.autograd.Function):
-    "y = mults*(x-m)/sqrt(v+eps) + adds; backward from Ioffe & Szegedy 2015, section 3. `batch_stats`: m, v come from x."
+    """y = mults*(x-m)/sqrt(v+eps) + adds; backward from Ioffe & Szegedy 2015, section 3.
+    `batch_stats`: m, v come from x."""
     @staticmethod
     def forward(ctx, x, mults, adds, m, v, eps, batch_stats):
         rstd = (v+eps).rsqrt()
@@ -61,8 +63,8 @@ class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, mults, m, rstd = ctx.saved_tensors
-        g_sum = g.sum(_bn_dims, keepdim=True)                                    # dL/d(adds)
-        g_xhat = ((g*x).sum(_bn_dims, keepdim=True) - m*g_sum) * rstd            # sum of g*xhat = dL/d(mults)
+        g_sum = g.sum(_bn_dims, keepdim=True)                             # dL/d(adds)
+        g_xhat = ((g*x).sum(_bn_dims, keepdim=True) - m*g_sum) * rstd     # sum g*xhat = dL/d(mults)
         a = mults*rstd
         if ctx.batch_stats:   # dx = a*g + b*x + c: the statistics' share, per channel
             n = _n_per_channel(x)
@@ -73,21 +75,25 @@ class BatchNormFunction(torch.autograd.Function):
 
 
 class BatchNorm(BatchNorm):
-    "07's BatchNorm with the hand-written backward of `BatchNormFunction`: fewer passes over the activations."
+    """07's BatchNorm with the hand-written backward of `BatchNormFunction`: fewer passes over the
+    activations."""
     def update_stats(self, x):
         with torch.no_grad(): return super().update_stats(x)
-    def normalize(self, x, m, v): return BatchNormFunction.apply(x, self.mults, self.adds, m, v, self.eps, self.training)
+    def normalize(self, x, m, v):
+        return BatchNormFunction.apply(x, self.mults, self.adds, m, v, self.eps, self.training)
 
 
 def conv_layer(ni, nf, ks=3, stride=2, bn=True, **kwargs):
     "Conv (no bias when followed by BatchNorm), GeneralRelu(**kwargs), then BatchNorm(nf) if `bn`."
-    layers = [nn.Conv2d(ni, nf, ks, padding=ks//2, stride=stride, bias=not bn), GeneralRelu(**kwargs)]
+    layers = [nn.Conv2d(ni, nf, ks, padding=ks//2, stride=stride, bias=not bn),
+              GeneralRelu(**kwargs)]
     if bn: layers.append(BatchNorm(nf))
     return nn.Sequential(*layers)
 
 
 def group_normalize(x, groups, eps=1e-5):
-    "Normalize each image's channels in `groups` groups: over (C/groups, H, W), with the biased variance."
+    """Normalize each image's channels in `groups` groups: over (C/groups, H, W), with the biased
+    variance."""
     n,c = x.shape[:2]
     if c % groups: raise ValueError(f"{c} channels cannot be split into {groups} equal groups")
     xg = x.reshape(n, groups, -1)
@@ -96,7 +102,8 @@ def group_normalize(x, groups, eps=1e-5):
     return ((xg-m) * (v+eps).rsqrt()).view_as(x)
 
 class GroupNorm(nn.Module):
-    "Group normalization (Wu & He 2018): statistics per image and group of channels; scale and shift per channel."
+    """Group normalization (Wu & He 2018): statistics per image and group of channels; scale and
+    shift per channel."""
     def __init__(self, num_groups, num_channels, eps=1e-5):
         super().__init__()
         self.groups,self.eps = num_groups,eps
@@ -105,11 +112,13 @@ class GroupNorm(nn.Module):
     def forward(self, x): return group_normalize(x, self.groups, self.eps)*self.mults + self.adds
 
 class InstanceNorm(GroupNorm):
-    "Instance normalization (Ulyanov et al. 2016): each channel of each image on its own, a GroupNorm of one channel per group."
+    """Instance normalization (Ulyanov et al. 2016): each channel of each image on its own, a
+    GroupNorm of one channel per group."""
     def __init__(self, nf, eps=1e-5): super().__init__(nf, nf, eps)
 
 class LayerNorm(nn.Module):
-    "Layer normalization (Ba et al. 2016) over (C,H,W) of each image; one scalar scale and shift, as the course."
+    """Layer normalization (Ba et al. 2016) over (C,H,W) of each image; one scalar scale and shift,
+    as the course."""
     def __init__(self, eps=1e-5):
         super().__init__()
         self.eps = eps
@@ -119,27 +128,32 @@ class LayerNorm(nn.Module):
 
 
 def conv_norm_layer(ni, nf, ks=3, stride=2, norm=BatchNorm, **kwargs):
-    "Conv, GeneralRelu(**kwargs), then `norm(nf)` (none if `norm` is None): `conv_layer` with any normalization."
-    layers = [nn.Conv2d(ni, nf, ks, padding=ks//2, stride=stride, bias=norm is None), GeneralRelu(**kwargs)]
+    """Conv, GeneralRelu(**kwargs), then `norm(nf)` (none if `norm` is None): `conv_layer` with any
+    normalization."""
+    layers = [nn.Conv2d(ni, nf, ks, padding=ks//2, stride=stride, bias=norm is None),
+              GeneralRelu(**kwargs)]
     if norm is not None: layers.append(norm(nf))
     return nn.Sequential(*layers)
 
 
 class RunningBatchNorm(nn.Module):
-    "BatchNorm that normalizes with debiased running sums in training too (the course's): usable at tiny batch sizes."
+    """BatchNorm that normalizes with debiased running sums in training too (the course's): usable
+    at tiny batch sizes."""
     def __init__(self, nf, mom=0.1, eps=1e-5):
         super().__init__()
         self.mom,self.eps = mom,eps
         self.mults = nn.Parameter(torch.ones (nf,1,1))
         self.adds  = nn.Parameter(torch.zeros(nf,1,1))
-        for name,v in [('sums', torch.zeros(1,nf,1,1)), ('sqrs', torch.zeros(1,nf,1,1)), ('count', tensor(0.)),
-                       ('batch', tensor(0.)), ('step', tensor(0.)), ('dbias', tensor(0.))]:
+        for name,v in [('sums', torch.zeros(1,nf,1,1)), ('sqrs', torch.zeros(1,nf,1,1)),
+                       ('count', tensor(0.)), ('batch', tensor(0.)), ('step', tensor(0.)),
+                       ('dbias', tensor(0.))]:
             self.register_buffer(name, v)
 
     def update_stats(self, x):
         "The running sums with this batch folded in: returned with their graph, stored detached."
         bs,nc = x.shape[:2]
-        mom1 = 1 - (1-self.mom)/math.sqrt(max(bs-1, 1))   # bigger batches count more (a batch of 1 as one of 2)
+        # bigger batches count more (a batch of 1 as one of 2)
+        mom1 = 1 - (1-self.mom)/math.sqrt(max(bs-1, 1))
         sums = self.sums.lerp(x.sum(_bn_dims, keepdim=True), mom1)
         sqrs = self.sqrs.lerp((x*x).sum(_bn_dims, keepdim=True), mom1)
         with torch.no_grad():
@@ -150,10 +164,12 @@ class RunningBatchNorm(nn.Module):
         return sums,sqrs
 
     def forward(self, x):
-        _check_bn_input(self, x, self.mults.shape[0], batch_stats=False)   # running sums work even for one value
+        # running sums work even for one value per channel
+        _check_bn_input(self, x, self.mults.shape[0], batch_stats=False)
         sums,sqrs = self.update_stats(x) if self.training else (self.sums,self.sqrs)
         c = self.count
-        if self.step < 100: sums,sqrs,c = sums/self.dbias,sqrs/self.dbias,c/self.dbias   # later on, dbias ~ 1
+        # later on, dbias ~ 1
+        if self.step < 100: sums,sqrs,c = sums/self.dbias,sqrs/self.dbias,c/self.dbias
         means = sums/c
         vars = sqrs/c - means*means
         if self.batch < 20: vars = vars.clamp_min(0.01)
@@ -163,7 +179,6 @@ class RunningBatchNorm(nn.Module):
 # What `from exp.nb_07 import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
 from exp.nb_06 import __all__ as _all_nb_06
 __all__ = [_name for _name in dict.fromkeys(_all_nb_06 + [
-    'math', 'partial', 'optim', 'BatchNorm', 'BatchNormFunction', 'conv_layer',
-    'group_normalize', 'GroupNorm', 'InstanceNorm', 'LayerNorm', 'conv_norm_layer',
-    'RunningBatchNorm'
+    'math', 'BatchNorm', 'BatchNormFunction', 'conv_layer', 'group_normalize', 'GroupNorm',
+    'InstanceNorm', 'LayerNorm', 'conv_norm_layer', 'RunningBatchNorm'
 ]) if _name in globals()]
