@@ -10,14 +10,15 @@ def get_defaults(d):
     "The default hyper-parameters a stepper or stat declares in `_defaults` (none: {})."
     return getattr(d, '_defaults', {})
 
-def maybe_update(os, dest, f):
-    "Add to dict `dest` each key of `f(o)`, for `o` in `os`, that `dest` doesn't have yet."
-    for o in os:
+def maybe_update(objs, dest, f):
+    "Add to dict `dest` each key of `f(o)`, for `o` in `objs`, that `dest` doesn't have yet."
+    for o in objs:
         for k,v in f(o).items(): dest.setdefault(k, v)
 
 
 def _as_groups(params):
-    "Param groups as dicts with a list under 'params': from tensors (one group), lists of tensors, or dicts."
+    """Param groups as dicts with a list under 'params': from tensors (one group), lists of tensors,
+    or dicts."""
     groups = list(params)
     if not groups: raise ValueError("Optimizer: got no parameters")
     if isinstance(groups[0], torch.Tensor): groups = [groups]
@@ -33,17 +34,20 @@ def _hypers(pg):
     return {k:v for k,v in pg.items() if k != 'params'}
 
 def _named_args(f, skip):
-    "(required, all) names of `f`'s arguments after the first `skip` (a stepper's `p`; a stat's `p, state`)."
+    """(required, all) names of `f`'s arguments after the first `skip` (a stepper's `p`; a stat's
+    `p, state`)."""
     ps = list(inspect.signature(f).parameters.values())[skip:]
     named = [q for q in ps if q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
     return {q.name for q in named if q.default is q.empty}, {q.name for q in named}
 
 
 class Optimizer:
-    "Updates each parameter that has a gradient with `steppers`, given its param group's hyper-parameters."
+    """Updates each parameter that has a gradient with `steppers`, given its param group's
+    hyper-parameters."""
     def __init__(self, params, steppers, **defaults):
-        # steppers that change the gradient (l2_reg) go first: all the others must see the changed gradient
-        self.steppers = sorted(listify(steppers), key=lambda f: not getattr(f, '_before_stats', False))
+        # steppers that change the gradient (l2_reg) go first: the others must see the new gradient
+        self.steppers = sorted(listify(steppers),
+                               key=lambda f: not getattr(f, '_before_stats', False))
         maybe_update(self.steppers, defaults, get_defaults)
         self.param_groups = [{**defaults, **g} for g in _as_groups(params)]
         self.state = {}
@@ -51,7 +55,7 @@ class Optimizer:
 
     @property
     def hypers(self):
-        "The course's name for the hyper-parameter dicts: here they are the param groups themselves."
+        "The course's name for the hyper-parameter dicts: here the param groups themselves."
         return self.param_groups
 
     def _users(self):
@@ -61,19 +65,23 @@ class Optimizer:
     def _state_names(self): return set()
 
     def _check_hypers(self):
-        "Every hyper-parameter is used by some stepper or stat, and every one they require is there."
+        "Every hyper-parameter is used by a stepper or stat, and every one they require is there."
         args = {f: _named_args(f, skip) for f,skip in self._users()}
         known = set().union(*(a for _,a in args.values())) | self._state_names()
         for i,pg in enumerate(self.param_groups):
             for k in _hypers(pg):
                 if k in known: continue
                 close = difflib.get_close_matches(k, known, n=1)
-                raise ValueError(f"Optimizer: no stepper or stat uses hyper-parameter {k!r} (param group {i})"
-                                 + (f"; did you mean {close[0]!r}?" if close else ""))
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"Optimizer: no stepper or stat uses hyper-parameter {k!r} "
+                                 f"(param group {i}){hint}")
             for f,(req,_) in args.items():
                 missing = req - set(pg) - self._state_names()
-                if missing: raise ValueError(f"Optimizer: {getattr(f, '__qualname__', f)} needs hyper-parameter(s) "
-                                             f"{sorted(missing)}, which param group {i} lacks: pass them or give defaults")
+                if not missing: continue
+                name = getattr(f, '__qualname__', f)
+                raise ValueError(f"Optimizer: {name} needs hyper-parameter(s) "
+                                 f"{sorted(missing)}, which param group {i} lacks: "
+                                 "pass them or give defaults")
 
     def grad_params(self):
         "(parameter, its param group) for every parameter that has a gradient."
@@ -108,7 +116,7 @@ def l2_reg(p, lr, wd, **kwargs):
     p.grad.data.add_(p.data, alpha=wd)
     return p
 l2_reg._defaults = dict(wd=0.)
-l2_reg._before_stats = True   # the optimizer runs it before the stats: they must see the L2 gradient
+l2_reg._before_stats = True   # run before the stats: they must see the L2 gradient
 
 sgd_opt = partial(Optimizer, steppers=[weight_decay, sgd_step])
 
@@ -130,7 +138,7 @@ def max_param_diff(m1, m2):
 
 
 class Stat:
-    "Per-parameter state an optimizer keeps up to date before each step (a running average, a count...)."
+    "Per-parameter state that an optimizer updates before each step (a running average, a count)."
     _defaults = {}
     def init_state(self, p): raise NotImplementedError
     def update(self, p, state, **kwargs): raise NotImplementedError
@@ -151,7 +159,8 @@ class StatefulOptimizer(Optimizer):
         return set().union(*(s.init_state(p) for s in self.stats))
 
     def _step(self, p, hyper):
-        if p not in self.state: self.state[p] = {k:v for s in self.stats for k,v in s.init_state(p).items()}
+        if p not in self.state:
+            self.state[p] = {k:v for s in self.stats for k,v in s.init_state(p).items()}
         state = self.state[p]
         before = [f for f in self.steppers if getattr(f, '_before_stats', False)]
         for f in before: f(p, **hyper)
@@ -166,23 +175,29 @@ def _state_dict(self):
     "Hyper-parameters by group and per-parameter state by position (references: deep-copy to keep)."
     pos = {p: i for i,p in enumerate(_all_params(self))}
     return {'state': {pos[p]: s for p,s in self.state.items()},
-            'param_groups': [{**_hypers(pg), 'params': [pos[p] for p in pg['params']]} for pg in self.param_groups]}
+            'param_groups': [{**_hypers(pg), 'params': [pos[p] for p in pg['params']]}
+                             for pg in self.param_groups]}
 
-def _load_state_dict(self, sd):
-    "Put back what `state_dict` gave: hyper-parameters, and state copied onto each parameter's device."
-    groups = sd['param_groups']
+def _load_state_dict(self, state_dict):
+    "Put back what `state_dict` gave: hyper-parameters and state copied to each parameter's device."
+    groups = state_dict['param_groups']
     sizes,ours = [len(g['params']) for g in groups],[len(pg['params']) for pg in self.param_groups]
-    if sizes != ours: raise ValueError(f"load_state_dict: param groups of sizes {sizes} given, this optimizer has {ours}")
+    if sizes != ours:
+        raise ValueError(f"load_state_dict: param groups of sizes {sizes} given, "
+                         f"this optimizer has {ours}")
     params = _all_params(self)
     for pg,g in zip(self.param_groups, groups): pg.update(_hypers(g))
-    self.state = {params[i]: {k: v.to(params[i].device, copy=True) if isinstance(v, torch.Tensor) else v
-                              for k,v in s.items()} for i,s in sd['state'].items()}
+    def to(v, p): return v.to(p.device, copy=True) if isinstance(v, torch.Tensor) else v
+    self.state = {params[i]: {k: to(v, params[i]) for k,v in s.items()}
+                  for i,s in state_dict['state'].items()}
 
-Optimizer.state_dict,Optimizer.load_state_dict = _state_dict,_load_state_dict   # methods of every Optimizer, written here
+# methods of every Optimizer, written here:
+Optimizer.state_dict,Optimizer.load_state_dict = _state_dict,_load_state_dict
 
 
 class _RunningAverage(Stat):
-    "Keeps an average `avg` = beta*avg + damp*x, with damp = 1-beta (dampening) or 1, itself kept too: see `names`."
+    """Keeps an average `avg` = beta*avg + damp*x, with damp = 1-beta (dampening) or 1, itself kept
+    too: see `names`."""
     names = ('avg', 'damp')
     def __init__(self, dampening): self.dampening = dampening
     def init_state(self, p): return {self.names[0]: torch.zeros_like(p.data), self.names[1]: 1.}
@@ -204,14 +219,16 @@ def momentum_step(p, lr, grad_avg, **kwargs):
     return p
 
 
-sgd_mom_opt = partial(StatefulOptimizer, steppers=[momentum_step, weight_decay], stats=AverageGrad(), wd=0.01)
+sgd_mom_opt = partial(StatefulOptimizer, steppers=[momentum_step, weight_decay],
+                      stats=AverageGrad(), wd=0.01)
 
 
 class AverageSqrGrad(_RunningAverage):
     "Running average of the squared gradient: `sqr_avg` = sqr_mom*sqr_avg + sqr_damp*grad**2."
     _defaults,names = dict(sqr_mom=0.99),('sqr_avg', 'sqr_damp')
     def __init__(self, dampening=True): super().__init__(dampening)
-    def update(self, p, state, sqr_mom, **kwargs): return self._update(state, sqr_mom, p.grad.data**2)
+    def update(self, p, state, sqr_mom, **kwargs):
+        return self._update(state, sqr_mom, p.grad.data**2)
 
 class StepCount(Stat):
     "How many steps this parameter has taken, `step` (1 at the first)."
@@ -221,12 +238,14 @@ class StepCount(Stat):
         return state
 
 def debias(mom, damp, step):
-    "The sum of the weights of an average `mom`, dampening `damp`, after `step` steps: damp*(1-mom**step)/(1-mom)."
+    """The sum of the weights of an average `mom`, dampening `damp`, after `step` steps:
+    damp*(1-mom**step)/(1-mom)."""
     return damp * (1 - mom**step) / (1 - mom)
 
 
 def adam_step(p, lr, mom, mom_damp, step, sqr_mom, sqr_damp, grad_avg, sqr_avg, eps, **kwargs):
-    "Adam's update: the debiased average gradient over the square root of the debiased average squared gradient."
+    """Adam's update: the debiased average gradient over the square root of the debiased average
+    squared gradient."""
     debias1,debias2 = debias(mom, mom_damp, step),debias(sqr_mom, sqr_damp, step)
     p.data.addcdiv_(grad_avg, (sqr_avg/debias2).sqrt() + eps, value=-lr/debias1)
     return p
@@ -241,7 +260,8 @@ def adam_opt(xtra_step=None, **kwargs):
 
 
 def lamb_step(p, lr, mom, mom_damp, step, sqr_mom, sqr_damp, grad_avg, sqr_avg, eps, wd, **kwargs):
-    "LAMB (You et al. 2019): Adam's direction plus weight decay, scaled per tensor by the trust ratio ||p||/||u||."
+    """LAMB (You et al. 2019): Adam's direction plus weight decay, scaled per tensor by the trust
+    ratio ||p||/||u||."""
     debias1,debias2 = debias(mom, mom_damp, step),debias(sqr_mom, sqr_damp, step)
     u = (grad_avg/debias1) / ((sqr_avg/debias2).sqrt() + eps) + wd*p.data
     r1,r2 = p.data.norm(),u.norm()
