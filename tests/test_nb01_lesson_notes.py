@@ -5,12 +5,10 @@ The notes live beside the clone, in `../shared/seed/*.txt` (markdown with the le
 `from exp.nb_01 import *`, as they would in a notebook. Lines that only make sense in Colab or
 Jupyter are left out: shell (`!`), magics (`%`), `from google.colab ...`, `drive.mount(...)`, and
 `from fastai import datasets` (exp provides the `datasets` stand-in). The timing magics
-`%time stmt` and `%timeit [-n N] stmt` run their statement once, since later cells use what it binds.
+`%time stmt` and `%timeit [-n N] stmt` run their statement once, since later cells use what it
+binds.
 """
-import os
 import re
-import sys
-import traceback
 from pathlib import Path
 
 import pytest
@@ -44,18 +42,21 @@ def runnable(cell):
 
 
 def test_cell_rules():
-    cells = fenced_cells('x\n```\n!ls\n%time t = f(1)\n%timeit -n 10 _ = f(2)\ny = 3\n```\ntext\n```\nfrom fastai import datasets\n```\n')
+    cells = fenced_cells('x\n```\n!ls\n%time t = f(1)\n%timeit -n 10 _ = f(2)\ny = 3\n```\n'
+                         'text\n```\nfrom fastai import datasets\n```\n')
     assert [runnable(c) for c in cells] == ['t = f(1)\n_ = f(2)\ny = 3', '']
 
 
 def seed_cells():
-    files = sorted(SEED.glob('*.txt'))
-    return [(f'{f.name} cell {i}', code) for f in files
-            for i, code in enumerate(runnable(c) for c in fenced_cells(f.read_text(encoding='utf-8')))
-            if code.strip()]
+    cells = []
+    for f in sorted(SEED.glob('*.txt')):
+        codes = [runnable(c) for c in fenced_cells(f.read_text(encoding='utf-8'))]
+        cells += [(f'{f.name} cell {i}', code) for i, code in enumerate(codes) if code.strip()]
+    return cells
 
 
-@pytest.mark.skipif(not SEED.is_dir(), reason=f'no lesson notes at {SEED} (CI puts shared/ beside the clone)')
+@pytest.mark.skipif(not SEED.is_dir(),
+                    reason=f'no lesson notes at {SEED} (CI puts shared/ beside the clone)')
 def test_every_seed_cell_runs_against_exp(monkeypatch, capsys):
     monkeypatch.setenv('MPLBACKEND', 'Agg')
     monkeypatch.syspath_prepend(str(ROOT))
@@ -68,7 +69,8 @@ def test_every_seed_cell_runs_against_exp(monkeypatch, capsys):
     for where, code in cells:
         try: exec(compile(code, where, 'exec'), ns)
         except Exception as e:
-            failures.append(f'{where}: {type(e).__name__}: {e} (first line: {code.splitlines()[0]!r})')
+            first = code.splitlines()[0]
+            failures.append(f'{where}: {type(e).__name__}: {e} (first line: {first!r})')
     plt.close('all')
     with capsys.disabled():
         print(f'\nseed cells run against exp: {len(cells) - len(failures)} of {len(cells)}')

@@ -1,8 +1,9 @@
 """The hand-written layers of notebook 02 (exp.nb_02) against PyTorch, in float64.
 
 Every gradient the layers write into `.g` is compared with torch.autograd applied to PyTorch's own
-functions (F.linear, F.relu, F.mse_loss), so the reference shares no code with the layers under test.
-The whole model is also checked against central finite differences, which do not use autograd at all.
+functions (F.linear, F.relu, F.mse_loss), so the reference shares no code with the layers under
+test. The whole model is also checked against central finite differences, which do not use
+autograd at all.
 """
 import re
 
@@ -13,9 +14,11 @@ from torch.testing import assert_close
 
 from exp.nb_02 import Lin, Model, Mse, Relu, mse, normalize
 
-# (batch, n_in, n_hidden, n_out): a single row and unit widths, small odd sizes, several outputs, MNIST-like
+# (batch, n_in, n_hidden, n_out): a single row and unit widths, small odd sizes, several outputs,
+# MNIST-like
 SHAPES = [(1, 1, 1, 1), (5, 3, 4, 1), (17, 10, 7, 3), (64, 784, 50, 1)]
-DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA'))]
+no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA')
+DEVICES = ['cpu', pytest.param('cuda', marks=no_cuda)]
 
 
 def rand(*shape, device='cpu'):
@@ -168,7 +171,12 @@ def test_model_reports_the_layer_shapes():
         model(torch.randn(64, 700), torch.randn(64))
 
 
-@pytest.mark.parametrize('out_shape,targ_shape', [((10, 1), (9,)), ((10, 2), (10,)), ((10,), (10, 1)), ((3, 4), (4, 3))])
+@pytest.mark.parametrize('out_shape,targ_shape', [
+    ((10, 1), (9,)),
+    ((10, 2), (10,)),
+    ((10,), (10, 1)),
+    ((3, 4), (4, 3)),
+])
 def test_mse_mismatch_names_both_shapes(out_shape, targ_shape):
     with pytest.raises(ValueError, match=r'^mse: .*' + shapes_pattern(out_shape, targ_shape)):
         mse(torch.randn(*out_shape), torch.randn(*targ_shape))
@@ -181,10 +189,12 @@ def test_mse_squeezes_a_trailing_1_instead_of_broadcasting():
     out, targ = rand(8, 1), rand(8)
     expected = F.mse_loss(out.squeeze(-1), targ)
     assert_close(mse(out, targ), expected)
-    assert not torch.allclose(((out - targ) ** 2).mean(), expected)  # what silent broadcasting would give
+    # what silent broadcasting would give
+    assert not torch.allclose(((out - targ) ** 2).mean(), expected)
     assert_close(mse(out.squeeze(-1), targ), expected)
     ones, zeros = torch.ones(3, 4, dtype=torch.float64), torch.zeros(3, 4, dtype=torch.float64)
-    assert_close(mse(ones, zeros), torch.tensor(1., dtype=torch.float64))  # same shapes: no squeezing
+    # same shapes: no squeezing
+    assert_close(mse(ones, zeros), torch.tensor(1., dtype=torch.float64))
 
 
 def test_normalize_uses_the_given_stats():
@@ -196,7 +206,8 @@ def test_normalize_uses_the_given_stats():
     nt = normalize(train, m, s)
     assert_close(nt.mean(), torch.tensor(0., dtype=torch.float64), atol=1e-12, rtol=0)
     assert_close(nt.std(), torch.tensor(1., dtype=torch.float64))
-    # the validation set keeps its offset relative to the training set: it is not re-centred on its own mean
+    # the validation set keeps its offset relative to the training set: it is not re-centred on its
+    # own mean
     nv = normalize(valid, m, s)
     assert_close(nv.mean(), (valid.mean() - m) / s)
     assert abs(nv.mean().item()) > 0.1
@@ -210,7 +221,7 @@ def test_normalize_per_feature_stats_broadcast():
     assert_close(nx.std(0), torch.ones(6, dtype=torch.float64))
 
 
-# ---- the backward passes check the gradient they are handed (issue 7, item 12) ----------------
+# ---- the backward passes refuse a gradient of the wrong shape, before writing anything -------
 
 @pytest.mark.parametrize('g_shape', [(5,), (1, 5), (6, 1), (5, 6), (6, 5, 1)])
 def test_relu_backward_refuses_a_wrongly_shaped_gradient(g_shape):
@@ -231,7 +242,10 @@ def test_lin_backward_refuses_a_wrongly_shaped_gradient(g_shape):
     assert not hasattr(lin.inp, 'g') and not hasattr(lin.w, 'g')  # nothing half-written
 
 
-@pytest.mark.parametrize('layer', [Relu(), Lin(torch.randn(3, 2), torch.zeros(2))], ids=['Relu', 'Lin'])
+@pytest.mark.parametrize('layer', [
+    Relu(),
+    Lin(torch.randn(3, 2), torch.zeros(2)),
+], ids=['Relu', 'Lin'])
 def test_backward_without_forward_or_gradient_says_which(layer):
     name = type(layer).__name__
     with pytest.raises(ValueError, match=rf'^{name}\.backward: no forward pass yet'):

@@ -12,12 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exp.nb_04 import (AvgStats, AvgStatsCallback, Callback, DataBunch, DataLoader, Dataset, Learner,
-                       Runner, TerminateOnNaNCallback, TrainEvalCallback, accuracy, camel2snake, def_device,
-                       fit, get_model, listify)
+from exp.nb_04 import (AvgStats, AvgStatsCallback, Callback, DataBunch, DataLoader, Dataset,
+                       Learner, Runner, TerminateOnNaNCallback, TrainEvalCallback, accuracy,
+                       camel2snake, def_device, fit, get_model, listify)
 
-# One training batch fires all six batch events; a validation batch has no backward pass and no step.
-TRAIN_BATCH = ['begin_batch', 'after_pred', 'after_loss', 'after_backward', 'after_step', 'after_batch']
+# One training batch fires all six batch events; a validation batch has no backward pass and no
+# step.
+TRAIN_BATCH = ['begin_batch', 'after_pred', 'after_loss', 'after_backward', 'after_step',
+               'after_batch']
 VALID_BATCH = ['begin_batch', 'after_pred', 'after_loss', 'after_batch']
 # One epoch over 3 training batches and 2 validation batches.
 EPOCH = (['begin_epoch'] + TRAIN_BATCH * 3 + ['begin_validate'] + VALID_BATCH * 2 + ['after_epoch'])
@@ -26,11 +28,15 @@ EXPECTED_2_EPOCHS = ['begin_fit'] + EPOCH * 2 + ['after_fit']
 
 
 def make_data(n_train=6, n_valid=8, bs=2, valid_bs=4, n_in=4, c=3, seed=0):
-    """Float64 random data; loaders in a fixed order (no shuffling) so runs can be replayed by hand."""
+    """Float64 random data; loaders in a fixed order (no shuffling) so runs can be replayed by
+    hand."""
     g = torch.Generator().manual_seed(seed)
-    x_t, x_v = torch.randn(n_train, n_in, generator=g, dtype=torch.float64), torch.randn(n_valid, n_in, generator=g, dtype=torch.float64)
-    y_t, y_v = torch.randint(0, c, (n_train,), generator=g), torch.randint(0, c, (n_valid,), generator=g)
-    return DataBunch(DataLoader(Dataset(x_t, y_t), bs), DataLoader(Dataset(x_v, y_v), valid_bs), c=c)
+    x_t = torch.randn(n_train, n_in, generator=g, dtype=torch.float64)
+    x_v = torch.randn(n_valid, n_in, generator=g, dtype=torch.float64)
+    y_t = torch.randint(0, c, (n_train,), generator=g)
+    y_v = torch.randint(0, c, (n_valid,), generator=g)
+    return DataBunch(DataLoader(Dataset(x_t, y_t), bs), DataLoader(Dataset(x_v, y_v), valid_bs),
+                     c=c)
 
 
 def make_learner(data, lr=0.1, seed=0, loss_func=F.cross_entropy):
@@ -81,7 +87,8 @@ def test_exact_event_sequence_two_epochs_three_batches():
 def test_callbacks_run_in_order_of_their__order_attribute():
     calls = []
     def make(name, order):
-        return type(name, (Callback,), {'_order': order, 'begin_fit': lambda self: calls.append(name)})()
+        methods = {'_order': order, 'begin_fit': lambda self: calls.append(name)}
+        return type(name, (Callback,), methods)()
     run = Runner(cbs=[make('C', 5), make('A', -3), make('B', 0), make('D', 5)])
     run.fit(0, make_learner(make_data()))
     assert calls == ['A', 'B', 'C', 'D']   # ties (C, D) keep the order they were given in
@@ -105,7 +112,8 @@ def test_camel2snake_and_listify():
     assert camel2snake('AvgStatsCallback') == 'avg_stats_callback'
     assert camel2snake('ParamScheduler') == 'param_scheduler'
     assert camel2snake('LR_Find') == 'lr_find'
-    assert listify(None) == [] and listify((1, 2)) == [1, 2] and listify('ab') == ['ab'] and listify(3) == [3]
+    assert listify(None) == [] and listify((1, 2)) == [1, 2] and listify('ab') == ['ab']
+    assert listify(3) == [3]
 
 
 def test_callbacks_reachable_by_snake_case_name():
@@ -116,7 +124,8 @@ def test_callbacks_reachable_by_snake_case_name():
     assert isinstance(run.avg_stats, AvgStatsCallback)
     assert isinstance(run.train_eval, TrainEvalCallback)
     assert isinstance(run.terminate_on_nan, TerminateOnNaNCallback)
-    assert [cb.name for cb in run.cbs] == ['train_eval', 'terminate_on_nan', 'my_fancy', 'avg_stats']
+    names = [cb.name for cb in run.cbs]
+    assert names == ['train_eval', 'terminate_on_nan', 'my_fancy', 'avg_stats']
 
 
 def test_defaults_not_duplicated_and_bad_callbacks_rejected():
@@ -131,7 +140,8 @@ def test_defaults_not_duplicated_and_bad_callbacks_rejected():
 
 
 def test_callback_names_may_not_hide_runner_state_but_may_replace_a_callback():
-    for state in ['loss', 'xb', 'epoch', 'n_epochs']:   # `xb` is None until the first batch: still taken
+    # `xb` is None until the first batch: still taken
+    for state in ['loss', 'xb', 'epoch', 'n_epochs']:
         cls = type(state.title().replace('_', '') + 'Callback', (Callback,), {})
         assert cls().name == state
         with pytest.raises(ValueError, match=f"'{state}'"): Runner(cbs=cls())
@@ -157,7 +167,8 @@ def test_callback_reads_runner_state_and_writes_through_run():
     first_a, first_b = make_learner(data), make_learner(data)
     Runner(cbs=Stop1()).fit(1, first_a)
     Runner(cbs=[Stop1(), Halve()]).fit(1, first_b)
-    for p0, p1, p2 in zip(params(make_learner(data).model), params(first_a.model), params(first_b.model)):
+    start = make_learner(data).model
+    for p0, p1, p2 in zip(params(start), params(first_a.model), params(first_b.model)):
         torch.testing.assert_close(p2 - p0, (p1 - p0) / 2)
     with pytest.raises(AttributeError, match='not attached'):
         Halve().loss
@@ -182,9 +193,11 @@ def test_begin_batch_true_skips_that_batch():
         xb, yb = on_device(xb, yb)
         F.cross_entropy(ref.model(xb), yb).backward()
         ref.opt.step(); ref.opt.zero_grad()
-    for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(p, q)
     ev = run.event_log.events
-    assert ev[1:10] == ['begin_epoch', *TRAIN_BATCH, 'begin_batch', 'after_batch']   # batch 1: nothing but begin/after
+    # batch 1: nothing but begin/after
+    assert ev[1:10] == ['begin_epoch', *TRAIN_BATCH, 'begin_batch', 'after_batch']
     assert ev.count('after_step') == 2 and run.n_iter == 3                           # still counted
 
 
@@ -203,7 +216,8 @@ def test_after_backward_true_accumulates_gradients():
     data = make_data()
     run, learn = fit_events(1, cbs=[AccumulateAll()])
     ref = make_learner(data)
-    for xb, yb in data.train_dl: F.cross_entropy(ref.model(xb.to(def_device)), yb.to(def_device)).backward()
+    for xb, yb in data.train_dl:
+        F.cross_entropy(ref.model(xb.to(def_device)), yb.to(def_device)).backward()
     for p, q in zip(learn.model.parameters(), ref.model.parameters()):
         torch.testing.assert_close(p, q)             # never stepped
         torch.testing.assert_close(p.grad, q.grad)   # gradients of all 3 batches added up
@@ -221,7 +235,8 @@ def test_after_batch_begin_validate_after_epoch_and_begin_fit_stop_things():
     class OneEpoch(Callback):
         def after_epoch(self): return True
     run, _ = fit_events(5, cbs=[OneEpoch()])
-    assert run.event_log.events.count('begin_epoch') == 1 and run.event_log.events[-1] == 'after_fit'
+    assert run.event_log.events.count('begin_epoch') == 1
+    assert run.event_log.events[-1] == 'after_fit'
 
     class NoFit(Callback):
         def begin_fit(self): return True
@@ -236,7 +251,8 @@ def test_train_eval_modes_and_fractional_epochs():
     class Watch(Callback):
         _order = 1   # after TrainEvalCallback has updated the counters
         def begin_batch(self): seen.append(('mode', self.run.in_train, self.model.training))
-        def after_batch(self): seen.append(('count', self.run.in_train, self.run.n_epochs, self.run.n_iter))
+        def after_batch(self):
+            seen.append(('count', self.run.in_train, self.run.n_epochs, self.run.n_iter))
     run, learn = fit_events(2, cbs=[Watch()])
     train_counts = [(e, i) for kind, tr, *rest in seen if kind == 'count' and tr for e, i in [rest]]
     third = 1 / 3
@@ -245,7 +261,8 @@ def test_train_eval_modes_and_fractional_epochs():
     for (e, _), x in zip(train_counts, expected): assert math.isclose(e, x, rel_tol=1e-12)
     # validation batches leave the counters alone and run in eval mode
     valid_counts = [rest for kind, tr, *rest in seen if kind == 'count' and not tr]
-    assert [tuple(v) for v in valid_counts] == [(pytest.approx(1.), 3)] * 2 + [(pytest.approx(2.), 6)] * 2
+    counts = [tuple(v) for v in valid_counts]
+    assert counts == [(pytest.approx(1.), 3)] * 2 + [(pytest.approx(2.), 6)] * 2
     assert all(tr == training for kind, tr, training in (s for s in seen if s[0] == 'mode'))
     assert not learn.model.training
 
@@ -255,9 +272,11 @@ def test_train_eval_modes_and_fractional_epochs():
 def test_avg_stats_weights_batches_by_size():
     stats = AvgStats([], in_train=True)
     for n, loss in [(4, 1.), (4, 1.), (2, 4.)]:
-        stats.accumulate(types.SimpleNamespace(xb=torch.zeros(n, 3), loss=torch.tensor(loss, device=def_device)))
+        batch_loss = torch.tensor(loss, device=def_device)
+        stats.accumulate(types.SimpleNamespace(xb=torch.zeros(n, 3), loss=batch_loss))
     assert stats.count == 10
-    assert stats.avg_stats == [pytest.approx((4 + 4 + 2 * 4.) / 10)]   # 1.6; unweighted mean would be 2
+    # 1.6; unweighted mean would be 2
+    assert stats.avg_stats == [pytest.approx((4 + 4 + 2 * 4.) / 10)]
 
 
 def test_avg_stats_callback_matches_whole_data_with_short_last_batch():
@@ -283,7 +302,8 @@ def test_runner_matches_nb03_fit():
     run = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
     run.fit(2, b)
     (loss, acc), (loss03, acc03) = run.avg_stats.valid_stats.avg_stats, hist[-1]
-    assert loss == pytest.approx(loss03, rel=1e-10) and acc == pytest.approx(acc03, rel=1e-6)   # accuracy is float32
+    # accuracy is float32
+    assert loss == pytest.approx(loss03, rel=1e-10) and acc == pytest.approx(acc03, rel=1e-6)
     for p, q in zip(a.model.parameters(), b.model.parameters()): torch.testing.assert_close(p, q)
 
 
@@ -309,7 +329,8 @@ def test_nan_loss_stops_with_epoch_and_batch_in_message():
     def loss_nan_at_epoch1_batch1(pred, yb):
         calls.append(1)
         loss = F.cross_entropy(pred, yb)
-        # training batches 0-2 and validation batches 0-1 make 5 calls per epoch; call 7 is epoch 1, training batch 1
+        # training batches 0-2 and validation batches 0-1 make 5 calls per epoch; call 7 is
+        # epoch 1, training batch 1
         return loss * float('nan') if len(calls) == 7 else loss
     data = make_data()
     learn = make_learner(data, loss_func=loss_nan_at_epoch1_batch1)
@@ -319,7 +340,8 @@ def test_nan_loss_stops_with_epoch_and_batch_in_message():
     assert 'nan' in str(info.value)
     assert info.value.__notes__ == ['raised in TerminateOnNaNCallback.after_loss']
     assert run.fit_end.ended and run.event_log.events[-2:] == ['after_loss', 'after_fit']
-    assert all(torch.isfinite(p).all() for p in learn.model.parameters())   # the NaN batch never stepped
+    # the NaN batch never stepped
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
 
 
 def test_absurd_learning_rate_is_stopped():
@@ -356,10 +378,11 @@ def test_keyboard_interrupt_runs_after_fit_and_leaves_model_usable():
         xb, yb = on_device(xb, yb)
         F.cross_entropy(ref.model(xb), yb).backward()
         ref.opt.step(); ref.opt.zero_grad()
-    for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(p, q)
 
 
-# --- misspelled callback methods (issue 7, item 15) ---------------------------------------------
+# --- misspelled callback methods: refused, naming the nearest event ------------------------------
 
 def test_runner_events_are_exactly_the_events_a_fit_fires():
     run, _ = fit_events(2)
@@ -367,10 +390,15 @@ def test_runner_events_are_exactly_the_events_a_fit_fires():
     assert len(Runner.events) == len(set(Runner.events)) == 11
 
 
-@pytest.mark.parametrize('typo, nearest', [('begin_bacth', 'begin_batch'), ('after_los', 'after_loss'),
-                                           ('begin_epochs', 'begin_epoch'), ('after_validate', 'begin_validate')])
+@pytest.mark.parametrize('typo, nearest', [
+    ('begin_bacth', 'begin_batch'),
+    ('after_los', 'after_loss'),
+    ('begin_epochs', 'begin_epoch'),
+    ('after_validate', 'begin_validate'),
+])
 def test_misspelled_event_method_is_refused_naming_the_nearest_event(typo, nearest):
-    cls = type('TypoCallback', (Callback,), {typo: lambda self: None, 'begin_fit': lambda self: None})
+    methods = {typo: lambda self: None, 'begin_fit': lambda self: None}
+    cls = type('TypoCallback', (Callback,), methods)
     with pytest.raises(ValueError) as info:
         Runner(cbs=cls())
     msg = str(info.value)
@@ -458,20 +486,23 @@ def test_stop_in_after_step_ends_fit_after_that_batch():
     for xb, yb in (batches + batches)[:5]:
         F.cross_entropy(ref.model(xb.to(def_device)), yb.to(def_device)).backward()
         ref.opt.step(); ref.opt.zero_grad()
-    for p, q in zip(learn.model.parameters(), ref.model.parameters()): torch.testing.assert_close(p, q)
+    for p, q in zip(learn.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(p, q)
 
 
 def test_stop_in_after_loss_skips_that_batchs_step():
     data = make_data()
     run, learn = fit_events(2, cbs=[StopAt('after_loss', epoch=0, n=0)])
-    assert run.event_log.events == ['begin_fit', 'begin_epoch', 'begin_batch', 'after_pred', 'after_loss',
-                                    'after_batch', 'begin_validate', 'after_epoch', 'after_fit']
+    assert run.event_log.events == ['begin_fit', 'begin_epoch', 'begin_batch', 'after_pred',
+                                    'after_loss', 'after_batch', 'begin_validate', 'after_epoch',
+                                    'after_fit']
     assert_params_equal(params(learn.model), params(make_learner(data).model))   # no step at all
 
 
 def test_stop_in_validation_begin_fit_and_after_epoch():
     run, _ = fit_events(3, cbs=[StopAt('after_batch', epoch=0, n=0, in_train=False)])
-    assert run.event_log.events == ['begin_fit'] + EPOCH[:-len(VALID_BATCH) - 1] + ['after_epoch', 'after_fit']
+    until_validation = EPOCH[:-len(VALID_BATCH) - 1]
+    assert run.event_log.events == ['begin_fit'] + until_validation + ['after_epoch', 'after_fit']
 
     class StopAtStart(Callback):
         def begin_fit(self): self.run.stop = True
@@ -505,22 +536,25 @@ def test_remove_cbs_detaches_callbacks():
     assert log not in run.cbs and 'event_log' not in vars(run) and run.fit_end is end
     run.fit(1, learn)
     assert log.events == [] and end.ended   # the removed one is no longer called; the other is
-    with pytest.raises(ValueError, match=r"EventLog \('event_log'\) is not one of this runner's callbacks"):
+    not_ours = r"EventLog \('event_log'\) is not one of this runner's callbacks"
+    with pytest.raises(ValueError, match=not_ours):
         run.remove_cbs(log)
     run.add_cbs(log)   # and it can come back under its name
     run.fit(1, learn)
     assert run.event_log is log and log.events[0] == 'begin_fit'
 
 
-# --- DataBunch with PyTorch's DataLoader (issue 8) ------------------------------------------------
+# --- DataBunch with PyTorch's DataLoader: the same training as with ours -------------------------
 
 def test_databunch_with_torch_dataloaders_trains_like_ours():
     ours = make_data()
-    tds = [torch.utils.data.DataLoader(dl.ds, batch_size=bs) for dl, bs in ((ours.train_dl, 2), (ours.valid_dl, 4))]
+    tds = [torch.utils.data.DataLoader(dl.ds, batch_size=bs)
+           for dl, bs in ((ours.train_dl, 2), (ours.valid_dl, 4))]
     theirs = DataBunch(*tds, c=3)
     assert theirs.train_ds is ours.train_ds and theirs.valid_ds is ours.valid_ds
     a, b = make_learner(ours), make_learner(theirs)
-    ra, rb = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy)), Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    ra = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
+    rb = Runner(cb_funcs=lambda: AvgStatsCallback(accuracy))
     ra.fit(2, a); rb.fit(2, b)
     for p, q in zip(a.model.parameters(), b.model.parameters()): torch.testing.assert_close(p, q)
     assert ra.avg_stats.valid_stats.avg_stats == pytest.approx(rb.avg_stats.valid_stats.avg_stats)
@@ -528,7 +562,8 @@ def test_databunch_with_torch_dataloaders_trains_like_ours():
 
 def test_get_model_sizes_from_a_torch_tensor_dataset():
     ds = torch.utils.data.TensorDataset(torch.randn(10, 7), torch.randint(0, 3, (10,)))
-    data = DataBunch(torch.utils.data.DataLoader(ds, batch_size=5), torch.utils.data.DataLoader(ds, batch_size=5), c=3)
+    dl = lambda: torch.utils.data.DataLoader(ds, batch_size=5)
+    data = DataBunch(dl(), dl(), c=3)
     model, _ = get_model(data, nh=4)
     assert model[0].in_features == 7 and model[2].out_features == 3
     run = Runner()
@@ -541,7 +576,7 @@ def test_databunch_without_a_dataset_says_so():
         DataBunch([1], [2], c=2).train_ds
 
 
-# --- the NaN guard without a sync per batch (issue 8) ---------------------------------------------
+# --- the NaN guard without a sync per batch ------------------------------------------------------
 
 def nan_loss_at(call_no):
     "A cross-entropy loss that is NaN at its `call_no`-th call (1-based) and fine otherwise."
@@ -563,26 +598,31 @@ def test_nan_guard_with_every_names_the_batch_and_reads_in_groups():
     msg = str(info.value)
     assert 'loss is nan in epoch 0, training batch 1 (0-based; 6 batches per pass)' in msg
     assert 'found 2 batch(es) later, when 4 losses were read at once' in msg
-    assert run.n_iter == 3 and run.iter == 3   # batches 0-2 stepped; stopped in batch 3's after_loss
-    assert not all(torch.isfinite(p).all() for p in learn.model.parameters())   # the price of reading late
+    # batches 0-2 stepped; stopped in batch 3's after_loss
+    assert run.n_iter == 3 and run.iter == 3
+    # the price of reading late
+    assert not all(torch.isfinite(p).all() for p in learn.model.parameters())
 
 
 def test_nan_guard_reads_left_over_losses_before_validation_and_at_epoch_end():
     # 3 training batches, every=10: the NaN in training batch 2 is read at begin_validate
     data = make_data()
     run = Runner(cbs=[TerminateOnNaNCallback(every=10), EventLog()])
-    with pytest.raises(FloatingPointError, match=r'epoch 0, training batch 2 \(0-based; 3 batches per pass\): found 0'):
+    where = r'epoch 0, training batch 2 \(0-based; 3 batches per pass\): found 0'
+    with pytest.raises(FloatingPointError, match=where):
         run.fit(2, make_learner(data, loss_func=nan_loss_at(3)))
     assert run.event_log.events[-2:] == ['begin_validate', 'after_fit']
     # a NaN in validation batch 0 (loss call 4) is read at after_epoch
     run = Runner(cbs=[TerminateOnNaNCallback(every=10), EventLog()])
-    with pytest.raises(FloatingPointError, match=r'epoch 0, validation batch 0 \(0-based; 2 batches per pass\): found 1'):
+    where = r'epoch 0, validation batch 0 \(0-based; 2 batches per pass\): found 1'
+    with pytest.raises(FloatingPointError, match=where):
         run.fit(2, make_learner(data, loss_func=nan_loss_at(4)))
     assert run.event_log.events[-2:] == ['after_epoch', 'after_fit']
 
 
 def count_reads(monkeypatch):
-    "Count the calls that copy a tensor's value to Python (.item, .tolist): on a GPU, each is a sync."
+    """Count the calls that copy a tensor's value to Python (.item, .tolist): on a GPU, each is a
+    sync."""
     reads = []
     for meth in ('item', 'tolist'):
         orig = getattr(torch.Tensor, meth)
@@ -598,7 +638,8 @@ def test_nan_guard_reads_once_per_group_not_once_per_batch(monkeypatch):
     learn = make_learner(data)
     reads = count_reads(monkeypatch)
     Runner(cbs=TerminateOnNaNCallback(every=4)).fit(2, learn)
-    # per epoch: batches 0-3 read at once, 4-5 at begin_validate, the 2 validation losses at after_epoch
+    # per epoch: batches 0-3 read at once, 4-5 at begin_validate, the 2 validation losses at
+    # after_epoch
     assert len(reads) == 2 * 3
     reads.clear()
     Runner().fit(2, learn)                             # the default on the CPU: one read per batch
@@ -607,7 +648,8 @@ def test_nan_guard_reads_once_per_group_not_once_per_batch(monkeypatch):
 
 @pytest.mark.parametrize('every', [0, -1, 1.5, True, '4'])
 def test_nan_guard_every_is_validated(every):
-    with pytest.raises(ValueError, match=r'TerminateOnNaNCallback\(every=.*\): every must be a whole number'):
+    refused = r'TerminateOnNaNCallback\(every=.*\): every must be a whole number'
+    with pytest.raises(ValueError, match=refused):
         TerminateOnNaNCallback(every=every)
 
 
@@ -618,16 +660,18 @@ def test_nan_guard_default_on_gpu_reads_in_groups(monkeypatch):
     reads = count_reads(monkeypatch)
     Runner().fit(1, learn)
     every = TerminateOnNaNCallback.gpu_every
-    assert len(reads) == 60 // every + (60 % every > 0) + 1   # groups, the rest at begin_validate, validation
+    # groups, the rest at begin_validate, validation
+    assert len(reads) == 60 // every + (60 % every > 0) + 1
 
 
-# --- names the course's code relies on (issue 8) ---------------------------------------------------
+# --- names the course's code relies on -----------------------------------------------------------
 
 def test_typing_names_are_exported():
     import typing
     from collections.abc import Iterable
     ns = {}
     exec('from exp.nb_04 import *', ns)
-    for name in ('Any', 'Callable', 'Collection', 'Dict', 'Iterator', 'List', 'Optional', 'Sequence', 'Tuple', 'Union'):
+    for name in ('Any', 'Callable', 'Collection', 'Dict', 'Iterator', 'List', 'Optional',
+                 'Sequence', 'Tuple', 'Union'):
         assert ns[name] is getattr(typing, name)
     assert ns['Iterable'] is Iterable and ns['partial'] is functools.partial

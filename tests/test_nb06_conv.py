@@ -1,4 +1,5 @@
-"From-scratch convolution (unfold, conv2d) from nbs/06_cnn_hooks_init.ipynb, checked against PyTorch in float64."
+"""From-scratch convolution (unfold, conv2d) from nbs/06_cnn_hooks_init.ipynb, checked against
+PyTorch in float64."""
 import random
 
 import pytest
@@ -9,7 +10,8 @@ from exp.nb_06 import conv2d, conv_out_size, unfold
 
 
 def _random_case(seed):
-    "A random conv problem: shapes, kernel, stride and padding (ints or pairs) that give at least one output."
+    """A random conv problem: shapes, kernel, stride and padding (ints or pairs) that give at least
+    one output."""
     rng = random.Random(seed)
     n, ci, co = rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 5)
     kh, kw = rng.randint(1, 4), rng.randint(1, 4)
@@ -24,7 +26,8 @@ def _random_case(seed):
 
 
 def _grads(f, x, weight, bias, out_grad):
-    "Gradients of sum(f(...) * out_grad) with respect to input, weight and bias (None when bias is None)."
+    """Gradients of sum(f(...) * out_grad) with respect to input, weight and bias (None when bias is
+    None)."""
     leaves = [t.detach().requires_grad_() if t is not None else None for t in (x, weight, bias)]
     out = f(*leaves)
     out.backward(out_grad)
@@ -37,14 +40,18 @@ def test_conv2d_forward_and_gradients_match_torch(seed, with_bias):
     x, weight, bias, stride, padding = _random_case(seed)
     if not with_bias: bias = None
     ref_out = F.conv2d(x, weight, bias, stride, padding)
-    out_grad = torch.randn(ref_out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1000))
-    out, grads = _grads(lambda *a: conv2d(*a, stride=stride, padding=padding), x, weight, bias, out_grad)
-    ref, ref_grads = _grads(lambda *a: F.conv2d(*a, stride=stride, padding=padding), x, weight, bias, out_grad)
+    g = torch.Generator().manual_seed(seed + 1000)
+    out_grad = torch.randn(ref_out.shape, dtype=torch.float64, generator=g)
+    ours = lambda *a: conv2d(*a, stride=stride, padding=padding)
+    theirs = lambda *a: F.conv2d(*a, stride=stride, padding=padding)
+    out, grads = _grads(ours, x, weight, bias, out_grad)
+    ref, ref_grads = _grads(theirs, x, weight, bias, out_grad)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     for name, g, rg in zip(['input', 'weight', 'bias'], grads, ref_grads):
         if rg is None: assert g is None; continue
-        torch.testing.assert_close(g, rg, rtol=1e-10, atol=1e-10, msg=lambda m: f'{name} gradient: {m}')
+        torch.testing.assert_close(g, rg, rtol=1e-10, atol=1e-10,
+                                   msg=lambda m: f'{name} gradient: {m}')
 
 
 @pytest.mark.parametrize('seed', range(20))
@@ -52,7 +59,8 @@ def test_unfold_matches_F_unfold(seed):
     x, weight, _, stride, padding = _random_case(seed)
     ks = tuple(weight.shape[2:])
     ours = unfold(x, ks, stride=stride, padding=padding)
-    torch.testing.assert_close(ours, F.unfold(x, ks, padding=padding, stride=stride), rtol=0, atol=0)
+    theirs = F.unfold(x, ks, padding=padding, stride=stride)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
 def test_unfold_gradient_matches_F_unfold():
@@ -66,19 +74,29 @@ def test_unfold_gradient_matches_F_unfold():
 def test_gradcheck_against_finite_differences():
     "Independent of PyTorch's conv: numerical derivatives of our own conv2d, with our own backward."
     g = torch.Generator().manual_seed(5)
-    args = [torch.randn(*s, dtype=torch.float64, generator=g).requires_grad_() for s in [(2, 2, 6, 5), (3, 2, 3, 2), (3,)]]
+    args = [torch.randn(*s, dtype=torch.float64, generator=g).requires_grad_()
+            for s in [(2, 2, 6, 5), (3, 2, 3, 2), (3,)]]
     assert torch.autograd.gradcheck(lambda a, w, b: conv2d(a, w, b, stride=(2, 1), padding=1), args)
 
 
 def test_unbatched_input_like_F_conv2d():
     x, weight, bias, stride, padding = _random_case(7)
-    torch.testing.assert_close(conv2d(x[0], weight, bias, stride, padding), F.conv2d(x[0], weight, bias, stride, padding))
+    torch.testing.assert_close(conv2d(x[0], weight, bias, stride, padding),
+                               F.conv2d(x[0], weight, bias, stride, padding))
 
 
-@pytest.mark.parametrize('n,ks,stride,padding', [(28, 3, 1, 1), (28, 5, 2, 2), (28, 3, 2, 1), (7, 3, 2, 1), (10, 4, 3, 0), (5, 5, 1, 0)])
+@pytest.mark.parametrize('n,ks,stride,padding', [
+    (28, 3, 1, 1),
+    (28, 5, 2, 2),
+    (28, 3, 2, 1),
+    (7, 3, 2, 1),
+    (10, 4, 3, 0),
+    (5, 5, 1, 0),
+])
 def test_output_size_formula(n, ks, stride, padding):
     x = torch.zeros(1, 1, n, n)
-    assert F.conv2d(x, torch.zeros(1, 1, ks, ks), stride=stride, padding=padding).shape[-1] == conv_out_size(n, ks, stride, padding)
+    out = F.conv2d(x, torch.zeros(1, 1, ks, ks), stride=stride, padding=padding)
+    assert out.shape[-1] == conv_out_size(n, ks, stride, padding)
 
 
 def test_float32_output_is_contiguous_and_keeps_dtype():
@@ -89,13 +107,19 @@ def test_float32_output_is_contiguous_and_keeps_dtype():
 
 
 @pytest.mark.parametrize('call,words', [
-    (lambda: conv2d(torch.randn(2, 3, 8, 8), torch.randn(4, 2, 3, 3)), ['(2, 3, 8, 8)', '(4, 2, 3, 3)']),
-    (lambda: conv2d(torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.randn(3)), ['bias', '(3,)', '(4,)']),
+    (lambda: conv2d(torch.randn(2, 3, 8, 8), torch.randn(4, 2, 3, 3)),
+     ['(2, 3, 8, 8)', '(4, 2, 3, 3)']),
+    (lambda: conv2d(torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.randn(3)),
+     ['bias', '(3,)', '(4,)']),
     (lambda: conv2d(torch.randn(8, 8), torch.randn(4, 3, 3, 3)), ['(N, C, H, W)', '(8, 8)']),
-    (lambda: conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3)), ['3x3', 'does not fit', '(1, 1, 2, 2)']),
-    (lambda: conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), stride=0), ['stride', '>= 1']),
-    (lambda: conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), padding=-1), ['padding', '>= 0']),
-    (lambda: conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), stride=(1, 2, 3)), ['stride', '(1, 2, 3)']),
+    (lambda: conv2d(torch.randn(1, 1, 2, 2), torch.randn(1, 1, 3, 3)),
+     ['3x3', 'does not fit', '(1, 1, 2, 2)']),
+    (lambda: conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), stride=0),
+     ['stride', '>= 1']),
+    (lambda: conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), padding=-1),
+     ['padding', '>= 0']),
+    (lambda: conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), stride=(1, 2, 3)),
+     ['stride', '(1, 2, 3)']),
     (lambda: unfold(torch.randn(1, 5, 5), 3), ['unfold', '(1, 5, 5)']),
 ])
 def test_bad_input_names_the_problem(call, words):

@@ -1,21 +1,24 @@
-"BatchNorm, its hand-written backward, GroupNorm, InstanceNorm, LayerNorm and RunningBatchNorm from nbs/07_batchnorm.ipynb, in float64 against torch."
+"""BatchNorm, its hand-written backward, GroupNorm, InstanceNorm, LayerNorm and RunningBatchNorm
+from nbs/07_batchnorm.ipynb, in float64 against torch."""
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from exp.nb_07 import (BatchNorm, BatchNormFunction, GroupNorm, InstanceNorm, LayerNorm, RunningBatchNorm,
-                       conv_layer, group_normalize)
+from exp.nb_07 import (BatchNorm, BatchNormFunction, GroupNorm, InstanceNorm, LayerNorm,
+                       RunningBatchNorm, conv_layer, group_normalize)
 
-AutogradBatchNorm = BatchNorm.__base__   # 07 defines BatchNorm twice: first with autograd, then with its own backward
+# 07 defines BatchNorm twice: first with autograd, then with its own backward
+AutogradBatchNorm = BatchNorm.__base__
 TOL = dict(rtol=1e-10, atol=1e-10)
 
 
 def close(a, b): return torch.allclose(a, b, **TOL)
 
 def randomize_affine(ours, ref):
-    "Give both layers the same random (non-default) scale and shift, so their gradients are not trivial."
+    """Give both layers the same random (non-default) scale and shift, so their gradients are not
+    trivial."""
     with torch.no_grad():
         for p, q in zip(ours.parameters(), ref.parameters()):
             q.copy_(torch.rand_like(q) + 0.5)   # scales and shifts in [0.5, 1.5)
@@ -30,8 +33,15 @@ def fwd_bwd(layer, x, g):
     return y.detach(), x.grad, [p.grad.clone() for p in layer.parameters()]
 
 
-@pytest.mark.parametrize('cls', [AutogradBatchNorm, BatchNorm], ids=['autograd', 'hand-written backward'])
-@pytest.mark.parametrize('shape,mom', [((5, 3, 4, 6), 0.1), ((2, 4, 3, 3), 0.3), ((7, 2, 1, 5), 0.05)])
+@pytest.mark.parametrize('cls', [
+    AutogradBatchNorm,
+    BatchNorm,
+], ids=['autograd', 'hand-written backward'])
+@pytest.mark.parametrize('shape,mom', [
+    ((5, 3, 4, 6), 0.1),
+    ((2, 4, 3, 3), 0.3),
+    ((7, 2, 1, 5), 0.05),
+])
 def test_batchnorm_matches_torch_over_steps(cls, shape, mom):
     torch.manual_seed(0)
     nf = shape[1]
@@ -40,7 +50,8 @@ def test_batchnorm_matches_torch_over_steps(cls, shape, mom):
     for step in range(4):
         for train in (True, True, False):
             ours.train(train); ref.train(train)
-            x = torch.randn(*shape, dtype=torch.float64) * (step + 1) + step   # the statistics change every step
+            # the statistics change every step
+            x = torch.randn(*shape, dtype=torch.float64) * (step + 1) + step
             g = torch.randn(*shape, dtype=torch.float64)
             y, gx, (gm, ga) = fwd_bwd(ours, x, g)
             y2, gx2, (gw, gb) = fwd_bwd(ref, x, g)
@@ -48,11 +59,13 @@ def test_batchnorm_matches_torch_over_steps(cls, shape, mom):
             assert close(gx, gx2), (step, train)
             assert close(gm.view(-1), gw) and close(ga.view(-1), gb), (step, train)
             assert close(ours.means.view(-1), ref.running_mean), (step, train)
-            assert close(ours.vars.view(-1), ref.running_var), (step, train)   # torch keeps the unbiased variance
+            # torch keeps the unbiased variance
+            assert close(ours.vars.view(-1), ref.running_var), (step, train)
 
 
 def test_batchnorm_function_gradcheck():
-    "The hand-written backward against finite differences, with the statistics recomputed from x at each probe."
+    """The hand-written backward against finite differences, with the statistics recomputed from x
+    at each probe."""
     torch.manual_seed(1)
     x = torch.randn(4, 3, 3, 2, dtype=torch.float64, requires_grad=True)
     w = torch.rand(3, 1, 1, dtype=torch.float64, requires_grad=True)
@@ -62,8 +75,10 @@ def test_batchnorm_function_gradcheck():
         v = x.detach().var((0, 2, 3), keepdim=True, unbiased=False)
         return BatchNormFunction.apply(x, w, b, m, v, 1e-5, True)
     assert torch.autograd.gradcheck(f, (x, w, b))
-    rm, rv = torch.randn(1, 3, 1, 1, dtype=torch.float64), torch.rand(1, 3, 1, 1, dtype=torch.float64) + 0.5
-    assert torch.autograd.gradcheck(lambda x, w, b: BatchNormFunction.apply(x, w, b, rm, rv, 1e-5, False), (x, w, b))
+    rm = torch.randn(1, 3, 1, 1, dtype=torch.float64)
+    rv = torch.rand(1, 3, 1, 1, dtype=torch.float64) + 0.5
+    batch_norm = lambda x, w, b: BatchNormFunction.apply(x, w, b, rm, rv, 1e-5, False)
+    assert torch.autograd.gradcheck(batch_norm, (x, w, b))
 
 
 def test_batchnorm_state_dict_round_trip():
@@ -79,12 +94,15 @@ def test_batchnorm_state_dict_round_trip():
 @pytest.mark.parametrize('cls', [AutogradBatchNorm, BatchNorm])
 def test_batchnorm_bad_input(cls):
     bn = cls(3)
-    with pytest.raises(ValueError, match=r'BatchNorm\(3\) expects input \(N, 3, H, W\), got \(2, 4, 5, 5\)'):
+    refused = r'BatchNorm\(3\) expects input \(N, 3, H, W\), got \(2, 4, 5, 5\)'
+    with pytest.raises(ValueError, match=refused):
         bn(torch.randn(2, 4, 5, 5))
     with pytest.raises(ValueError, match=r'\(2, 3, 5\)'): bn(torch.randn(2, 3, 5))
-    with pytest.raises(ValueError, match=r'more than one value per channel.*\(1, 3, 1, 1\)'): bn(torch.randn(1, 3, 1, 1))
+    with pytest.raises(ValueError, match=r'more than one value per channel.*\(1, 3, 1, 1\)'):
+        bn(torch.randn(1, 3, 1, 1))
     bn.eval(); bn(torch.randn(1, 3, 1, 1))   # fine in eval mode: the running statistics are used
-    assert torch.equal(bn.means, torch.zeros(1, 3, 1, 1))   # and nothing was changed by the refused calls
+    # and nothing was changed by the refused calls
+    assert torch.equal(bn.means, torch.zeros(1, 3, 1, 1))
 
 
 @pytest.mark.parametrize('ours,ref', [
@@ -106,7 +124,8 @@ def test_group_and_instance_norm_match_torch(ours, ref):
 
 
 def test_layernorm_matches_torch_over_chw():
-    "The course's LayerNorm has one scalar scale and shift; torch's one per element of (C,H,W): compare at equal values."
+    """The course's LayerNorm has one scalar scale and shift; torch's one per element of (C,H,W):
+    compare at equal values."""
     torch.manual_seed(3)
     ours, ref = LayerNorm().double(), nn.LayerNorm((6, 3, 5)).double()
     with torch.no_grad():
@@ -116,7 +135,8 @@ def test_layernorm_matches_torch_over_chw():
     y, gx, (gm, ga) = fwd_bwd(ours, x, g)
     y2, gx2, (gw, gb) = fwd_bwd(ref, x, g)
     assert close(y, y2) and close(gx, gx2)
-    assert close(gm, gw.sum()) and close(ga, gb.sum())   # a shared scalar gets the sum of the elementwise gradients
+    # a shared scalar gets the sum of the elementwise gradients
+    assert close(gm, gw.sum()) and close(ga, gb.sum())
 
 
 def test_group_normalize_bad_groups():
@@ -125,7 +145,8 @@ def test_group_normalize_bad_groups():
 
 
 def test_running_batchnorm_first_step_is_batchnorm():
-    "With a batch of at least 20, the debiased running statistics after one step are that batch's: BatchNorm's output."
+    """With a batch of at least 20, the debiased running statistics after one step are that batch's:
+    BatchNorm's output."""
     torch.manual_seed(4)
     x = torch.randn(24, 3, 4, 4, dtype=torch.float64) * 2 + 3
     rbn, bn = RunningBatchNorm(3).double(), nn.BatchNorm2d(3).double()
@@ -133,7 +154,8 @@ def test_running_batchnorm_first_step_is_batchnorm():
 
 
 def test_running_batchnorm_sums_are_debiased_emas():
-    "The buffers follow the exponential moving averages of the batch sums, with the course's batch-size momentum."
+    """The buffers follow the exponential moving averages of the batch sums, with the course's
+    batch-size momentum."""
     torch.manual_seed(5)
     rbn = RunningBatchNorm(2, mom=0.2).double()
     sums = sqrs = count = dbias = 0.
@@ -155,11 +177,13 @@ def test_running_batchnorm_sums_are_debiased_emas():
     want = (x - means.view(1, 2, 1, 1)) / (vars.clamp_min(0.01).view(1, 2, 1, 1) + 1e-5).sqrt()
     before = copy.deepcopy(rbn.state_dict())
     assert close(rbn(x), want)
-    for k, v in rbn.state_dict().items(): assert torch.equal(v, before[k]), k   # eval mode leaves the statistics alone
+    # eval mode leaves the statistics alone
+    for k, v in rbn.state_dict().items(): assert torch.equal(v, before[k]), k
 
 
 def test_running_batchnorm_gradient_through_this_batch():
-    "In training, the output depends on x through this batch's share of the running sums too: finite differences agree."
+    """In training, the output depends on x through this batch's share of the running sums too:
+    finite differences agree."""
     torch.manual_seed(6)
     rbn0 = RunningBatchNorm(2).double()
     rbn0(torch.randn(4, 2, 3, 3, dtype=torch.float64))   # some history in the sums
@@ -169,12 +193,14 @@ def test_running_batchnorm_gradient_through_this_batch():
 
 
 def test_running_batchnorm_batch_of_one():
-    "Where BatchNorm must refuse (one value per channel), the running sums still give finite outputs."
+    """Where BatchNorm must refuse (one value per channel), the running sums still give finite
+    outputs."""
     torch.manual_seed(7)
     rbn = RunningBatchNorm(3)
     assert torch.isfinite(rbn(torch.randn(1, 3, 4, 4))).all()
     for _ in range(5): assert torch.isfinite(rbn(torch.randn(1, 3, 1, 1))).all()
-    with pytest.raises(ValueError, match=r'RunningBatchNorm\(3\) expects input \(N, 3, H, W\), got \(2, 5, 4, 4\)'):
+    refused = r'RunningBatchNorm\(3\) expects input \(N, 3, H, W\), got \(2, 5, 4, 4\)'
+    with pytest.raises(ValueError, match=refused):
         rbn(torch.randn(2, 5, 4, 4))
 
 

@@ -1,5 +1,4 @@
 "LSUV from nbs/07a_lsuv.ipynb: find_modules, is_lin_layer, ConvLayer's knobs and lsuv_module."
-import warnings
 
 import pytest
 import torch
@@ -10,13 +9,15 @@ from exp.nb_07a import ConvLayer, GeneralRelu, find_modules, is_lin_layer, lsuv_
 
 def small_cnn(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(ConvLayer(1, 4, 5, leak=0.1, sub=0.4, maxv=6.), nn.Sequential(ConvLayer(4, 8), ConvLayer(8, 8)),
+    return nn.Sequential(ConvLayer(1, 4, 5, leak=0.1, sub=0.4, maxv=6.),
+                         nn.Sequential(ConvLayer(4, 8), ConvLayer(8, 8)),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
 
 
 def output_stats(model, m, xb):
     out = {}
-    h = m.register_forward_hook(lambda mod, i, o: out.update(mean=o.mean().item(), std=o.std().item()))
+    def record(mod, i, o): out.update(mean=o.mean().item(), std=o.std().item())
+    h = m.register_forward_hook(record)
     with torch.no_grad(): model(xb)
     h.remove()
     return out['mean'], out['std']
@@ -28,7 +29,8 @@ def test_find_modules_in_order_and_not_inside_matches():
     assert convs == [model[0], model[1][0], model[1][1]]
     assert find_modules(model, lambda o: isinstance(o, nn.Conv2d)) == [c.conv for c in convs]
     assert find_modules(model, lambda o: isinstance(o, nn.LSTM)) == []
-    assert is_lin_layer(nn.Linear(2, 2)) and is_lin_layer(nn.Conv2d(1, 1, 3)) and is_lin_layer(nn.ReLU())
+    assert is_lin_layer(nn.Linear(2, 2)) and is_lin_layer(nn.Conv2d(1, 1, 3))
+    assert is_lin_layer(nn.ReLU())
     assert not is_lin_layer(nn.AdaptiveAvgPool2d(1)) and not is_lin_layer(GeneralRelu())
 
 
@@ -61,7 +63,8 @@ def test_lsuv_on_linear_layer_with_parameter_bias():
     mean, std = lsuv_module(model, model[2], xb)
     assert (mean, std) == output_stats(model, model[2], xb)
     assert abs(mean) < 1e-3 and abs(std - 1) < 1e-3
-    assert model[2].bias.requires_grad and model[2].bias.grad_fn is None   # still a trainable leaf parameter
+    # still a trainable leaf parameter
+    assert model[2].bias.requires_grad and model[2].bias.grad_fn is None
 
 
 def test_lsuv_leaves_earlier_layers_alone():
@@ -75,7 +78,8 @@ def test_lsuv_leaves_earlier_layers_alone():
 
 def test_lsuv_warns_when_it_cannot_converge():
     model, xb = small_cnn(), torch.randn(16, 1, 28, 28)
-    with pytest.warns(UserWarning, match=r'lsuv_module: ConvLayer still has mean .* after 1 rounds'):
+    unfinished = r'lsuv_module: ConvLayer still has mean .* after 1 rounds'
+    with pytest.warns(UserWarning, match=unfinished):
         lsuv_module(model, model[1][1], xb, tol=0., max_iters=1)
 
 
@@ -89,7 +93,8 @@ def test_lsuv_module_not_in_model():
 def test_lsuv_constant_output_is_an_error():
     torch.manual_seed(3)
     model = small_cnn()
-    with torch.no_grad(): model[0].conv.weight.zero_(); model[0].conv.bias.zero_()   # the first layer outputs -sub everywhere
+    # the first layer outputs -sub everywhere
+    with torch.no_grad(): model[0].conv.weight.zero_(); model[0].conv.bias.zero_()
     with pytest.raises(ValueError, match="ConvLayer's output on xb is constant"):
         lsuv_module(model, model[0], torch.randn(8, 1, 28, 28))
     assert not model[0]._forward_hooks

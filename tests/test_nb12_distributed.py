@@ -1,5 +1,6 @@
-"""12: data parallelism on several processes (gloo on 127.0.0.1). Every launched run has a process-group timeout
-and every subprocess a wall-clock limit, so a broken run fails instead of hanging."""
+"""12: data parallelism on several processes (gloo on 127.0.0.1). Every launched run has a
+process-group timeout and every subprocess a wall-clock limit, so a broken run fails instead of
+hanging."""
 import os
 import socket
 import subprocess
@@ -11,8 +12,9 @@ import torch
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler as TorchDistributedSampler
 
-from exp.nb_12 import (DistributedError, DistributedSampler, SyncBatchNorm, check_port, dist_backend, fit_toy_learner,
-                       free_port, init_distributed, launch, launch_main, train_toy, under_torchrun)
+from exp.nb_12 import (DistributedError, DistributedSampler, SyncBatchNorm, check_port,
+                       dist_backend, fit_toy_learner, free_port, init_distributed, launch,
+                       launch_main, train_toy, under_torchrun)
 from exp.nb_12 import _fail_on_rank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,15 +25,21 @@ TIMEOUT = 30   # seconds a collective may wait for a peer in these tests
 def max_diff(a, b): return max((a[k] - b[k]).abs().max().item() for k in b)
 
 
-# --- DistributedSampler -------------------------------------------------------------------------------------------
+# --- DistributedSampler ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize('n', [0, 1, 2, 5, 12, 13])
 @pytest.mark.parametrize('world', [1, 2, 3, 5])
-@pytest.mark.parametrize('shuffle,drop_last', [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize('shuffle,drop_last', [
+    (False, False),
+    (True, False),
+    (False, True),
+    (True, True),
+])
 def test_sampler_matches_torch(n, world, shuffle, drop_last):
     for rank in range(world):
         for epoch in (0, 2):
-            theirs = TorchDistributedSampler(range(n), world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
+            theirs = TorchDistributedSampler(range(n), world, rank, shuffle=shuffle, seed=7,
+                                             drop_last=drop_last)
             ours = DistributedSampler(n, world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
             theirs.set_epoch(epoch); ours.set_epoch(epoch)
             assert list(ours) == list(theirs) and len(ours) == len(theirs)
@@ -47,16 +55,19 @@ def test_sampler_same_permutation_on_every_rank_new_each_epoch():
 def test_sampler_without_padding_covers_each_item_once():
     shards = [list(DistributedSampler(10, 4, r, shuffle=True, pad=False)) for r in range(4)]
     assert sorted(sum(shards, [])) == list(range(10))
-    assert [len(DistributedSampler(10, 4, r, pad=False)) for r in range(4)] == [len(s) for s in shards] == [3, 3, 2, 2]
+    lengths = [len(DistributedSampler(10, 4, r, pad=False)) for r in range(4)]
+    assert lengths == [len(s) for s in shards] == [3, 3, 2, 2]
 
 
 def test_sampler_bad_arguments():
-    with pytest.raises(ValueError, match=r'rank must be in \[0, 1\], got 2'): DistributedSampler(10, 2, 2)
+    with pytest.raises(ValueError, match=r'rank must be in \[0, 1\], got 2'):
+        DistributedSampler(10, 2, 2)
     with pytest.raises(ValueError, match='num_replicas'): DistributedSampler(10, 0, 0)
-    with pytest.raises(ValueError, match='contradict'): DistributedSampler(10, 2, 0, drop_last=True, pad=False)
+    with pytest.raises(ValueError, match='contradict'):
+        DistributedSampler(10, 2, 0, drop_last=True, pad=False)
 
 
-# --- SyncBatchNorm on one process is batch norm -------------------------------------------------------------------
+# --- SyncBatchNorm on one process is batch norm ---------------------------------------------------
 
 @pytest.mark.parametrize('shape,ref', [((12, 4), nn.BatchNorm1d), ((6, 4, 3, 5), nn.BatchNorm2d)])
 def test_sync_batchnorm_alone_is_batchnorm(shape, ref):
@@ -66,18 +77,20 @@ def test_sync_batchnorm_alone_is_batchnorm(shape, ref):
     y1, y2 = ours(x), theirs(x)
     g1, = torch.autograd.grad((y1**3).sum(), x); g2, = torch.autograd.grad((y2**3).sum(), x)
     assert torch.allclose(y1, y2, atol=1e-12) and torch.allclose(g1, g2, atol=1e-12)
-    assert torch.allclose(ours.running_mean, theirs.running_mean) and torch.allclose(ours.running_var, theirs.running_var)
+    assert torch.allclose(ours.running_mean, theirs.running_mean)
+    assert torch.allclose(ours.running_var, theirs.running_var)
     ours.eval(); theirs.eval()
     assert torch.allclose(ours(x), theirs(x), atol=1e-12)
 
 
-# --- two processes equal one ------------------------------------------------------------------------------------------
+# --- two processes equal one ----------------------------------------------------------------------
 
 @pytest.mark.parametrize('mode', ['scratch', 'ddp'])
 def test_two_processes_give_the_weights_of_one(mode):
     ref_losses, ref = train_toy(6, 32)
     res = launch(train_toy, 2, 6, 32, mode=mode, timeout=TIMEOUT)
-    for _, state in res: assert max_diff(state, ref) < 1e-12   # float64: only the order of the sums differs
+    # float64: only the order of the sums differs
+    for _, state in res: assert max_diff(state, ref) < 1e-12
     for i, l in enumerate(ref_losses): assert abs((res[0][0][i] + res[1][0][i])/2 - l) < 1e-12
 
 
@@ -95,27 +108,32 @@ def test_learner_callback_two_processes_equal_one_with_metrics_and_checkpoint(tm
     res = launch(fit_toy_learner, 2, epochs=2, path=tmp_path/'ck.pt', timeout=TIMEOUT)
     for state, stats in res:
         assert max_diff(state, ref_state) < 1e-12
-        assert torch.allclose(torch.tensor(stats), torch.tensor(ref_stats), atol=1e-12)   # whole-set averages
-    assert max_diff(torch.load(tmp_path/'ck.pt'), ref_state) < 1e-12   # written by rank 0 after the last epoch
+        # whole-set averages
+        assert torch.allclose(torch.tensor(stats), torch.tensor(ref_stats), atol=1e-12)
+    # written by rank 0 after the last epoch
+    assert max_diff(torch.load(tmp_path/'ck.pt'), ref_state) < 1e-12
     res = launch(fit_toy_learner, 2, epochs=1, ddp=False, timeout=TIMEOUT)
     assert max_diff(res[0][0], fit_toy_learner(epochs=1)[0]) < 1e-12
 
 
 def test_learner_callback_alone_restores_the_learner():
-    from exp.nb_12 import AvgStatsCallback, DistributedCallback, Learner, accuracy, partial, toy_databunch, toy_model
+    from exp.nb_12 import (AvgStatsCallback, DistributedCallback, Learner, accuracy, partial,
+                           toy_databunch, toy_model)
     import torch.nn.functional as F
     data = toy_databunch(32)
-    learn = Learner(toy_model(), data, F.cross_entropy, cb_funcs=[partial(AvgStatsCallback, accuracy), DistributedCallback])
+    learn = Learner(toy_model(), data, F.cross_entropy,
+                    cb_funcs=[partial(AvgStatsCallback, accuracy), DistributedCallback])
     model, dls = learn.model, (data.train_dl, data.valid_dl)
     learn.logger = lambda *a: None
     learn.fit(1)
     assert learn.model is model and (data.train_dl, data.valid_dl) == dls
 
 
-# --- faults ---------------------------------------------------------------------------------------------------------
+# --- faults ---------------------------------------------------------------------------------------
 
 def test_a_rank_that_raises_stops_the_others_and_is_named():
-    with pytest.raises(DistributedError, match=r'rank 1 of 2 failed first, with ValueError: rank 1 was told to fail'):
+    first = r'rank 1 of 2 failed first, with ValueError: rank 1 was told to fail'
+    with pytest.raises(DistributedError, match=first):
         launch(_fail_on_rank, 2, bad=1, how='raise', timeout=TIMEOUT)
 
 
@@ -128,8 +146,10 @@ def test_port_in_use_is_a_clear_error():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(RuntimeError, match=f'port {port} on 127.0.0.1 is already in use'): check_port('127.0.0.1', port)
-        with pytest.raises(RuntimeError, match='already in use'): launch(_fail_on_rank, 2, port=port)
+        with pytest.raises(RuntimeError, match=f'port {port} on 127.0.0.1 is already in use'):
+            check_port('127.0.0.1', port)
+        with pytest.raises(RuntimeError, match='already in use'):
+            launch(_fail_on_rank, 2, port=port)
     check_port('127.0.0.1', free_port())
 
 
@@ -144,19 +164,24 @@ def test_launch_refuses_what_it_cannot_run():
 
 
 def test_init_distributed_without_environment(monkeypatch):
-    for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID'): monkeypatch.delenv(k, raising=False)
+    for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID'):
+        monkeypatch.delenv(k, raising=False)
     assert not under_torchrun()
-    with pytest.raises(RuntimeError, match=r"\['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'\] not set"): init_distributed()
+    not_set = r"\['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'\] not set"
+    with pytest.raises(RuntimeError, match=not_set):
+        init_distributed()
 
 
-# --- the command line: plain, torchrun on one node, torchrun on two "nodes" ---------------------------------------
+# --- the command line: plain, torchrun on one node, torchrun on two "nodes" -----------------------
 
 def _run(cmd, out):
-    "Start the command line on the toy problem; its output goes to a log file next to `out` (a pipe could fill up)."
+    """Start the command line on the toy problem; its output goes to a log file next to `out` (a
+    pipe could fill up)."""
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
     log = open(f'{out}.log', 'w')
-    p = subprocess.Popen(cmd + ['train_toy', '--mode', 'ddp', '--steps', '4', '--timeout', str(TIMEOUT), '--out', str(out)],
-                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    args = ['train_toy', '--mode', 'ddp', '--steps', '4', '--timeout', str(TIMEOUT),
+            '--out', str(out)]
+    p = subprocess.Popen(cmd + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     p.log = log
     return p
 
@@ -171,22 +196,24 @@ def _check(procs, out):
 def test_dist_launch_plain_and_under_torchrun(tmp_path):
     plain = _run([sys.executable, 'dist_launch.py'], tmp_path/'plain.pt')
     _check([plain], tmp_path/'plain.pt')
-    one = _run([str(TORCHRUN), '--nproc_per_node=2', '--master-addr=127.0.0.1', f'--master-port={free_port()}',
-                'dist_launch.py'], tmp_path/'one.pt')
+    one = _run([str(TORCHRUN), '--nproc_per_node=2', '--master-addr=127.0.0.1',
+                f'--master-port={free_port()}', 'dist_launch.py'], tmp_path/'one.pt')
     _check([one], tmp_path/'one.pt')
 
 
 def test_torchrun_two_nodes_on_loopback(tmp_path):
     port = free_port()
-    node = lambda r, out: _run([str(TORCHRUN), '--nnodes=2', '--nproc_per_node=1', f'--node_rank={r}', '--rdzv-backend=c10d',
-                                f'--rdzv-endpoint=127.0.0.1:{port}', '--rdzv-id=test12', '--local-addr=127.0.0.1',
-                                'dist_launch.py'], out)
+    node = lambda r, out: _run([str(TORCHRUN), '--nnodes=2', '--nproc_per_node=1',
+                                f'--node_rank={r}', '--rdzv-backend=c10d',
+                                f'--rdzv-endpoint=127.0.0.1:{port}', '--rdzv-id=test12',
+                                '--local-addr=127.0.0.1', 'dist_launch.py'], out)
     _check([node(0, tmp_path/'n.pt'), node(1, tmp_path/'n1.pt')], tmp_path/'n.pt')
 
 
-# --- GPUs -----------------------------------------------------------------------------------------------------------
+# --- GPUs -----------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs a GPU per process: runs where there are 2 or more")
+@pytest.mark.skipif(torch.cuda.device_count() < 2,
+                    reason="NCCL needs a GPU per process: runs where there are 2 or more")
 def test_nccl_two_gpus_give_the_weights_of_one():
     assert dist_backend() == 'nccl'
     ref = train_toy(6, 32)[1]
