@@ -1,5 +1,6 @@
-"""What several test files share: tiny random data, a tiny model and a learner built on them, and an
-empty data cache. Pytest hands these fixtures to any test in tests/ that names them as arguments.
+"""What several test files share: tiny random data, a tiny model and a learner built on them, an
+empty data cache, and a small stand-in for Fashion-MNIST with its PNG folder. Pytest hands these
+fixtures to any test in tests/ that names them as arguments.
 
 The data, model and learner fixtures are factories: a test calls `make_tiny_data(n_train=44)`,
 `make_tiny_model(5, 2, n_hidden=6)` or `make_tiny_learner(cbs=[...])` with the sizes it needs.
@@ -79,3 +80,26 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     monkeypatch.delenv('DLF_DATA', raising=False)
     monkeypatch.setattr(nb_00a, '_DEBS', {})
+
+
+@pytest.fixture
+def fake_fashion_mnist(monkeypatch):
+    """00a's get_fashion_mnist replaced by 40 training and 20 test random 28x28 images (labels 0-9
+    in turn): never the real data set. Returns the four tensors and the list of calls made."""
+    from exp import nb_00a
+    g = torch.Generator().manual_seed(0)
+    n_train, n_test = 40, 20
+    data = (torch.randint(0, 256, (n_train, 28, 28), generator=g, dtype=torch.uint8),
+            torch.arange(n_train) % 10,
+            torch.randint(0, 256, (n_test, 28, 28), generator=g, dtype=torch.uint8),
+            torch.arange(n_test) % 10)
+    calls = []
+    monkeypatch.setattr(nb_00a, 'get_fashion_mnist', lambda: calls.append(1) or data)
+    return data, calls
+
+
+@pytest.fixture
+def fashion_folder(fake_fashion_mnist, tmp_path):
+    "00a's PNG folder built from the stand-in images, at tmp_path/png."
+    from exp.nb_00a import fashion_image_folder
+    return fashion_image_folder(tmp_path / 'png')

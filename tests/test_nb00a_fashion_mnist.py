@@ -1,25 +1,25 @@
-"""Fashion-MNIST in exp.nb_00a: the from-scratch IDX reader (and its refusals) and the four
+"""Fashion-MNIST in exp.nb_00a: the from-scratch IDX reader (and its refusals), the four
 DataFiles, fetched through find_file from their sources in order (Debian's folder, the authors'
 server, then the Debian package), ending with the offline fallback (a .deb built here, never
-downloaded). Every test has its own empty cache and no $DLF_DATA."""
+downloaded), and the PNG folder (atomic, built once), made from a few random images. Every test
+has its own empty cache and no $DLF_DATA."""
 import gzip, hashlib, io, struct, tarfile
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
 from exp import nb_00a
-from exp.nb_00a import FASHION_CLASSES, FASHION_MNIST, DebSource, UrlSource, read_idx
+from exp.nb_00a import (FASHION_CLASSES, FASHION_MNIST, DebSource, UrlSource, fashion_image_folder,
+                        read_idx)
 
 NAMES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
-    monkeypatch.delenv('DLF_DATA', raising=False)
-    monkeypatch.setattr(nb_00a, '_DEBS', {})
+# every test with its own empty cache, no $DLF_DATA, and its own .deb downloads (conftest.py)
+pytestmark = pytest.mark.usefixtures('isolated')
 
 
 def idx_bytes(a, code):
@@ -30,8 +30,14 @@ def idx_bytes(a, code):
 
 # --- the IDX reader ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('code,dtype', [(0x08, np.uint8), (0x09, np.int8), (0x0B, np.int16), (0x0C, np.int32),
-                                        (0x0D, np.float32), (0x0E, np.float64)])
+@pytest.mark.parametrize('code,dtype', [
+    (0x08, np.uint8),
+    (0x09, np.int8),
+    (0x0B, np.int16),
+    (0x0C, np.int32),
+    (0x0D, np.float32),
+    (0x0E, np.float64),
+])
 def test_read_idx_round_trips_every_type(tmp_path, code, dtype):
     a = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype)
     if code == 0x08: a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
@@ -49,8 +55,10 @@ def test_read_idx_one_dimension_is_labels(tmp_path):
 @pytest.mark.parametrize('data,message', [
     (b'', r'magic number is missing'),
     (b'\x89PNG\r\n\x1a\n', r'not an IDX file: its magic number is 89504e47'),
-    (bytes([0, 0, 0x07, 1]) + struct.pack('>I', 1) + b'x', r'not an IDX file'),       # unknown type code
-    (bytes([0, 1, 0x08, 1]) + struct.pack('>I', 1) + b'x', r'not an IDX file'),       # second byte not 0
+    # unknown type code
+    (bytes([0, 0, 0x07, 1]) + struct.pack('>I', 1) + b'x', r'not an IDX file'),
+    # second byte not 0
+    (bytes([0, 1, 0x08, 1]) + struct.pack('>I', 1) + b'x', r'not an IDX file'),
     (bytes([0, 0, 0x08, 3]) + struct.pack('>2I', 2, 2), r'header cut short: 3 dimensions need 16 bytes'),
     (bytes([0, 0, 0x08, 2]) + struct.pack('>2I', 2, 3) + bytes(5), r'promises \(2, 3\) values of uint8 \(6 bytes\), but 5'),
     (bytes([0, 0, 0x08, 2]) + struct.pack('>2I', 2, 3) + bytes(7), r'but 7 bytes follow'),
@@ -66,7 +74,7 @@ def test_malformed_idx_is_refused_naming_the_file(tmp_path, data, message):
 
 # --- the four DataFiles --------------------------------------------------------------------------
 
-def test_fashion_files_sources_in_the_issues_order():
+def test_fashion_files_sources_in_order_system_folder_server_debian():
     sums = {'train-images-idx3-ubyte': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
             'train-labels-idx1-ubyte': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
             't10k-images-idx3-ubyte': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
@@ -124,11 +132,13 @@ def test_offline_fallback_reads_all_four_from_one_deb(offline):
     arrays, downloads, _ = offline
     x_train, y_train, x_test, y_test = nb_00a.get_fashion_mnist()
     assert downloads == ['dataset-fashion-mnist']   # one download serves the four files
-    assert x_train.dtype == torch.uint8 and y_train.dtype == torch.int64 and x_train.shape == (12, 28, 28)
+    assert x_train.dtype == torch.uint8 and y_train.dtype == torch.int64
+    assert x_train.shape == (12, 28, 28)
     assert torch.equal(x_train, torch.from_numpy(arrays['train-images-idx3-ubyte']))
     assert torch.equal(y_test, torch.from_numpy(arrays['t10k-labels-idx1-ubyte']).long())
     cache = nb_00a.cache_dir()
-    assert sorted(p.name for p in cache.iterdir()) == sorted(NAMES)   # cached decompressed, nothing else
+    # cached decompressed, nothing else
+    assert sorted(p.name for p in cache.iterdir()) == sorted(NAMES)
     nb_00a.get_fashion_mnist()
     assert downloads == ['dataset-fashion-mnist']   # the second time from the cache
 
@@ -151,9 +161,59 @@ def test_a_file_in_dlf_data_comes_first(offline, tmp_path, monkeypatch):
     for n in NAMES: (mine / n).write_bytes(idx_bytes(arrays[n], 0x08))
     monkeypatch.setenv('DLF_DATA', str(mine))
     x_train, *_ = nb_00a.get_fashion_mnist()
-    assert downloads == [] and torch.equal(x_train, torch.from_numpy(arrays['train-images-idx3-ubyte']))
+    assert downloads == []
+    assert torch.equal(x_train, torch.from_numpy(arrays['train-images-idx3-ubyte']))
 
 
 def test_class_names_are_folder_names():
     assert len(FASHION_CLASSES) == 10 == len(set(FASHION_CLASSES))
     assert all(c.isidentifier() and c == c.lower() for c in FASHION_CLASSES)
+
+
+# --- the image fashion_folder ---------------------------------------------------------------------
+
+def test_image_folder_holds_every_image_pixel_for_pixel(fake_fashion_mnist, fashion_folder):
+    (x_train, y_train, x_test, y_test), _ = fake_fashion_mnist
+    for split, xs, ys in (('train', x_train, y_train), ('valid', x_test, y_test)):
+        files = sorted((fashion_folder / split).rglob('*.png'))
+        assert len(files) == len(xs)
+        for fn in files:
+            i = int(fn.stem)
+            assert fn.parent.name == FASHION_CLASSES[ys[i]]
+            assert np.array_equal(np.asarray(PIL.Image.open(fn)), xs[i].numpy())
+    assert 'train 40' in (fashion_folder / 'COMPLETE').read_text()
+    # no temporary fashion_folder left
+    assert [p.name for p in fashion_folder.parent.iterdir()] == ['png']
+
+
+def test_image_folder_is_built_once(fake_fashion_mnist, fashion_folder):
+    _, calls = fake_fashion_mnist
+    stamp = (fashion_folder / 'COMPLETE').stat().st_mtime_ns
+    assert fashion_image_folder(fashion_folder) == fashion_folder and calls == [1]
+    assert (fashion_folder / 'COMPLETE').stat().st_mtime_ns == stamp
+
+
+def full_disk(job): raise OSError('disk full')   # module level: the pool pickles it by name
+
+
+def test_failed_build_leaves_nothing_and_half_built_is_never_taken(fake_fashion_mnist, tmp_path,
+                                                                   monkeypatch):
+    dest = tmp_path / 'png'
+    half = tmp_path / '.png-building-killed'   # what a build killed half-way leaves
+    (half / 'train' / 'coat').mkdir(parents=True)
+    monkeypatch.setattr(nb_00a, '_write_pngs', full_disk)   # raises in the worker processes
+    with pytest.raises(OSError, match='disk full'):
+        fashion_image_folder(dest)
+    assert not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['.png-building-killed']
+    monkeypatch.undo()
+    monkeypatch.setattr(nb_00a, 'get_fashion_mnist', lambda: fake_fashion_mnist[0])
+    assert (fashion_image_folder(dest) / 'COMPLETE').is_file()
+
+
+def test_a_folder_not_built_here_is_refused_untouched(fake_fashion_mnist, tmp_path):
+    dest = tmp_path / 'png'; dest.mkdir()
+    (dest / 'mine.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match='has no COMPLETE file'):
+        fashion_image_folder(dest)
+    assert [p.name for p in dest.iterdir()] == ['mine.txt'] and fake_fashion_mnist[1] == []

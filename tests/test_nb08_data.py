@@ -1,6 +1,6 @@
-"""08_data_block: the image folder (atomic, idempotent), the data block API on real PNG files, the
-DataLoader's worker processes (the same batches as without), and the model helpers. Small stand-in data:
-the folder is built from a few random images, never from the real Fashion-MNIST."""
+"""08_data_block: the data block API on real PNG files, the DataLoader's worker processes (the same
+batches as without), and the model helpers. Small stand-in data: 00a's image folder built from a
+few random images (conftest.py), never from the real Fashion-MNIST."""
 import multiprocessing
 from pathlib import Path
 
@@ -13,85 +13,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exp import nb_00a, nb_08
-from exp.nb_08 import (CategoryProcessor, DataBunch, DataLoader, Dataset, ImageList, ItemList, LabeledData,
-                       Processor, SplitData, ResizeFixed, collate, compose, conv_layer, databunchify,
-                       fashion_image_folder, get_cnn_model, get_files, get_learn_run, grandparent_splitter,
-                       label_by_func, make_rgb, model_summary, normalize_chan, channel_stats, parent_labeler,
-                       prev_pow_2, show_batch, split_by_func, to_byte_tensor, to_float_tensor, uniqueify,
-                       AvgStatsCallback, accuracy, FASHION_CLASSES)
-
-N_TRAIN, N_TEST = 40, 20
-
-
-@pytest.fixture
-def fake_data(monkeypatch):
-    "get_fashion_mnist replaced by small random data; returns the tensors and a call counter."
-    g = torch.Generator().manual_seed(0)
-    data = (torch.randint(0, 256, (N_TRAIN, 28, 28), generator=g, dtype=torch.uint8), torch.arange(N_TRAIN) % 10,
-            torch.randint(0, 256, (N_TEST, 28, 28), generator=g, dtype=torch.uint8), torch.arange(N_TEST) % 10)
-    calls = []
-    monkeypatch.setattr(nb_00a, 'get_fashion_mnist', lambda: calls.append(1) or data)
-    return data, calls
-
-
-@pytest.fixture
-def folder(fake_data, tmp_path):
-    return fashion_image_folder(tmp_path / 'png')
-
+from exp import nb_08
+from exp.nb_08 import (CategoryProcessor, DataBunch, DataLoader, Dataset, ImageList, ItemList,
+                       LabeledData, Processor, SplitData, ResizeFixed, collate, compose, conv_layer,
+                       databunchify, get_cnn_model, get_files, get_learn_run, grandparent_splitter,
+                       label_by_func, make_rgb, model_summary, normalize_chan, channel_stats,
+                       parent_labeler, prev_pow_2, show_batch, split_by_func, to_byte_tensor,
+                       to_float_tensor, uniqueify, AvgStatsCallback, accuracy, FASHION_CLASSES)
 
 def labelled(folder, **kwargs):
     il = ImageList.from_files(folder, tfms=[to_float_tensor, to_byte_tensor], **kwargs)
     return label_by_func(SplitData.split_by_func(il, grandparent_splitter), parent_labeler, proc_y=CategoryProcessor())
 
 
-# --- the image folder ----------------------------------------------------------------------------
-
-def test_image_folder_holds_every_image_pixel_for_pixel(fake_data, folder):
-    (x_train, y_train, x_test, y_test), _ = fake_data
-    for split, xs, ys in (('train', x_train, y_train), ('valid', x_test, y_test)):
-        files = sorted((folder / split).rglob('*.png'))
-        assert len(files) == len(xs)
-        for fn in files:
-            i = int(fn.stem)
-            assert fn.parent.name == FASHION_CLASSES[ys[i]]
-            assert np.array_equal(np.asarray(PIL.Image.open(fn)), xs[i].numpy())
-    assert 'train 40' in (folder / 'COMPLETE').read_text()
-    assert [p.name for p in folder.parent.iterdir()] == ['png']   # no temporary folder left
-
-
-def test_image_folder_is_built_once(fake_data, folder):
-    _, calls = fake_data
-    stamp = (folder / 'COMPLETE').stat().st_mtime_ns
-    assert fashion_image_folder(folder) == folder and calls == [1]
-    assert (folder / 'COMPLETE').stat().st_mtime_ns == stamp
-
-
-def full_disk(job): raise OSError('disk full')   # module level: the pool pickles it by name
-
-
-def test_failed_build_leaves_nothing_and_half_built_is_never_taken(fake_data, tmp_path, monkeypatch):
-    dest = tmp_path / 'png'
-    half = tmp_path / '.png-building-killed'   # what a build killed half-way leaves
-    (half / 'train' / 'coat').mkdir(parents=True)
-    monkeypatch.setattr(nb_00a, '_write_pngs', full_disk)   # raises in the worker processes
-    with pytest.raises(OSError, match='disk full'):
-        fashion_image_folder(dest)
-    assert not dest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['.png-building-killed']
-    monkeypatch.undo()
-    monkeypatch.setattr(nb_00a, 'get_fashion_mnist', lambda: fake_data[0])
-    assert (fashion_image_folder(dest) / 'COMPLETE').is_file()
-
-
-def test_a_folder_not_built_here_is_refused_untouched(fake_data, tmp_path):
-    dest = tmp_path / 'png'; dest.mkdir()
-    (dest / 'mine.txt').write_text('mine')
-    with pytest.raises(FileExistsError, match='has no COMPLETE file'):
-        fashion_image_folder(dest)
-    assert [p.name for p in dest.iterdir()] == ['mine.txt'] and fake_data[1] == []
-
-
-# --- listing, items, transforms --------------------------------------------------------------------
+# --- listing, items, transforms -------------------------------------------------------------------
 
 def test_get_files_sorted_filtered_hidden_skipped(tmp_path):
     for rel in ['b/2.PNG', 'b/1.png', 'a/x.jpg', 'a/notes.txt', '.hidden/h.png', 'b/.h.png', 'top.png']:
@@ -126,7 +61,8 @@ def test_transforms_channels_first_and_refusal():
     t = to_byte_tensor(rgb)
     assert t.shape == (3, 2, 3) and t[:, 0, 0].tolist() == [10, 20, 30] and t.dtype == torch.uint8
     grey = PIL.Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3))
-    assert to_byte_tensor(grey).shape == (1, 2, 3) and to_byte_tensor(make_rgb(grey)).shape == (3, 2, 3)
+    assert to_byte_tensor(grey).shape == (1, 2, 3)
+    assert to_byte_tensor(make_rgb(grey)).shape == (3, 2, 3)
     assert torch.equal(to_float_tensor(to_byte_tensor(grey)), torch.arange(6.).view(1, 2, 3) / 255)
     assert ResizeFixed(4)(grey).size == (4, 4) and ResizeFixed((5, 2))(grey).size == (5, 2)
     with pytest.raises(ValueError, match='mode I;16'):
@@ -143,18 +79,20 @@ def test_splitters():
     assert split_by_func([1, 2, 3, 4], lambda o: None if o == 4 else o % 2 == 0) == ([1, 3], [2])
 
 
-def test_split_data_refuses_an_empty_side(folder):
-    il = ImageList.from_files(folder)
+def test_split_data_refuses_an_empty_side(fake_fashion_mnist, fashion_folder):
+    (x_train, _, x_test, _), _ = fake_fashion_mnist
+    il = ImageList.from_files(fashion_folder)
     split = SplitData.split_by_func(il, grandparent_splitter)
-    assert (len(split.train), len(split.valid)) == (N_TRAIN, N_TEST)
-    assert split.path == folder   # attributes from train
+    assert (len(split.train), len(split.valid)) == (len(x_train), len(x_test))
+    assert split.path == fashion_folder   # attributes from train
     with pytest.raises(ValueError, match=r"0 validation items.*grandparents seen: \['train', 'valid'\]"):
         SplitData.split_by_func(il, lambda fn: grandparent_splitter(fn, valid_name='val'))
 
 
 def test_category_processor_inverse_and_unseen_label():
     proc = CategoryProcessor()
-    assert proc(['dog', 'cat', 'dog', 'emu']) == [1, 0, 1, 2] and proc.vocab == ['cat', 'dog', 'emu']
+    assert proc(['dog', 'cat', 'dog', 'emu']) == [1, 0, 1, 2]
+    assert proc.vocab == ['cat', 'dog', 'emu']
     assert proc(['emu', 'cat']) == [2, 0]   # the vocabulary is kept after the first call
     assert proc.deprocess([2, 0, 1]) == ['emu', 'cat', 'dog'] and proc.deproc1(1) == 'dog'
     with pytest.raises(ValueError, match=r"label 'yak' is not in the vocabulary .*\['cat', 'dog', 'emu'\]"):
@@ -167,9 +105,9 @@ def test_category_processor_inverse_and_unseen_label():
     assert uniqueify([3, 1, 3, 2], sort=True) == [1, 2, 3]
 
 
-def test_labelled_data_matches_the_source_labels(fake_data, folder):
-    (_, y_train, _, y_test), _ = fake_data
-    ll = labelled(folder)
+def test_labelled_data_matches_the_source_labels(fake_fashion_mnist, fashion_folder):
+    (_, y_train, _, y_test), _ = fake_fashion_mnist
+    ll = labelled(fashion_folder)
     assert ll.train.proc_y is ll.valid.proc_y and ll.train.proc_y.vocab == sorted(FASHION_CLASSES)
     for half, ys in ((ll.train, y_train), (ll.valid, y_test)):
         for i, fn in enumerate(half.x.items):
@@ -212,11 +150,12 @@ def test_workers_without_collate_fn_index_the_dataset():
     ds = Dataset(torch.arange(50.).view(25, 2), torch.arange(25))
     serial = all_batches(DataLoader(ds, 4, shuffle=True, drop_last=True))
     par = all_batches(DataLoader(ds, 4, shuffle=True, drop_last=True, num_workers=2))
-    assert len(par) == 6 and all(torch.equal(a, b) for s, p in zip(serial, par) for a, b in zip(s, p))
+    assert len(par) == 6
+    assert all(torch.equal(a, b) for s, p in zip(serial, par) for a, b in zip(s, p))
 
 
-def test_workers_on_image_files(folder):
-    ll = labelled(folder)
+def test_workers_on_image_files(fashion_folder):
+    ll = labelled(fashion_folder)
     serial = all_batches(DataLoader(ll.train, 16, shuffle=True, collate_fn=collate))
     par = all_batches(DataLoader(ll.train, 16, shuffle=True, collate_fn=collate, num_workers=2))
     assert all(torch.equal(a, b) for s, p in zip(serial, par) for a, b in zip(s, p))
@@ -245,14 +184,15 @@ def test_num_workers_checked(bad):
 def test_collate_stacks_tensors_and_numbers():
     xb, yb = collate([(torch.zeros(2), 1), (torch.ones(2), 4)])
     assert xb.shape == (2, 2) and yb.tolist() == [1, 4] and yb.dtype == torch.int64
-    xb, yb = collate([(torch.zeros(2), torch.tensor(1)), (torch.ones(2), torch.tensor(4))])   # 03's case
+    # 03's case
+    xb, yb = collate([(torch.zeros(2), torch.tensor(1)), (torch.ones(2), torch.tensor(4))])
     assert yb.tolist() == [1, 4]
 
 
 # --- DataBunch, normalization, model -------------------------------------------------------------
 
-def test_databunchify(folder):
-    ll = labelled(folder)
+def test_databunchify(fashion_folder):
+    ll = labelled(fashion_folder)
     data = ll.to_databunch(8, c_in=1, c_out=10, num_workers=2)
     assert isinstance(data, DataBunch) and (data.c_in, data.c_out, data.c) == (1, 10, 10)
     assert data.train_dl.bs == 8 and data.valid_dl.bs == 16 and data.train_dl.num_workers == 2
@@ -278,15 +218,17 @@ def test_cnn_sized_from_c_in_and_c_out():
     assert model(torch.randn(2, 3, 28, 28)).shape == (2, 7)
 
 
-def test_model_summary_prints_each_layer(folder, capsys):
-    ll = labelled(folder)
+def test_model_summary_prints_each_layer(fashion_folder, capsys):
+    ll = labelled(fashion_folder)
     data = ll.to_databunch(8, c_in=1, c_out=10)
     learn, run = get_learn_run([16], data, 0.1, conv_layer, cbs=[AvgStatsCallback([accuracy])])
     before = [b.clone() for b in learn.model.buffers()]   # BatchNorm's running statistics
     model_summary(run, learn, data)
-    assert before and all(torch.equal(a, b) for a, b in zip(before, learn.model.buffers())) and learn.model.training
+    assert before and all(torch.equal(a, b) for a, b in zip(before, learn.model.buffers()))
+    assert learn.model.training
     out = capsys.readouterr().out
-    assert '-> (16, 8, 28, 28)' in out and '-> (16, 10)' in out and out.count('->') == len(learn.model)
+    assert '-> (16, 8, 28, 28)' in out and '-> (16, 10)' in out
+    assert out.count('->') == len(learn.model)
     model_summary(run, learn, data, find_all=True)
     assert 'Conv2d(1, 8' in capsys.readouterr().out
 
@@ -295,7 +237,8 @@ def test_show_batch_grid_with_labels():
     x = torch.rand(6, 1, 4, 4)
     show_batch(x, c=4, labels=list('abcdef'))
     axes = plt.gcf().axes
-    assert len(axes) == 8 and [a.get_title() for a in axes[:6]] == list('abcdef') and axes[6].get_title() == ''
+    assert len(axes) == 8 and [a.get_title() for a in axes[:6]] == list('abcdef')
+    assert axes[6].get_title() == ''
     plt.close('all')
     show_batch(torch.rand(10, 3, 4, 4), c=3, r=2)
     assert len(plt.gcf().axes) == 6
@@ -303,7 +246,8 @@ def test_show_batch_grid_with_labels():
 
 
 def test_batches_cross_processes_unchanged():
-    "What a worker returns is packed as NumPy arrays and unpacked to equal tensors (dicts, lists, odd dtypes too)."
+    """What a worker returns is packed as NumPy arrays and unpacked to equal tensors (dicts, lists,
+    odd dtypes too)."""
     import pickle, warnings
     b = {'x': torch.randn(3, 2, requires_grad=True), 'y': [torch.arange(3), 7],
          'half': torch.ones(2, dtype=torch.bfloat16), 'flag': torch.tensor([True, False])}
@@ -311,9 +255,11 @@ def test_batches_cross_processes_unchanged():
         warnings.simplefilter('error')   # e.g. torch's warning about a read-only NumPy array
         got = nb_08._unpack(pickle.loads(pickle.dumps(nb_08._pack(b))))
     assert set(got) == set(b) and got['y'][1] == 7 and type(got['y']) is list
-    for k in ('x', 'half', 'flag'): assert got[k].dtype == b[k].dtype and torch.equal(got[k], b[k].detach())
+    for k in ('x', 'half', 'flag'):
+        assert got[k].dtype == b[k].dtype and torch.equal(got[k], b[k].detach())
     assert torch.equal(got['y'][0], b['y'][0])
-    assert isinstance(nb_08._pack(b)['half'], torch.Tensor)   # NumPy has no bfloat16: sent as a tensor
+    # NumPy has no bfloat16: sent as a tensor
+    assert isinstance(nb_08._pack(b)['half'], torch.Tensor)
 
 
 def dict_collate(items): return {'x': torch.stack([x for x, _ in items]), 'y': torch.tensor([y for _, y in items])}
