@@ -1,10 +1,13 @@
 """What several test files share: tiny random data, a tiny model and a learner built on them, an
-empty data cache, and a small stand-in for Fashion-MNIST with its PNG folder. Pytest hands these
-fixtures to any test in tests/ that names them as arguments.
+empty data cache, a small stand-in for Fashion-MNIST with its PNG folder, and .deb files built by
+hand. Pytest hands these fixtures to any test in tests/ that names them as arguments.
 
 The data, model and learner fixtures are factories: a test calls `make_tiny_data(n_train=44)`,
 `make_tiny_model(5, 2, n_hidden=6)` or `make_tiny_learner(cbs=[...])` with the sizes it needs.
 """
+import io
+import tarfile
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,3 +106,40 @@ def fashion_folder(fake_fashion_mnist, tmp_path):
     "00a's PNG folder built from the stand-in images, at tmp_path/png."
     from exp.nb_00a import fashion_image_folder
     return fashion_image_folder(tmp_path / 'png')
+
+
+def tar_bytes(entries, mode='w:xz'):
+    "A tar archive in memory; `entries` maps names to bytes, or to ('symlink', target)."
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(data, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, data[1]; data = b''
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def ar_entry(name, data):
+    header = f'{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}'.encode() + b'`\n'
+    return header + data + (b'\n' if len(data) % 2 else b'')
+
+
+def build_deb(path, files, data_name='data.tar.xz', marker=None, extra=()):
+    """A .deb built by hand: debian-binary, control.tar.gz (with a postinst that would create
+    `marker`), then the data archive holding `files`; `extra` are more (name, bytes) ar members."""
+    postinst = f'#!/bin/sh\ntouch {marker}\n'.encode() if marker else b'#!/bin/sh\n'
+    control = tar_bytes({'./control': b'Package: x\n', './postinst': postinst}, 'w:gz')
+    modes = {'data.tar': 'w', 'data.tar.gz': 'w:gz', 'data.tar.xz': 'w:xz', 'data.tar.bz2': 'w:bz2'}
+    data = (data_name, tar_bytes(files, modes.get(data_name, 'w')))
+    members = [('debian-binary', b'2.0\n'), ('control.tar.gz', control), *extra, data]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'!<arch>\n' + b''.join(ar_entry(n, d) for n, d in members))
+    return path
+
+
+@pytest.fixture
+def make_deb():
+    "The factory `build_deb` above: a .deb written by hand, for the fetcher's Debian source."
+    return build_deb

@@ -3,7 +3,7 @@ DataFiles, fetched through find_file from their sources in order (Debian's folde
 server, then the Debian package), ending with the offline fallback (a .deb built here, never
 downloaded), and the PNG folder (atomic, built once), made from a few random images. Every test
 has its own empty cache and no $DLF_DATA."""
-import gzip, hashlib, io, struct, tarfile
+import gzip, hashlib, struct
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ from exp import nb_00a
 from exp.nb_00a import (FASHION_CLASSES, FASHION_MNIST, DebSource, UrlSource, fashion_image_folder,
                         read_idx)
 
-NAMES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']
+NAMES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
+         't10k-labels-idx1-ubyte']
 
 
 # every test with its own empty cache, no $DLF_DATA, and its own .deb downloads (conftest.py)
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.usefixtures('isolated')
 def idx_bytes(a, code):
     "IDX bytes of the array `a` with type code `code` (values written big-endian)."
     big = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}[code]
-    return bytes([0, 0, code, a.ndim]) + struct.pack(f'>{a.ndim}I', *a.shape) + a.astype(big).tobytes()
+    header = bytes([0, 0, code, a.ndim]) + struct.pack(f'>{a.ndim}I', *a.shape)
+    return header + a.astype(big).tobytes()
 
 
 # --- the IDX reader ------------------------------------------------------------------------------
@@ -59,10 +61,13 @@ def test_read_idx_one_dimension_is_labels(tmp_path):
     (bytes([0, 0, 0x07, 1]) + struct.pack('>I', 1) + b'x', r'not an IDX file'),
     # second byte not 0
     (bytes([0, 1, 0x08, 1]) + struct.pack('>I', 1) + b'x', r'not an IDX file'),
-    (bytes([0, 0, 0x08, 3]) + struct.pack('>2I', 2, 2), r'header cut short: 3 dimensions need 16 bytes'),
-    (bytes([0, 0, 0x08, 2]) + struct.pack('>2I', 2, 3) + bytes(5), r'promises \(2, 3\) values of uint8 \(6 bytes\), but 5'),
+    (bytes([0, 0, 0x08, 3]) + struct.pack('>2I', 2, 2),
+     r'header cut short: 3 dimensions need 16 bytes'),
+    (bytes([0, 0, 0x08, 2]) + struct.pack('>2I', 2, 3) + bytes(5),
+     r'promises \(2, 3\) values of uint8 \(6 bytes\), but 5'),
     (bytes([0, 0, 0x08, 2]) + struct.pack('>2I', 2, 3) + bytes(7), r'but 7 bytes follow'),
-    (bytes([0, 0, 0x0C, 1]) + struct.pack('>I', 2) + bytes(4), r'\(2,\) values of >i4 \(8 bytes\), but 4'),
+    (bytes([0, 0, 0x0C, 1]) + struct.pack('>I', 2) + bytes(4),
+     r'\(2,\) values of >i4 \(8 bytes\), but 4'),
 ])
 def test_malformed_idx_is_refused_naming_the_file(tmp_path, data, message):
     path = tmp_path / 'bad-idx'
@@ -75,16 +80,18 @@ def test_malformed_idx_is_refused_naming_the_file(tmp_path, data, message):
 # --- the four DataFiles --------------------------------------------------------------------------
 
 def test_fashion_files_sources_in_order_system_folder_server_debian():
-    sums = {'train-images-idx3-ubyte': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
-            'train-labels-idx1-ubyte': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
-            't10k-images-idx3-ubyte': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
-            't10k-labels-idx1-ubyte': '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'}
-    assert [(df.name, df.sha256) for df in FASHION_MNIST] == list(sums.items())
+    sums = ['c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',   # in NAMES' order
+            'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+            '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+            '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34']
+    assert [(df.name, df.sha256) for df in FASHION_MNIST] == list(zip(NAMES, sums))
     for df in FASHION_MNIST:
         system, upstream, deb = df.sources
-        assert system == UrlSource(f'file:///usr/share/datasets/fashion-mnist/{df.name}.gz', gunzip=True)
-        assert upstream == UrlSource(f'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{df.name}.gz', gunzip=True)
-        assert deb == DebSource('dataset-fashion-mnist', f'./usr/share/datasets/fashion-mnist/{df.name}.gz', gunzip=True)
+        debian_path = f'/usr/share/datasets/fashion-mnist/{df.name}.gz'
+        server = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com'
+        assert system == UrlSource(f'file://{debian_path}', gunzip=True)
+        assert upstream == UrlSource(f'{server}/{df.name}.gz', gunzip=True)
+        assert deb == DebSource('dataset-fashion-mnist', f'.{debian_path}', gunzip=True)
 
 
 def fake_fashion(n_train=12, n_test=5):
@@ -97,25 +104,13 @@ def fake_fashion(n_train=12, n_test=5):
     return {k: idx_bytes(a, 0x08) for k, a in arrays.items()}, arrays
 
 
-def deb_with(files):
-    "Bytes of a minimal .deb whose data.tar.xz holds `files` {member: bytes}."
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w:xz') as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name); info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    def entry(name, data): return (f'{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}'.encode() + b'`\n'
-                                   + data + (b'\n' if len(data) % 2 else b''))
-    return b'!<arch>\n' + entry('debian-binary', b'2.0\n') + entry('data.tar.xz', buf.getvalue())
-
-
 @pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """Fashion-MNIST's DataFiles rebuilt for stand-in files: no Debian folder, an unreachable server, and
-    apt-get download answered by a .deb laid out like Debian's (counted)."""
+def offline(tmp_path, monkeypatch, make_deb):
+    """Fashion-MNIST's DataFiles rebuilt for stand-in files: no Debian folder, an unreachable
+    server, and apt-get download answered by a .deb laid out like Debian's (counted)."""
     raw, arrays = fake_fashion()
-    deb = tmp_path / 'dataset-fashion-mnist_all.deb'
-    deb.write_bytes(deb_with({f'./usr/share/datasets/fashion-mnist/{n}.gz': gzip.compress(raw[n]) for n in NAMES}))
+    members = {f'./usr/share/datasets/fashion-mnist/{n}.gz': gzip.compress(raw[n]) for n in NAMES}
+    deb = make_deb(tmp_path / 'dataset-fashion-mnist_all.deb', members)
     downloads = []
     def apt_download(package, folder, timeout=300):
         downloads.append(package)
@@ -144,13 +139,14 @@ def test_offline_fallback_reads_all_four_from_one_deb(offline):
 
 
 def test_every_source_failing_lists_them_in_order(offline, monkeypatch):
-    monkeypatch.setattr(nb_00a, '_apt_download', lambda package, folder, timeout=300: (_ for _ in ()).throw(
-        OSError('apt-get download dataset-fashion-mnist failed: unable to locate package')))
+    def apt_download(package, folder, timeout=300):
+        raise OSError('apt-get download dataset-fashion-mnist failed: unable to locate package')
+    monkeypatch.setattr(nb_00a, '_apt_download', apt_download)
     with pytest.raises(FileNotFoundError) as e:
         nb_00a.get_fashion_mnist()
     msg = str(e.value)
-    order = ['cache', 'no-debian-folder/train-images-idx3-ubyte.gz', 'no-server/train-images-idx3-ubyte.gz',
-             'apt-get download dataset-fashion-mnist']
+    order = ['cache', 'no-debian-folder/train-images-idx3-ubyte.gz',
+             'no-server/train-images-idx3-ubyte.gz', 'apt-get download dataset-fashion-mnist']
     positions = [msg.index(s) for s in order]
     assert positions == sorted(positions) and 'Tried:' in msg
 

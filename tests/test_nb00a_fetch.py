@@ -238,42 +238,11 @@ def test_zip_missing_or_symlink_member_is_refused(tmp_path):
         with nb._zip_member(z, 'data/link'): pass
 
 
-def tar_bytes(entries, mode='w:xz'):
-    "A tar archive in memory; `entries` maps names to bytes, or to ('symlink', target)."
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            if isinstance(data, tuple):
-                info.type, info.linkname = tarfile.SYMTYPE, data[1]; data = b''
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def ar_entry(name, data):
-    header = f'{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}'.encode() + b'`\n'
-    return header + data + (b'\n' if len(data) % 2 else b'')
-
-
-def make_deb(path, files, data_name='data.tar.xz', marker=None, extra=()):
-    """A .deb built by hand: debian-binary, control.tar.gz (with a postinst that would create
-    `marker`), then the data archive holding `files`; `extra` are more (name, bytes) ar members."""
-    postinst = f'#!/bin/sh\ntouch {marker}\n'.encode() if marker else b'#!/bin/sh\n'
-    control = tar_bytes({'./control': b'Package: x\n', './postinst': postinst}, 'w:gz')
-    modes = {'data.tar': 'w', 'data.tar.gz': 'w:gz', 'data.tar.xz': 'w:xz', 'data.tar.bz2': 'w:bz2'}
-    data = (data_name, tar_bytes(files, modes.get(data_name, 'w')))
-    members = [('debian-binary', b'2.0\n'), ('control.tar.gz', control), *extra, data]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b'!<arch>\n' + b''.join(ar_entry(n, d) for n, d in members))
-    return path
-
-
 DEB_MEMBER = './usr/share/datasets/thing/data.bin'
 
 
 @pytest.mark.parametrize('data_name', ['data.tar.xz', 'data.tar.gz', 'data.tar.bz2', 'data.tar'])
-def test_deb_member_by_exact_name(tmp_path, data_name):
+def test_deb_member_by_exact_name(make_deb, tmp_path, data_name):
     deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: PAYLOAD, './usr/share/doc/readme': b'r'},
                    data_name)
     with nb._deb_member(deb, DEB_MEMBER) as (f, size):
@@ -283,7 +252,7 @@ def test_deb_member_by_exact_name(tmp_path, data_name):
         with nb._deb_member(deb, DEB_MEMBER[2:]): pass
 
 
-def test_deb_dotdot_members_never_written_and_scripts_never_run(tmp_path, monkeypatch):
+def test_deb_dotdot_members_never_written_and_scripts_never_run(make_deb, tmp_path, monkeypatch):
     marker = tmp_path / 'postinst-ran'
     escaping = {'../x': b'escaped', '../../x': b'escaped', DEB_MEMBER: PAYLOAD}
     deb = make_deb(tmp_path / 'debs' / 'x.deb', escaping, marker=marker,
@@ -297,7 +266,7 @@ def test_deb_dotdot_members_never_written_and_scripts_never_run(tmp_path, monkey
     assert not marker.exists()
 
 
-def test_deb_symlink_member_and_bad_archives_are_refused(tmp_path):
+def test_deb_symlink_member_and_bad_archives_are_refused(make_deb, tmp_path):
     deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: ('symlink', '/etc/passwd')})
     with pytest.raises(ValueError, match='not a regular file'):
         with nb._deb_member(deb, DEB_MEMBER): pass
@@ -307,13 +276,13 @@ def test_deb_symlink_member_and_bad_archives_are_refused(tmp_path):
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 14), reason='this Python reads zstd')
-def test_deb_with_zstd_data_names_the_member(tmp_path):
+def test_deb_with_zstd_data_names_the_member(make_deb, tmp_path):
     deb = make_deb(tmp_path / 'x.deb', {DEB_MEMBER: PAYLOAD}, 'data.tar.zst')
     with pytest.raises(ValueError, match=r'x\.deb: cannot read data\.tar\.zst'):
         with nb._deb_member(deb, DEB_MEMBER): pass
 
 
-def test_four_gzipped_files_share_find_and_cache(tmp_path, monkeypatch):
+def test_four_gzipped_files_share_find_and_cache(make_deb, tmp_path, monkeypatch):
     """A data set of four files served gzipped (URL first, then a .deb), verified on their
     decompressed bytes."""
     names = ['train-images', 'train-labels', 't10k-images', 't10k-labels']
@@ -337,7 +306,7 @@ def test_four_gzipped_files_share_find_and_cache(tmp_path, monkeypatch):
 
 
 
-def test_deb_folders_of_ended_processes_are_removed(tmp_path, monkeypatch):
+def test_deb_folders_of_ended_processes_are_removed(make_deb, tmp_path, monkeypatch):
     """A killed process leaves its .deb folder behind; the next download removes it, and keeps a
     live process's."""
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))

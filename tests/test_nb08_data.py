@@ -23,18 +23,23 @@ from exp.nb_08 import (CategoryProcessor, DataBunch, DataLoader, Dataset, ImageL
 
 def labelled(folder, **kwargs):
     il = ImageList.from_files(folder, tfms=[to_float_tensor, to_byte_tensor], **kwargs)
-    return label_by_func(SplitData.split_by_func(il, grandparent_splitter), parent_labeler, proc_y=CategoryProcessor())
+    split = SplitData.split_by_func(il, grandparent_splitter)
+    return label_by_func(split, parent_labeler, proc_y=CategoryProcessor())
 
 
 # --- listing, items, transforms -------------------------------------------------------------------
 
 def test_get_files_sorted_filtered_hidden_skipped(tmp_path):
-    for rel in ['b/2.PNG', 'b/1.png', 'a/x.jpg', 'a/notes.txt', '.hidden/h.png', 'b/.h.png', 'top.png']:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True); (tmp_path / rel).write_bytes(b'')
+    for rel in ['b/2.PNG', 'b/1.png', 'a/x.jpg', 'a/notes.txt', '.hidden/h.png', 'b/.h.png',
+                'top.png']:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b'')
     names = lambda fs: [str(f.relative_to(tmp_path)) for f in fs]
-    assert names(get_files(tmp_path, nb_08.image_extensions, recurse=True)) == ['top.png', 'a/x.jpg', 'b/1.png', 'b/2.PNG']
+    images = get_files(tmp_path, nb_08.image_extensions, recurse=True)
+    assert names(images) == ['top.png', 'a/x.jpg', 'b/1.png', 'b/2.PNG']
     assert names(get_files(tmp_path, '.png')) == ['top.png']
-    assert names(get_files(tmp_path, ['.PNG'], recurse=True, include=['b'])) == ['top.png', 'b/1.png', 'b/2.PNG']
+    in_b = get_files(tmp_path, ['.PNG'], recurse=True, include=['b'])
+    assert names(in_b) == ['top.png', 'b/1.png', 'b/2.PNG']
     assert len(get_files(tmp_path, recurse=True)) == 5
     with pytest.raises(FileNotFoundError, match='is not a folder'):
         get_files(tmp_path / 'missing')
@@ -85,7 +90,8 @@ def test_split_data_refuses_an_empty_side(fake_fashion_mnist, fashion_folder):
     split = SplitData.split_by_func(il, grandparent_splitter)
     assert (len(split.train), len(split.valid)) == (len(x_train), len(x_test))
     assert split.path == fashion_folder   # attributes from train
-    with pytest.raises(ValueError, match=r"0 validation items.*grandparents seen: \['train', 'valid'\]"):
+    empty = r"0 validation items.*grandparents seen: \['train', 'valid'\]"
+    with pytest.raises(ValueError, match=empty):
         SplitData.split_by_func(il, lambda fn: grandparent_splitter(fn, valid_name='val'))
 
 
@@ -95,7 +101,8 @@ def test_category_processor_inverse_and_unseen_label():
     assert proc.vocab == ['cat', 'dog', 'emu']
     assert proc(['emu', 'cat']) == [2, 0]   # the vocabulary is kept after the first call
     assert proc.deprocess([2, 0, 1]) == ['emu', 'cat', 'dog'] and proc.deproc1(1) == 'dog'
-    with pytest.raises(ValueError, match=r"label 'yak' is not in the vocabulary .*\['cat', 'dog', 'emu'\]"):
+    unseen = r"label 'yak' is not in the vocabulary .*\['cat', 'dog', 'emu'\]"
+    with pytest.raises(ValueError, match=unseen):
         proc(['cat', 'yak'])
     with pytest.raises(IndexError, match='class number 3 is outside 0..2'):
         proc.deproc1(3)
@@ -262,10 +269,12 @@ def test_batches_cross_processes_unchanged():
     assert isinstance(nb_08._pack(b)['half'], torch.Tensor)
 
 
-def dict_collate(items): return {'x': torch.stack([x for x, _ in items]), 'y': torch.tensor([y for _, y in items])}
+def dict_collate(items):
+    return {'x': torch.stack([x for x, _ in items]), 'y': torch.tensor([y for _, y in items])}
 
 
 def test_workers_with_a_custom_collate():
     dl = lambda w: DataLoader(Squares(30), 4, shuffle=True, collate_fn=dict_collate, num_workers=w)
     serial, par = all_batches(dl(0)), all_batches(dl(2))
-    assert all(torch.equal(s['x'], p['x']) and torch.equal(s['y'], p['y']) for s, p in zip(serial, par))
+    assert all(torch.equal(s['x'], p['x']) and torch.equal(s['y'], p['y'])
+               for s, p in zip(serial, par))
