@@ -15,7 +15,8 @@ $(STAMP): requirements.txt setup.py
 	touch $(STAMP)
 
 # Export every notebook to exp/, then run every notebook: two at a time, except those that use
-# both cores or time things, which run alone (run_notebook.py's RUN_ALONE).
+# both cores, which run alone (run_notebook.py's RUN_ALONE).
+
 run: $(STAMP)
 	$(PY) notebook2script.py --all
 	$(PY) run_notebook.py --all --jobs 2

@@ -10,9 +10,10 @@ notebook, and only when every cell ran cleanly and the file was not changed whil
 edits win: nothing is written). The exit status is 1 if any notebook failed, 2 for a command line
 that makes no sense (nothing runs then).
 
-`--jobs 2` runs two notebooks at a time, longest first, except those in RUN_ALONE, which use both
-cores or time things and so run with nothing beside them. Every other kernel runs on one thread,
-so running two at once changes no figure. The lines come as the notebooks finish.
+`--jobs 2` runs two notebooks at a time, longest first. Those in RUN_ALONE (they use both cores)
+run with nothing beside them, and so do those in TIMES_THINGS when their outputs are saved. Every
+other kernel runs on one thread, so running two at once changes no figure. The lines come as the
+notebooks finish.
 
 Ctrl-C (SIGINT) stops everything: the running cell is interrupted, the kernel shut down, nothing
 saved, and one line names the notebook and cell; exit status 130. A second Ctrl-C kills the kernel
@@ -270,7 +271,7 @@ def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
     def report(result):
         if echo: print(format_result(result, width), flush=True)
     def run(path): return run_notebook(path, timeout=timeout, save=save)
-    if jobs > 1: return run_scheduled(paths, jobs, run, report)
+    if jobs > 1: return run_scheduled(paths, jobs, run, report, alone=runs_alone(save))
     results = []
     for path in paths:
         results.append(run(path))
@@ -280,15 +281,32 @@ def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
 
 # ---- several at once (--jobs) -------------------------------------------------------
 
-# Seconds each notebook took in make test's run before --jobs existed (one notebook at a time on
-# 2 cores): the schedule starts the longest first. A notebook not listed counts as the longest.
-SECONDS = {}
+# Seconds each notebook's test took in `make test` before --jobs (tests/test_notebooks.py, one
+# notebook at a time, on the 2-core machine of 2026-12-07 shared with other work, so longer than
+# on a quiet one; 11 hit the 1200 s cell timeout). Only their order matters: the schedule starts
+# the longest first. A notebook not listed counts as the longest.
+SECONDS = {
+    '00_exports': 3, '00a_data': 4, '01_matmul': 36, '02_fully_connected': 24,
+    '03_minibatch_training': 24, '04_callbacks': 11, '05_anneal': 34, '05b_early_stopping': 11,
+    '06_cnn_hooks_init': 48, '07_batchnorm': 91, '07a_lsuv': 49, '08_data_block': 91,
+    '09_optimizers': 89, '09b_learner': 37, '09c_progress_bar': 94, '10_augmentation': 82,
+    '10b_mixup_label_smoothing': 109, '10c_mixed_precision': 170, '11_xresnet': 1223,
+    '11a_transfer_learning': 490, '12_distributed': 155,
+}
 
-# The notebooks that run with nothing beside them, and why: they use both cores, or they time
-# things (a time measured beside another notebook's run says little). Every other kernel has one
-# thread (kernel_env), so two of them at once change no figure: a float sum's rounding depends on
-# the thread count, not on what else the machine runs.
+# Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
+# notebooks at once change no figure: a float sum's rounding depends on the thread count, not on
+# what else the machine runs. Timings do change, hence two lists of notebooks that run alone.
+# RUN_ALONE: always, with nothing beside them: they use both cores, and a timeout or an assert on
+# a timing could trip on a shared machine. A notebook that asserts on a timing belongs here.
 RUN_ALONE = {
+    '11_xresnet': 'trains on 2 threads; asserts that channels_last is the faster layout',
+    '12_distributed': 'starts 2 processes whose collectives have timeouts',
+}
+# TIMES_THINGS: alone when their outputs are saved (--save), since the printed timings are kept
+# and the prose quotes them; beside another notebook in a plain run, whose outputs are thrown away
+# (none of these asserts on a timing).
+TIMES_THINGS = {
     '01_matmul': 'times the matmul ladder',
     '02_fully_connected': 'times the versions of a training step against each other',
     '03_minibatch_training': 'times the loaders against each other',
@@ -296,26 +314,29 @@ RUN_ALONE = {
     '08_data_block': 'times loaders with 0, 1 and 2 worker processes',
     '10_augmentation': 'times per-image against whole-batch augmentation',
     '10c_mixed_precision': 'times a pass in each dtype',
-    '11_xresnet': 'trains on 2 threads; times the memory layouts',
-    '12_distributed': 'starts 2 processes',
 }
 
 
-def runs_alone(path): return Path(path).stem in RUN_ALONE
+def runs_alone(save):
+    """The names of the notebooks that run with nothing beside them, in a run that saves or not."""
+    return set(RUN_ALONE) | (set(TIMES_THINGS) if save else set())
 
 
-def schedule(paths):
-    """The order (indices into `paths`) to start notebooks in under --jobs: the RUN_ALONE ones
+def schedule(paths, alone):
+    """The order (indices into `paths`) to start notebooks in under --jobs: those named in `alone`
     first, then the others, each group longest first. Starting with those that run alone also means
     that on a fresh machine the data sets are fetched and built by one notebook at a time."""
-    def key(i): return (not runs_alone(paths[i]), -SECONDS.get(Path(paths[i]).stem, math.inf), i)
+    def key(i):
+        name = Path(paths[i]).stem
+        return (name not in alone, -SECONDS.get(name, math.inf), i)
     return sorted(range(len(paths)), key=key)
 
 
-def run_scheduled(paths, jobs, run, report):
+def run_scheduled(paths, jobs, run, report, alone):
     """run(path) for each of `paths` in threads, in `schedule` order: at most `jobs` at a time, and
-    a RUN_ALONE notebook with nothing beside it. report(result) as each finishes (in this thread).
-    Returns the results in the order of `paths`. Ctrl-C stops every kernel, raises Interrupted."""
+    a notebook named in `alone` with nothing beside it. report(result) as each finishes (in this
+    thread). Returns the results in the order of `paths`. Ctrl-C stops every kernel and raises
+    Interrupted."""
     results, running = [None] * len(paths), {}
     def finish(future):
         results[running.pop(future)] = future.result()
@@ -326,10 +347,11 @@ def run_scheduled(paths, jobs, run, report):
             for future in done: finish(future)
     with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix='notebook') as pool:
         try:
-            for i in schedule(paths):
-                wait(0 if runs_alone(paths[i]) else jobs - 1)
+            for i in schedule(paths, alone):
+                by_itself = Path(paths[i]).stem in alone
+                wait(0 if by_itself else jobs - 1)
                 running[pool.submit(run, paths[i])] = i
-                if runs_alone(paths[i]): wait(0)
+                if by_itself: wait(0)
             wait(0)
         except KeyboardInterrupt:
             stop_running(running, finish)
@@ -382,7 +404,7 @@ def main(*paths, all=False, save=False, timeout=1200, jobs=1):
 
     --save writes the executed outputs back into each notebook that passed.
     --timeout is the limit in seconds for a single cell.
-    --jobs runs that many notebooks at a time (RUN_ALONE ones with nothing beside them)."""
+    --jobs runs that many notebooks at a time (some alone: see RUN_ALONE, TIMES_THINGS)."""
     never_fail_on_encoding()
     check_args(paths, all, timeout, jobs)
     paths = notebooks(NBS) if all else [str(p) for p in paths]  # fire turns `01` into an int

@@ -1,7 +1,9 @@
 """Every notebook in nbs/ runs top to bottom in a fresh kernel without an error, and was saved so.
 
 The notebooks run once per session, in a session fixture, as `run_notebook.py --all --jobs 2` runs
-them: two at a time, longest first, the ones in run_notebook.RUN_ALONE with nothing beside them.
+them: two at a time, longest first, the ones in run_notebook.RUN_ALONE with nothing beside them
+(the timings that run_notebook.TIMES_THINGS print are not kept here, so those share a core).
+
 Each notebook still has its own test and its own failure message, and only the notebooks selected
 for the session run (`-k 05b` runs one). No other test runs a notebook: the suite's time is the
 notebooks' time once. The notebooks themselves are never written to. The saved-outputs check reads

@@ -15,7 +15,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'run_notebook.py'
 sys.path.insert(0, str(ROOT))
+import nbio  # noqa: E402
 import run_notebook as rn  # noqa: E402
+
 from run_notebook import Result, format_result, run_notebook  # noqa: E402
 
 KERNELSPEC = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
@@ -300,16 +302,21 @@ def test_kernel_runs_single_threaded_unless_told(repo, monkeypatch):
 
 def test_schedule_starts_alone_notebooks_first_then_longest_first(monkeypatch):
     monkeypatch.setattr(rn, 'SECONDS', {'01_a': 10, '02_b': 50, '03_c': 30, '04_d': 5, '05_e': 20})
-    monkeypatch.setattr(rn, 'RUN_ALONE', {'04_d': 'two threads', '05_e': 'times things'})
     paths = [Path(f'nbs/{n}.ipynb') for n in ['01_a', '02_b', '03_c', '04_d', '05_e', '06_new']]
-    order = [paths[i].stem for i in rn.schedule(paths)]
+    order = [paths[i].stem for i in rn.schedule(paths, alone={'04_d', '05_e'})]
     assert order == ['05_e', '04_d', '06_new', '02_b', '03_c', '01_a']  # unmeasured: longest
+
+
+def test_timing_notebooks_run_alone_only_when_saved():
+    assert rn.runs_alone(save=False) == set(rn.RUN_ALONE) == {'11_xresnet', '12_distributed'}
+    assert rn.runs_alone(save=True) == set(rn.RUN_ALONE) | set(rn.TIMES_THINGS)
+    assert {'01_matmul', '10c_mixed_precision'} <= set(rn.TIMES_THINGS)
+    assert set(rn.SECONDS) == {p.stem for p in nbio.notebooks()}  # every notebook measured
 
 
 def test_run_scheduled_keeps_to_jobs_and_runs_alone_notebooks_alone(monkeypatch):
     import threading
     monkeypatch.setattr(rn, 'SECONDS', {})
-    monkeypatch.setattr(rn, 'RUN_ALONE', {'03_alone': 'uses both cores'})
     paths = [Path(f'nbs/{n}.ipynb') for n in ['01_a', '02_b', '03_alone', '04_c', '05_d']]
     lock, running, seen = threading.Lock(), set(), []
     def run(path):
@@ -320,7 +327,7 @@ def test_run_scheduled_keeps_to_jobs_and_runs_alone_notebooks_alone(monkeypatch)
         with lock: running.discard(path.stem)
         return Result(path, path.stem != '04_c', 0.05)
     reported = []
-    results = rn.run_scheduled(paths, 2, run, reported.append)
+    results = rn.run_scheduled(paths, 2, run, reported.append, alone={'03_alone'})
     assert [r.path for r in results] == paths and [r.ok for r in results] == [1, 1, 1, 0, 1]
     assert sorted(r.path.stem for r in reported) == sorted(p.stem for p in paths)
     assert seen[0] == ['03_alone']                    # alone ones first, with nothing beside
