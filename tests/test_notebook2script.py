@@ -34,14 +34,14 @@ def write_nb(repo, name, *cells):
 
 
 def header(nb_name):
-    return (f'# Generated from nbs/{nb_name}.ipynb by notebook2script.py: '
-            'edit the notebook, not this file.')
+    return (f'# Generated from nbs/{nb_name}.ipynb by notebook2script.py:\n'
+            '# edit the notebook, not this file.')
 
 
 def code_of(text):
     """A module's text without the generated __all__ block at its end (tested on its own)."""
     head, sep, tail = text.partition('\n\n\n# What `from exp.')
-    assert sep and tail.count('__all__ = ') == 1, text
+    assert sep and tail.count('__all__ = ') == 2, text  # the list sum, then its clean-up
     return head + '\n'
 
 
@@ -115,7 +115,7 @@ def test_header_names_notebook_relative_to_repo_wherever_we_run(repo, tmp_path_f
     monkeypatch.chdir(tmp_path_factory.mktemp('elsewhere'))
     out = n2s.export_notebook(nb)
     first = out.read_text(encoding='utf-8').splitlines()[0]
-    assert first == header('01_matmul')
+    assert first == header('01_matmul').splitlines()[0]
     assert 'nbs/01_matmul.ipynb' in first and str(repo) not in first
 
 
@@ -617,3 +617,15 @@ def test_generated_all_is_deterministic(repo, tmp_path_factory):
     first = n2s.export_notebook(repo / 'nbs' / '01_a.ipynb').read_bytes()
     (repo / 'exp' / 'nb_01.py').unlink()
     assert n2s.export_notebook(repo / 'nbs' / '01_a.ipynb').read_bytes() == first
+
+
+def test_a_module_with_the_old_one_line_header_is_still_ours(repo):
+    """Modules written before the header took two lines are replaced by --all, not left alone."""
+    write_nb(repo, '01_a', '# export\nx = 2')
+    old = ('# Generated from nbs/01_a.ipynb by notebook2script.py: '
+           'edit the notebook, not this file.\n\n\nx = 1\n')
+    (repo / 'exp' / 'nb_01.py').write_text(old, encoding='utf-8')
+    assert n2s.generated_from(repo / 'exp' / 'nb_01.py') == 'nbs/01_a.ipynb'
+    result = run_cli(repo, '--all')
+    assert result.returncode == 0, result.stderr
+    assert code_of((repo / 'exp' / 'nb_01.py').read_text()) == f'{header("01_a")}\n\n\nx = 2\n'
