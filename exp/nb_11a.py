@@ -1,34 +1,40 @@
-# Generated from nbs/11a_transfer_learning.ipynb by notebook2script.py: edit the notebook, not this file.
+# Generated from nbs/11a_transfer_learning.ipynb by notebook2script.py:
+# edit the notebook, not this file.
 
 
 from exp.nb_11 import *
-import os
+import nbio
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 
 def class_subset(x, y, classes, n_per_class=None, seed=0):
-    """The items of (x, y) whose label is one of `classes`, relabelled 0..len(classes)-1 in that order,
-    kept in their original order; `n_per_class` of each class drawn at random with `seed` (all if None)."""
+    """The items of (x, y) whose label is one of `classes`, relabelled 0..len(classes)-1 in that
+    order, kept in their original order; `n_per_class` of each class drawn at random with `seed`
+    (all if None)."""
     classes = listify(classes)
     if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f'class_subset: classes must be distinct labels, at least one; got {classes}')
+        raise ValueError('class_subset: classes must be distinct labels, at least one; '
+                         f'got {classes}')
     g, idxs = torch.Generator().manual_seed(seed), []
     for c in classes:
         idx = (y == c).nonzero().flatten()
         n = len(idx) if n_per_class is None else n_per_class
         if len(idx) == 0 or len(idx) < n:
-            raise ValueError(f'class_subset: class {c} has {len(idx)} items, {n_per_class or "at least one"} asked for')
-        idxs.append(idx[torch.randperm(len(idx), generator=g)[:n]] if n_per_class is not None else idx)
+            asked = n_per_class or "at least one"
+            raise ValueError(f'class_subset: class {c} has {len(idx)} items, {asked} asked for')
+        if n_per_class is not None: idx = idx[torch.randperm(len(idx), generator=g)[:n]]
+        idxs.append(idx)
     idx = torch.cat(idxs).sort().values
     relabel = {c: i for i, c in enumerate(classes)}
     return x[idx], torch.tensor([relabel[int(c)] for c in y[idx]], dtype=torch.long)
 
 
 def fashion_classes_databunch(classes, n_per_class=None, n_valid=None, bs=64, seed=0):
-    """Fashion-MNIST's `classes` only, labels renumbered 0..k-1, images (N, 1, 28, 28) in [0, 1]: `n_per_class`
-    training images of each class (drawn with `seed`; all if None); the first `n_valid` test images of them to validate."""
+    """Fashion-MNIST's `classes` only, labels renumbered 0..k-1, images (N, 1, 28, 28) in [0, 1]:
+    `n_per_class` training images of each class (drawn with `seed`; all if None); the first
+    `n_valid` test images of them to validate."""
     x_train, y_train, x_test, y_test = get_fashion_mnist()
     xt, yt = class_subset(x_train, y_train, classes, n_per_class, seed)
     xv, yv = class_subset(x_test, y_test, classes)
@@ -37,31 +43,32 @@ def fashion_classes_databunch(classes, n_per_class=None, n_valid=None, bs=64, se
 
 
 def save_model(model, path, overwrite=False):
-    "Save `model.state_dict()` to `path` (folders made as needed); an existing file is replaced only if `overwrite`."
+    """Save `model.state_dict()` to `path` (folders made as needed); an existing file is replaced
+    only if `overwrite`."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f'save_model: {path} exists; pass overwrite=True to replace it')
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)          # atomic: the file at `path` is either the old one or the complete new one
-    finally: tmp.unlink(missing_ok=True)
+    with nbio.atomic_open(path) as f:   # the file at `path` is the old one or the whole new one
+        torch.save(model.state_dict(), f)
     return path
 
 def load_model(model, path):
-    "Copy the weights `save_model` wrote to `path` into `model` (the same architecture, on any device); returns `model`."
+    """Copy the weights `save_model` wrote to `path` into `model` (the same architecture, on any
+    device); returns `model`."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'load_model: no file {path}')
     state = torch.load(path, map_location='cpu', weights_only=True)
     try: model.load_state_dict(state)
     except RuntimeError as e:
-        raise RuntimeError(f"load_model: the weights in {path} don't fit this {type(model).__name__}: {e}") from None
+        raise RuntimeError(f"load_model: the weights in {path} don't fit this "
+                           f"{type(model).__name__}: {e}") from None
     return model
 
 
 class AdaptiveConcatPool2d(nn.Module):
-    "Adaptive max pooling and adaptive average pooling to `sz`, concatenated on the channels: (N, 2C, sz, sz)."
+    """Adaptive max pooling and adaptive average pooling to `sz`, concatenated on the channels:
+    (N, 2C, sz, sz)."""
     def __init__(self, sz=1):
         super().__init__()
         self.output_size = sz
@@ -70,18 +77,22 @@ class AdaptiveConcatPool2d(nn.Module):
 
 
 def body_cut(model):
-    "The index of `model`'s first adaptive pooling child: the children before it are the body that makes the features."
+    """The index of `model`'s first adaptive pooling child: the children before it are the body
+    that makes the features."""
+    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, AdaptiveConcatPool2d)
     for i, o in enumerate(model.children()):
-        if isinstance(o, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, AdaptiveConcatPool2d)): return i
-    raise ValueError(f'body_cut: {type(model).__name__} has no adaptive pooling child, so where its body ends is unknown')
+        if isinstance(o, pools): return i
+    raise ValueError(f'body_cut: {type(model).__name__} has no adaptive pooling child, '
+                     'so where its body ends is unknown')
 
 def adapt_model(learn, data):
-    "Give `learn` a model made of its model's body and a new head (concat pooling, linear) for `data.c_out` classes."
+    """Give `learn` a model made of its model's body and a new head (concat pooling, linear) for
+    `data.c_out` classes."""
     body = nn.Sequential(*list(learn.model.children())[:body_cut(learn.model)])
     device = next(body.parameters()).device
     xb = get_batch(data.valid_dl, learn)[0].to(device)
     training = body.training
-    body.eval()                                    # a probe for the shape: BatchNorm's running statistics stay as they are
+    body.eval()   # a probe for the shape: BatchNorm's running statistics stay as they are
     with torch.no_grad(): ni = body(xb).shape[1]
     body.train(training)
     head = [AdaptiveConcatPool2d(), Flatten(), nn.Linear(ni*2, data.c_out)]
@@ -89,22 +100,25 @@ def adapt_model(learn, data):
 
 
 def apply_mod(m, f):
-    "Call `f` on `m`, then on each module inside it, parents first (what `m.apply(f)` does, children first)."
+    """Call `f` on `m`, then on each module inside it, parents first (what `m.apply(f)` does,
+    children first)."""
     f(m)
     for l in m.children(): apply_mod(l, f)
 
 def _set_requires_grad(params, b):
     for p in params:
         p.requires_grad_(b)
-        if not b: p.grad = None   # else the optimizer would keep stepping it (weight decay, momentum)
+        if not b: p.grad = None   # else the optimizer would still step it (weight decay, momentum)
 
 def set_grad(m, b):
-    "Let the parameters `m` holds itself train (`b`) or not, unless `m` is a linear or normalization layer."
+    """Let the parameters `m` holds itself train (`b`) or not, unless `m` is a linear or
+    normalization layer."""
     if isinstance(m, (nn.Linear,) + bn_types): return
     _set_requires_grad(m.parameters(recurse=False), b)
 
 def freeze(model, train_bn=True):
-    "Stop the body `model[0]` of an adapted model from training; its normalization layers still train if `train_bn`."
+    """Stop the body `model[0]` of an adapted model from training; its normalization layers still
+    train if `train_bn`."""
     if train_bn: apply_mod(model[0], partial(set_grad, b=False))
     else: _set_requires_grad(model[0].parameters(), False)
 
@@ -114,7 +128,8 @@ def unfreeze(model):
 
 
 def bn_splitter(m):
-    "Two param groups for an adapted model: the body's weights except normalization layers'; those and the head's."
+    """Two param groups for an adapted model: the body's weights except normalization layers';
+    those and the head's."""
     body, rest = [], []
     for l in m[0].modules():
         (rest if isinstance(l, bn_types) else body).extend(l.parameters(recurse=False))
@@ -134,10 +149,12 @@ class DebugCallback(Callback):
         return False
 
 
-# What `from exp.nb_11a import *` gives (generated by notebook2script.py; a name bound only in a branch not taken is left out).
+# What `from exp.nb_11a import *` gives (generated by notebook2script.py;
+# a name bound only in a branch not taken is left out).
 from exp.nb_11 import __all__ as _all_nb_11
-__all__ = [_name for _name in dict.fromkeys(_all_nb_11 + [
+__all__ = _all_nb_11 + [
     'partial', 'Path', 'SimpleNamespace', 'class_subset', 'fashion_classes_databunch',
     'save_model', 'load_model', 'AdaptiveConcatPool2d', 'body_cut', 'adapt_model', 'apply_mod',
     'set_grad', 'freeze', 'unfreeze', 'bn_splitter', 'cb_types', 'DebugCallback'
-]) if _name in globals()]
+]
+__all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
