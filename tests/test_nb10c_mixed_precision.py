@@ -1,50 +1,53 @@
-"""10c: mixed precision from scratch (half model, float32 masters, dynamic loss scale) and with torch.autocast."""
+"""10c: mixed precision from scratch (half model, float32 masters, dynamic loss scale) and with
+torch.autocast."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exp.nb_10c import (AutocastCallback, AvgStatsCallback, BatchNorm, DataBunch, Dataset, Learner, LossScaler,
-                        MixedPrecision, accuracy, adam_opt, autocast_dtype, get_dls, get_master, grad_overflow,
+from exp.nb_10c import (AutocastCallback, AvgStatsCallback, BatchNorm, LossScaler, MixedPrecision,
+                        accuracy, adam_opt, autocast_dtype, get_master, grad_overflow, has_overflow,
                         model_to_float, model_to_half, sgd_opt, to_master_grads, to_model_params)
-from exp.nb_10c import test_overflow as overflow_in   # renamed: pytest would collect a `test_` name as a test
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here: the CUDA path runs where there is one")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason="no GPU here: the CUDA path runs where there is one")
 
 
 class _Flat(nn.Module):
     def forward(self, x): return x.view(x.shape[0], -1)
 
-def tiny_model():
-    "Linear, 07's BatchNorm (on a 1x1 map), torch's BatchNorm1d, linear: every kind of layer model_to_half treats."
-    return nn.Sequential(nn.Linear(8, 16), nn.Unflatten(1, (16, 1, 1)), BatchNorm(16), _Flat(), nn.ReLU(),
-                         nn.BatchNorm1d(16), nn.Linear(16, 2))
+def every_kind_model():
+    """Linear, 07's BatchNorm (on a 1x1 map), torch's BatchNorm1d, linear: every kind of layer
+    model_to_half treats."""
+    return nn.Sequential(nn.Linear(8, 16), nn.Unflatten(1, (16, 1, 1)), BatchNorm(16), _Flat(),
+                         nn.ReLU(), nn.BatchNorm1d(16), nn.Linear(16, 2))
 
-def tiny_data(n=96, bs=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 8, generator=g); y = (x[:, 0] + x[:, 1] > 0).long()
-    k = n*2//3
-    return DataBunch(*get_dls(Dataset(x[:k], y[:k]), Dataset(x[k:], y[k:]), bs), c_in=8, c_out=2)
-
-def tiny_learner(cbs=(), opt_func=None, lr=1e-2, seed=0):
-    torch.manual_seed(seed)
-    return Learner(tiny_model(), tiny_data(), F.cross_entropy, opt_func=opt_func or adam_opt(), lr=lr,
-                   cb_funcs=[lambda: AvgStatsCallback(accuracy)] + list(cbs))
+@pytest.fixture
+def learner(make_tiny_data, make_tiny_learner):
+    """A factory: the learner of `every_kind_model` on 64 + 32 examples of 8 features (4 training
+    batches of 16), Adam unless `opt_func` says otherwise, and the averages of accuracy."""
+    def make(cbs=(), opt_func=None, lr=1e-2):
+        torch.manual_seed(0)
+        data = make_tiny_data(n_train=64, n_valid=32)
+        return make_tiny_learner(data, every_kind_model(), opt_func=opt_func or adam_opt(), lr=lr,
+                                 cb_funcs=[lambda: AvgStatsCallback(accuracy)] + list(cbs))
+    return make
 
 def weights(model): return [p.detach().clone() for p in model.parameters()]
 
 
-# --- the half model ---------------------------------------------------------------------------------------------
+# --- the half model -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_model_to_half_keeps_norms_float32_and_computes_close(dtype):
     torch.manual_seed(0)
-    m = tiny_model().eval(); x = torch.randn(5, 8)
+    m = every_kind_model().eval(); x = torch.randn(5, 8)
     ref = m(x)
     model_to_half(m, dtype)
     for layer in m:
         for p in layer.parameters(recurse=False):
-            assert p.dtype == (torch.float32 if isinstance(layer, (BatchNorm, nn.BatchNorm1d)) else dtype), layer
+            is_norm = isinstance(layer, (BatchNorm, nn.BatchNorm1d))
+            assert p.dtype == (torch.float32 if is_norm else dtype), layer
     out = m(x.to(dtype))
     assert out.dtype == dtype
     assert (out.float() - ref).abs().max() < 0.05
@@ -57,7 +60,8 @@ def test_model_to_half_keeps_norms_float32_and_computes_close(dtype):
 def test_get_master_copies_trainable_params_per_group():
     m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).half()
     m[0].bias.requires_grad_(False)
-    opt = sgd_opt([{'params': list(m[0].parameters())}, {'params': list(m[1].parameters()), 'lr': 0.1}], lr=1.)
+    opt = sgd_opt([{'params': list(m[0].parameters())},
+                   {'params': list(m[1].parameters()), 'lr': 0.1}], lr=1.)
     model_pgs, master_pgs = get_master(opt)
     assert [len(g) for g in model_pgs] == [1, 2] and model_pgs[0][0] is m[0].weight
     for mps, ps in zip(master_pgs, model_pgs):
@@ -73,13 +77,14 @@ def test_grads_to_master_unscaled_and_weights_back():
     m.weight.grad = torch.full_like(m.weight, 512.)   # bias has no gradient
     to_master_grads(model_pgs, master_pgs, loss_scale=256.)
     w, b = master_pgs[0]
-    assert w.grad.dtype == torch.float32 and torch.equal(w.grad, torch.full((2, 3), 2.)) and b.grad is None
+    assert w.grad.dtype == torch.float32 and torch.equal(w.grad, torch.full((2, 3), 2.))
+    assert b.grad is None
     with torch.no_grad(): w.add_(1e-4)                # a change float16 can't hold next to 1...
     to_model_params(model_pgs, master_pgs)
     assert m.weight.dtype == torch.float16 and torch.equal(m.weight, w.half())
 
 
-# --- overflow and the scale -------------------------------------------------------------------------------------
+# --- overflow and the scale -----------------------------------------------------------------------
 
 def test_flat_master_refused_clearly():
     opt = sgd_opt(nn.Linear(2, 2).parameters(), lr=1.)
@@ -92,14 +97,15 @@ def test_flat_master_refused_clearly():
 
 def test_overflow_of_a_tensor():
     x = torch.randn(64, 32)
-    assert not overflow_in(x) and not overflow_in(x.half())
+    assert not has_overflow(x) and not has_overflow(x.half())
     for bad in (float('inf'), float('-inf'), float('nan')):
         y = x.clone(); y[5, 7] = bad
-        assert overflow_in(y) and overflow_in(y.half())
+        assert has_overflow(y) and has_overflow(y.half())
 
 
 def test_grad_overflow_detects_inf_and_nan():
-    ps = [[torch.zeros(3, requires_grad=True)], [torch.zeros(2, requires_grad=True), torch.zeros(1, requires_grad=True)]]
+    ps = [[torch.zeros(3, requires_grad=True)],
+          [torch.zeros(2, requires_grad=True), torch.zeros(1, requires_grad=True)]]
     assert not grad_overflow(ps)                      # no gradients at all
     for pg in ps:
         for p in pg: p.grad = torch.ones_like(p)
@@ -110,7 +116,8 @@ def test_grad_overflow_detects_inf_and_nan():
 
 
 def test_forced_float16_overflow_is_detected():
-    "A real backward pass in float16 with a loss scale too large: the gradient overflows, and is caught."
+    """A real backward pass in float16 with a loss scale too large: the gradient overflows, and is
+    caught."""
     w = torch.ones(4, dtype=torch.float16, requires_grad=True)
     ((w * torch.tensor([1., 2., 3., 4.], dtype=torch.float16)).sum() * 2.**15).backward()
     assert torch.isinf(w.grad).any() and not torch.isinf(w.grad).all()
@@ -134,7 +141,8 @@ def test_loss_scaler_halves_on_overflow_and_grows_after_clean_steps():
 
 def _decisions_vs_gradscaler(overflows, init_scale, wait):
     ours = LossScaler(init_scale, 2., wait)
-    gs = torch.amp.GradScaler('cpu', init_scale=init_scale, growth_factor=2., backoff_factor=0.5, growth_interval=wait)
+    gs = torch.amp.GradScaler('cpu', init_scale=init_scale, growth_factor=2., backoff_factor=0.5,
+                              growth_interval=wait)
     p = torch.zeros(2, requires_grad=True); opt = torch.optim.SGD([p], lr=1.)
     a, b = [], []
     for bad in overflows:
@@ -154,18 +162,20 @@ def test_loss_scaler_decisions_match_gradscaler(seed):
     assert any(s for _, s in ours) and len({sc for sc, _ in ours}) > 2   # both rules were exercised
 
 
-# --- the callbacks -----------------------------------------------------------------------------------------------
+# --- the callbacks --------------------------------------------------------------------------------
 
-def test_mixed_precision_skips_overflowing_steps_then_trains():
-    learn = tiny_learner([lambda: MixedPrecision(scale_wait=2)])
+def test_mixed_precision_skips_overflowing_steps_then_trains(learner):
+    learn = learner([lambda: MixedPrecision(scale_wait=2)])
     before = weights(learn.model)
-    learn.fit(6)                                      # 24 steps: enough to come down from 2**24 and grow again
+    # 24 steps: enough to come down from 2**24 and grow again
+    learn.fit(6)
     mp = learn.mixed_precision
     assert mp.skipped[0] and mp.scales[0] == 2.**24   # 2**24/16 per logit: past float16's max
     assert mp.scales[1] == 2.**23 and not all(mp.skipped)
     assert any(b > a for a, b in zip(mp.scales, mp.scales[1:]))   # grown after clean steps
     assert len(mp.scales) == 6*len(learn.data.train_dl)
-    # after fit: float32 model, no hooks, the optimizer on the model's own parameters again, state moved back
+    # after fit: float32 model, no hooks, the optimizer on the model's own parameters again, state
+    # moved back
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
     assert all(not l._forward_hooks and not l._forward_pre_hooks for l in learn.model.modules())
     params = list(learn.model.parameters())
@@ -174,18 +184,19 @@ def test_mixed_precision_skips_overflowing_steps_then_trains():
     assert any(not torch.equal(a, b) for a, b in zip(before, weights(learn.model)))
 
 
-def test_mixed_precision_skipped_step_leaves_weights():
-    "Every step overflows when the scale can't come down fast enough: the weights must not move at all."
-    learn = tiny_learner([lambda: MixedPrecision(dynamic=False, loss_scale=2.**20)])
+def test_mixed_precision_skipped_step_leaves_weights(learner):
+    """Every step overflows when the scale can't come down fast enough: the weights must not move at
+    all."""
+    learn = learner([lambda: MixedPrecision(dynamic=False, loss_scale=2.**20)])
     before = weights(learn.model)
     learn.fit(1)
     assert all(learn.mixed_precision.skipped)
     assert all(torch.equal(a, b) for a, b in zip(before, weights(learn.model)))
 
 
-def test_mixed_precision_trains_like_float32_and_fits_again():
-    ref = tiny_learner(lr=3e-2); ref.fit(3)
-    learn = tiny_learner([lambda: MixedPrecision(max_loss_scale=2.**8)], lr=3e-2); learn.fit(3)
+def test_mixed_precision_trains_like_float32_and_fits_again(learner):
+    ref = learner(lr=3e-2); ref.fit(3)
+    learn = learner([lambda: MixedPrecision(max_loss_scale=2.**8)], lr=3e-2); learn.fit(3)
     a_ref = ref.avg_stats.valid_stats.avg_stats[1]; a = learn.avg_stats.valid_stats.avg_stats[1]
     assert not any(learn.mixed_precision.skipped)
     assert a > 0.8 and abs(a - a_ref) <= 0.1
@@ -193,18 +204,19 @@ def test_mixed_precision_trains_like_float32_and_fits_again():
     assert abs(l - l_ref) < 0.01                         # the same training, to float16's rounding
     mp = learn.mixed_precision
     learn.remove_cbs(mp)
-    learn.fit(1)                                         # a plain fit afterwards still steps the model itself
+    # a plain fit afterwards still steps the model itself
+    learn.fit(1)
     assert learn.avg_stats.valid_stats.avg_stats[1] > 0.8
 
 
-def test_mixed_precision_gives_the_learner_back_after_an_error():
+def test_mixed_precision_gives_the_learner_back_after_an_error(learner):
     class Boom(Exception): pass
     calls = []
     def bad_loss(pred, yb):
         calls.append(1)
         if len(calls) == 3: raise Boom
         return F.cross_entropy(pred, yb)
-    learn = tiny_learner([MixedPrecision]); learn.loss_func = bad_loss
+    learn = learner([MixedPrecision]); learn.loss_func = bad_loss
     with pytest.raises(Boom): learn.fit(1)
     params = list(learn.model.parameters())
     assert all(p.dtype == torch.float32 for p in params)
@@ -212,28 +224,30 @@ def test_mixed_precision_gives_the_learner_back_after_an_error():
     assert all(not l._forward_hooks and not l._forward_pre_hooks for l in learn.model.modules())
 
 
-def test_course_calls():
-    "The course's 10c: MixedPrecision's arguments in its order, `loss_scale` read from the callback, the helpers' calls."
+def test_course_calls(learner):
+    """The course's 10c: MixedPrecision's arguments in its order, `loss_scale` read from the
+    callback, the helpers' calls."""
     static = MixedPrecision(512, False, False)             # loss_scale, flat_master, dynamic
     assert static.loss_scale == 512 and not static.scaler.dynamic
     dyn = MixedPrecision(512, False, True, 2.**24, 2., 500)
     assert dyn.loss_scale == 2.**24 and dyn.scaler.scale_wait == 500
-    learn = tiny_learner([MixedPrecision]); learn.fit(1)
+    learn = learner([MixedPrecision]); learn.fit(1)
     assert learn.cbs[-1].loss_scale == learn.mixed_precision.loss_scale < 2.**24
 
 
-def test_mixed_precision_losses_seen_by_others_are_unscaled():
-    ref = tiny_learner(opt_func=sgd_opt, lr=0.)          # lr 0: the weights never move, so losses compare exactly
+def test_mixed_precision_losses_seen_by_others_are_unscaled(learner):
+    # lr 0: the weights never move, so losses compare exactly
+    ref = learner(opt_func=sgd_opt, lr=0.)
     ref.fit(1)
-    learn = tiny_learner([lambda: MixedPrecision(max_loss_scale=2.**8)], opt_func=sgd_opt, lr=0.)
+    learn = learner([lambda: MixedPrecision(max_loss_scale=2.**8)], opt_func=sgd_opt, lr=0.)
     learn.fit(1)
     for s, t in zip(learn.avg_stats.train_stats.avg_stats, ref.avg_stats.train_stats.avg_stats):
         assert abs(s - t) < 0.02
 
 
-def test_autocast_bfloat16_on_cpu_trains_and_leaves_nothing_on():
+def test_autocast_bfloat16_on_cpu_trains_and_leaves_nothing_on(learner):
     assert autocast_dtype('cpu') == torch.bfloat16 and autocast_dtype('cuda') == torch.float16
-    learn = tiny_learner([AutocastCallback], lr=3e-2)
+    learn = learner([AutocastCallback], lr=3e-2)
     learn.fit(3)
     assert learn.autocast.half == torch.bfloat16 and not learn.autocast.scaler.is_enabled()
     assert learn.avg_stats.valid_stats.avg_stats[1] > 0.8
@@ -242,30 +256,34 @@ def test_autocast_bfloat16_on_cpu_trains_and_leaves_nothing_on():
     assert all(not l._forward_pre_hooks for l in learn.model.modules())
 
 
-def test_autocast_left_after_an_error():
+def test_autocast_left_after_an_error(learner):
     class Boom(Exception): pass
     def bad_loss(pred, yb): raise Boom
-    learn = tiny_learner([AutocastCallback]); learn.loss_func = bad_loss
+    learn = learner([AutocastCallback]); learn.loss_func = bad_loss
     with pytest.raises(Boom): learn.fit(1)
     assert not torch.is_autocast_enabled('cpu')
 
 
-def test_autocast_float16_with_gradscaler_steps_our_optimizer():
-    "The CUDA recipe's mechanics, on the CPU: float16 autocast, GradScaler stepping the course's Optimizer."
-    learn = tiny_learner([lambda: AutocastCallback(dtype=torch.float16, device_type='cpu', init_scale=2.**24)], lr=3e-2)
+def test_autocast_float16_with_gradscaler_steps_our_optimizer(learner):
+    """The CUDA recipe's mechanics, on the CPU: float16 autocast, GradScaler stepping the course's
+    Optimizer."""
+    float16 = lambda: AutocastCallback(dtype=torch.float16, device_type='cpu', init_scale=2.**24)
+    learn = learner([float16], lr=3e-2)
     before = weights(learn.model)
     learn.fit(3)
-    assert learn.autocast.scaler.is_enabled() and learn.autocast.scaler.get_scale() < 2.**24   # it overflowed, and backed off
+    # it overflowed, and backed off
+    assert learn.autocast.scaler.is_enabled() and learn.autocast.scaler.get_scale() < 2.**24
     assert any(not torch.equal(a, b) for a, b in zip(before, weights(learn.model)))
     assert learn.avg_stats.valid_stats.avg_stats[1] > 0.8
 
 
 @cuda
 @pytest.mark.parametrize('cb', [AutocastCallback, MixedPrecision])
-def test_cuda_mixed_precision_trains(cb):
-    learn = tiny_learner([cb], lr=3e-2)
+def test_cuda_mixed_precision_trains(learner, cb):
+    learn = learner([cb], lr=3e-2)
     learn.model.cuda()
     learn.fit(3)
     assert learn.avg_stats.valid_stats.avg_stats[1] > 0.8
     assert all(p.dtype == torch.float32 and p.is_cuda for p in learn.model.parameters())
-    if cb is AutocastCallback: assert learn.autocast.half == torch.float16 and learn.autocast.scaler.is_enabled()
+    if cb is AutocastCallback:
+        assert learn.autocast.half == torch.float16 and learn.autocast.scaler.is_enabled()
