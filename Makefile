@@ -21,9 +21,11 @@ run: $(STAMP)
 	$(PY) notebook2script.py --all
 	$(PY) run_notebook.py --all --jobs 2
 
-# exp/ must match the notebooks, prose must quote only numbers from the run; then the tool tests
-# and every notebook (run as `make run` runs them, two at a time: tests/test_notebooks.py).
+# Lint first (seconds), then exp/ must match the notebooks and prose must quote only numbers from
+# the run; then the tool tests and every notebook (run as `make run` runs them, two at a time:
+# tests/test_notebooks.py).
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) notebook2script.py --all --check
 	$(PY) prose_numbers.py
 	$(PY) -m pytest
@@ -40,8 +42,9 @@ lint: $(STAMP)
 prose: $(STAMP)
 	$(PY) prose_numbers.py
 
+# Every script in bench/ but the harness they share (bench/timing.py).
 bench: $(STAMP)
-	for f in bench/*.py; do $(PY) $$f || exit 1; done
+	for f in $(filter-out bench/timing.py,$(wildcard bench/*.py)); do $(PY) $$f || exit 1; done
 
 # JupyterLab is only for reading and editing the notebooks, so it is installed on first use here,
 # not by `make test`. The server starts in nbs/ with the repo root on PYTHONPATH (the editable
