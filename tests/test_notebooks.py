@@ -12,6 +12,7 @@ they must be those of one clean run (`run_notebook.py --save`).
 With no notebooks in nbs/, no test is collected.
 """
 import os
+import time
 
 import nbformat
 import pytest
@@ -29,8 +30,23 @@ def notebook_runs(request):
     chosen = [item.callspec.params['path'] for item in request.session.items
               if getattr(item, 'originalname', None) == 'test_notebook_runs_clean']
     before = {path: path.read_bytes() for path in chosen}
+    start = time.perf_counter()
     results = run_notebooks(chosen, save=False, echo=False, jobs=JOBS)
+    report_times(request.config, results, time.perf_counter() - start)
     return {path: (result, before[path]) for path, result in zip(chosen, results)}
+
+
+def report_times(config, results, wall):
+    """One line in pytest's output: each notebook's seconds, their sum, and the wall time they took
+    together (what run_notebook.SECONDS, the scheduler's estimates, should be refreshed from)."""
+    terminal = config.pluginmanager.get_plugin('terminalreporter')
+    if terminal is None or not results: return
+    each = ', '.join(f'{r.path.stem} {r.seconds:.0f}' for r in results)
+    total = sum(r.seconds for r in results)
+    capture = config.pluginmanager.get_plugin('capturemanager')  # fixtures' output is captured
+    with capture.global_and_fixture_disabled():
+        terminal.write_line(f'\nnotebook seconds: {each}; {total:.0f} s in all, '
+                            f'{wall:.0f} s of wall time ({JOBS} at a time)')
 
 
 if NOTEBOOKS:  # an empty parametrize would still collect one skipped test
