@@ -1,5 +1,6 @@
 """What the tools (notebook2script.py, run_notebook.py, prose_numbers.py, dist_launch.py, the
-bench/ scripts) and the data fetcher of notebook 00a share: files, notebooks, command lines.
+bench/ scripts) and the exported modules (00a's data fetcher, 11a's save_model) share: files,
+notebooks, command lines.
 
     atomic_open(dest, mode='wb', check=None)  # write a temp file beside dest, rename it over dest
     atomic_write(dest, data)                  # the same for a str or bytes in one go

@@ -297,10 +297,10 @@ SECONDS = {
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
 # notebooks at once change no figure: a float sum's rounding depends on the thread count, not on
 # what else the machine runs. Timings do change, hence two lists of notebooks that run alone.
-# RUN_ALONE: always, with nothing beside them: they use both cores, and a timeout or an assert on
-# a timing could trip on a shared machine. A notebook that asserts on a timing belongs here.
+# RUN_ALONE: always, with nothing beside them: they use both cores, and a timeout could trip on a
+# shared machine. (No notebook asserts on a timing: speed is printed, and measured in bench/.)
 RUN_ALONE = {
-    '11_xresnet': 'trains on 2 threads; asserts that channels_last is the faster layout',
+    '11_xresnet': 'trains on 2 threads',
     '12_distributed': 'starts 2 processes whose collectives have timeouts',
 }
 # TIMES_THINGS: alone when their outputs are saved (--save), since the printed timings are kept
@@ -324,8 +324,9 @@ def runs_alone(save):
 
 def schedule(paths, alone):
     """The order (indices into `paths`) to start notebooks in under --jobs: those named in `alone`
-    first, then the others, each group longest first. Starting with those that run alone also means
-    that on a fresh machine the data sets are fetched and built by one notebook at a time."""
+    first, then the others, each group longest first. On a fresh machine two notebooks may then
+    fetch or build the same data set at once: wasted work, not wrong, since each build is written
+    to a temporary folder and renamed into the cache whole (00a)."""
     def key(i):
         name = Path(paths[i]).stem
         return (name not in alone, -SECONDS.get(name, math.inf), i)
