@@ -27,7 +27,7 @@ WAYS = {'per image (ours)': per_image, 'whole batch (ours)': rand_affine_batch,
 
 
 def main(bs=512, size=28, rounds=5):
-    check_counts('bench/augment.py', bs=bs, size=size, rounds=rounds)
+    check_counts(bs=bs, size=size, rounds=rounds)
     torch.manual_seed(0)
     x = torch.rand(bs, 1, size, size, device=def_device)
     def speed(f): return lambda: bs / time_op(f, x, min_run_time=0.1).median

@@ -61,8 +61,8 @@ def bench_shape(shape, repeats):
 
 def main(repeats=15, threads=1):
     "`repeats` rounds in which the layers take turns; `threads` torch threads (0: torch's default)."
-    check_counts('bench/batchnorm.py', repeats=repeats)
-    n_threads = set_threads('bench/batchnorm.py', threads)
+    check_counts(repeats=repeats)
+    n_threads = set_threads(threads)
     torch.manual_seed(0)
     print(f'device {def_device}, {n_threads} torch thread(s), {repeats} rounds')
     results = {shape: bench_shape(shape, repeats) for shape in SHAPES}

@@ -116,8 +116,8 @@ def bench_shape(name, xs, ws, stride, padding, repeats):
 
 def main(repeats=15, threads=0):
     """Time each shape `repeats` times each way; `threads` torch threads (0: torch's default)."""
-    check_counts('bench/conv.py', repeats=repeats)
-    print(f'device {def_device}, {set_threads("bench/conv.py", threads)} torch thread(s)')
+    check_counts(repeats=repeats)
+    print(f'device {def_device}, {set_threads(threads)} torch thread(s)')
     ratios = {name: bench_shape(name, *args, repeats) for name, args in SHAPES.items()}
     print('conv2d/F.conv2d fwd+bwd: '
           + ', '.join(f'{r:.1f}x ({name})' for name, r in ratios.items()))

@@ -44,7 +44,7 @@ def images_per_second(make_dl, n_batches):
 
 
 def main(n_batches=100, rounds=5, bs=64):
-    check_counts('bench/datablock.py', n_batches=n_batches, rounds=rounds, bs=bs)
+    check_counts(n_batches=n_batches, rounds=rounds, bs=bs)
     makers = loaders(labeled_train(), bs)
     runs = alternate({k: images_per_second(f, n_batches) for k, f in makers.items()}, rounds)
     for name, v in runs.items(): print(f'{name:>17}: {statistics.median(v):8.0f} images/s')

@@ -81,8 +81,8 @@ def report(bs, n, times):
 
 def main(repeat=5, bs=(64, 512)):
     bs = [bs] if isinstance(bs, int) else list(bs)
-    check_counts('bench/dataloader.py', repeat=repeat)
-    for b in bs: check_counts('bench/dataloader.py', bs=b)
+    check_counts(repeat=repeat)
+    for b in bs: check_counts(bs=b)
     x_train, y_train, *_ = get_data()
     x_train = normalize(x_train, x_train.mean(), x_train.std())
     torch.manual_seed(0)

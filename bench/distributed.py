@@ -66,10 +66,9 @@ def _time_steps(steps, bs, nh, mode):
 
 
 def main(rounds=3, steps=40, bs=256, nh=1024):
-    check_counts('bench/distributed.py', rounds=rounds, steps=steps, bs=bs, nh=nh)
+    check_counts(rounds=rounds, steps=steps, bs=bs, nh=nh)
     if bs % 2:
-        raise UsageError(f"bench/distributed.py: bs must be even (it is split over 2 processes), "
-                         f"got {bs}")
+        raise UsageError(f"bs must be even (it is split over 2 processes), got {bs}")
     import distributed as this   # this file as a module: spawned processes import _time_steps
     def run(n, mode): return lambda: launch(this._time_steps, n, steps, bs, nh, mode, threads=1)
     results = alternate({name: run(*args) for name, args in RUNS.items()}, rounds)

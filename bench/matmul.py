@@ -33,7 +33,7 @@ def ladder(rows=5, repeat=3):
 
 
 def main(rows=5, repeat=3, big=1024):
-    check_counts('bench/matmul.py', rows=rows, repeat=repeat, big=big)
+    check_counts(rows=rows, repeat=repeat, big=big)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; '
           f'({rows}×784) @ (784×10), {repeat} rounds')
     times, flops = ladder(rows, repeat), 2 * rows * 784 * 10

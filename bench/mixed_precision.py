@@ -3,15 +3,15 @@ and with 10c's from-scratch `MixedPrecision` (float16), through the Learner on t
 Fashion-MNIST-shaped batches.
 
     .venv/bin/python bench/mixed_precision.py [--rounds 5] [--batches 20] [--bs 128] [--threads 0]
-        [--fp16_scratch False]
+        [--fp16_scratch]
 
 Each variant fits a freshly seeded CNN (09c's recipe: conv_layer, 07's BatchNorm, nfs [32, 64],
 Adam) for one epoch of `batches` training batches (validation: one batch), timed by the harness's
 wall clock. The variants take turns, `rounds` times after one warm-up fit each; the median seconds
 per training batch is reported for each, and each one's ratio to float32 from the same round
-(median over rounds). `--fp16_scratch` adds MixedPrecision in float16: on a CPU PyTorch has slow
-float16 kernels, so it is off by default there. The CPU's bfloat16 instructions (from
-/proc/cpuinfo) are printed first.
+(median over rounds). `--fp16_scratch` adds MixedPrecision in float16; it is off unless passed,
+since on a CPU PyTorch has slow float16 kernels: on a GPU, pass it. The CPU's bfloat16
+instructions (from /proc/cpuinfo, 01's `read_cpuinfo`) are printed first.
 The last line: autocast's time as a ratio of float32's (below 1: faster).
 """
 import statistics
@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from exp.nb_10c import (AutocastCallback, DataBunch, Dataset, Learner, MixedPrecision, adam_opt,
-                        autocast_dtype, conv_layer, def_device, get_cnn_model, get_dls, init_cnn)
+                        autocast_dtype, conv_layer, def_device, get_cnn_model, get_dls, init_cnn,
+                        read_cpuinfo)
 from nbio import run_cli
 from timing import alternate, check_counts, clock, median_ratios, set_threads
 
@@ -29,9 +30,9 @@ FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')
 
 
 def _cpu_flags():
-    try: line = next(l for l in open('/proc/cpuinfo') if l.startswith('flags'))
-    except (OSError, StopIteration): return set()
-    return set(line.split(':', 1)[1].split())
+    "The first processor's flags in /proc/cpuinfo; none where it cannot be read (not Linux)."
+    try: return set(read_cpuinfo().get('flags', '').split())
+    except OSError: return set()
 
 
 def _data(batches, bs):
@@ -55,10 +56,9 @@ def _fit_time(data, cbs):
     return run
 
 
-def main(rounds=5, batches=20, bs=128, threads=0, fp16_scratch=None):
-    check_counts('bench/mixed_precision.py', rounds=rounds, batches=batches, bs=bs)
-    n_threads = set_threads('bench/mixed_precision.py', threads)
-    if fp16_scratch is None: fp16_scratch = def_device.type == 'cuda'
+def main(rounds=5, batches=20, bs=128, threads=0, fp16_scratch=False):
+    check_counts(rounds=rounds, batches=batches, bs=bs)
+    n_threads = set_threads(threads)
     flags = _cpu_flags()
     print(f"device {def_device}, {n_threads} torch thread(s); CPU: "
           + ', '.join(f"{f} {f in flags}" for f in FLAGS)

@@ -133,8 +133,8 @@ def report(results, n_batches):
 
 def main(repeats=9, threads=1):
     """Time `repeats` epochs each way; `threads` torch threads (0 leaves torch's default)."""
-    check_counts('bench/runner_overhead.py', repeats=repeats)
-    n_threads = set_threads('bench/runner_overhead.py', threads)
+    check_counts(repeats=repeats)
+    n_threads = set_threads(threads)
     data = mnist_databunch(BS)
     n_batches = len(data.train_dl) + len(data.valid_dl)
     print(f'one MNIST epoch: {len(data.train_dl)} training batches of {BS}, '

@@ -23,16 +23,17 @@ from exp.nb_05b import check_count
 from nbio import UsageError
 
 
-def check_counts(who, **counts):
-    "Refuse any of `counts` (flag=value) that is not a whole number >= 1 (05b's `check_count`)."
-    try: check_count(who, **counts)
-    except ValueError as e: raise UsageError(str(e)) from None
+def check_counts(**counts):
+    """Refuse any of `counts` (flag=value) that is not a whole number >= 1 (05b's `check_count`);
+    the message starts at the flag, as run_cli already names the script."""
+    try: check_count('', **counts)
+    except ValueError as e: raise UsageError(str(e).removeprefix(': ')) from None
 
 
-def set_threads(who, threads):
+def set_threads(threads):
     "Use `threads` torch threads (0 keeps torch's default); returns the number in use."
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise UsageError(f"{who}: threads must be a whole number >= 0 (0: torch's default), "
+        raise UsageError("threads must be a whole number >= 0 (0: torch's default), "
                          f"got {threads!r}")
     if threads: torch.set_num_threads(threads)
     return torch.get_num_threads()
@@ -54,12 +55,6 @@ def clock():
     sync()
     t.wall, t.cpu = time.perf_counter() - wall, time.process_time() - cpu
     t.system = os.times().system - system
-
-
-def seconds(f, *args):
-    "Wall seconds of one call `f(*args)`, GPU work included (see `clock`)."
-    with clock() as t: f(*args)
-    return t.wall
 
 
 def time_op(f, *args, min_run_time=0.2, **labels):

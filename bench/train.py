@@ -24,25 +24,23 @@ from timing import check_counts, clock
 
 TFMS = {'flips': [flip_batch], 'shifts': [shifts], 'flips+shifts': [flip_batch, shifts]}
 DATASETS = {'fashion': fashion_splits, 'mnist': mnist_splits}
-WHO = 'bench/train.py'
 
 
 def _choice(name, v, options):
     if v not in options:
-        raise UsageError(f'{WHO}: {name} must be one of {", ".join(options)}, got {v!r}')
+        raise UsageError(f'{name} must be one of {", ".join(options)}, got {v!r}')
 
 def _stem(stem):
     s = str(stem)
     if len(s) != 3 or any(c not in '12' for c in s):
-        raise UsageError(f'{WHO}: stem must be three strides of 1 or 2, like 111 or 121, '
-                         f'got {stem!r}')
+        raise UsageError(f'stem must be three strides of 1 or 2, like 111 or 121, got {stem!r}')
     return tuple(int(c) for c in s)
 
 
 def main(dataset='fashion', epochs=20, width=16, stem='111', tfms='flips+shifts', bs=256, lr=1e-2,
          wd=0.05, valid_in_train=True, n_train=None, seed=0):
-    check_counts(WHO, epochs=epochs, width=width, bs=bs)
-    if n_train is not None: check_counts(WHO, n_train=n_train)
+    check_counts(epochs=epochs, width=width, bs=bs)
+    if n_train is not None: check_counts(n_train=n_train)
     _choice('dataset', dataset, DATASETS); _choice('tfms', tfms, TFMS)
     stem_strides = _stem(stem)
     splits = DATASETS[dataset]()

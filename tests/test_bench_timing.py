@@ -58,8 +58,7 @@ def test_clock_waits_for_the_gpu_when_cuda_is_in_use(monkeypatch, initialized, s
     monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: initialized)
     monkeypatch.setattr(torch.cuda, 'synchronize', lambda: calls.append('sync'))
     with timing.clock(): calls.append('work')
-    assert calls == ['sync', 'work', 'sync'] if syncs else ['work']
-    assert timing.seconds(lambda: None) >= 0 and len(calls) == 1 + 2 * syncs
+    assert calls == (['sync', 'work', 'sync'] if syncs else ['work'])
 
 
 def test_time_op_runs_on_the_threads_this_process_uses():
@@ -76,12 +75,12 @@ def test_time_op_runs_on_the_threads_this_process_uses():
 def test_set_threads_keeps_the_default_for_0_and_refuses_negatives():
     threads = torch.get_num_threads()
     try:
-        assert timing.set_threads('bench/x.py', 0) == threads
-        assert timing.set_threads('bench/x.py', 1) == 1 == torch.get_num_threads()
+        assert timing.set_threads(0) == threads
+        assert timing.set_threads(1) == 1 == torch.get_num_threads()
     finally: torch.set_num_threads(threads)
     for bad in (-1, 1.5, True):
-        with pytest.raises(UsageError, match=r'bench/x\.py: threads must be a whole number >= 0'):
-            timing.set_threads('bench/x.py', bad)
+        with pytest.raises(UsageError, match=r'^threads must be a whole number >= 0'):
+            timing.set_threads(bad)
 
 
 @pytest.mark.parametrize('script, kwargs', [
@@ -94,21 +93,22 @@ def test_set_threads_keeps_the_default_for_0_and_refuses_negatives():
     ('runner_overhead', dict(repeats=0)),
 ])
 def test_scripts_refuse_counts_below_1_naming_the_flag(script, kwargs):
+    # The message starts at the flag: run_cli's `<tool>: ` prefix already names the script.
     [flag] = kwargs
     main = importlib.import_module(script).main
-    with pytest.raises(UsageError, match=rf'bench/{script}\.py: {flag} must be a whole number'):
+    with pytest.raises(UsageError, match=rf'^{flag} must be a whole number'):
         main(**kwargs)
 
 
 @pytest.mark.parametrize('script', ['conv', 'batchnorm', 'mixed_precision', 'runner_overhead'])
 def test_scripts_refuse_a_negative_thread_count(script):
-    with pytest.raises(UsageError, match=rf'bench/{script}\.py: threads must be'):
+    with pytest.raises(UsageError, match=r'^threads must be'):
         importlib.import_module(script).main(threads=-1)
 
 
 def test_distributed_refuses_an_odd_batch():
     main = importlib.import_module('distributed').main
-    with pytest.raises(UsageError, match='bs must be even'): main(bs=3)
+    with pytest.raises(UsageError, match='^bs must be even'): main(bs=3)
 
 
 def test_matmul_ends_on_its_ratio(capsys):
@@ -119,7 +119,7 @@ def test_matmul_ends_on_its_ratio(capsys):
 
 @pytest.mark.parametrize('args, message', [
     (['--rowz', '2'], 'matmul: unknown flag --rowz: did you mean --rows?'),
-    (['--rows', '0'], 'matmul: bench/matmul.py: rows must be a whole number >= 1, got 0'),
+    (['--rows', '0'], 'matmul: rows must be a whole number >= 1, got 0'),
 ])
 def test_the_command_line_refuses_a_bad_flag_in_one_line(args, message):
     script = Path(__file__).resolve().parents[1] / 'bench' / 'matmul.py'

@@ -23,7 +23,7 @@ train = importlib.import_module('train')
     (dict(dataset='cifar'), 'dataset must be one of fashion, mnist'),
 ])
 def test_bad_arguments_are_named(kwargs, message):
-    with pytest.raises(UsageError, match=rf'bench/train\.py: {message}'): train.main(**kwargs)
+    with pytest.raises(UsageError, match=rf'^{message}'): train.main(**kwargs)
 
 def test_a_tiny_run_reports_validation_and_test_accuracy(capsys):
     train.main(dataset='mnist', epochs=1, width=8, stem='121', tfms='shifts', n_train=64,
