@@ -27,7 +27,7 @@ from nbio import HELP, UsageError, fail, run_cli, tool_name
 
 
 
-def main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
+def main(target, *, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
     launch_main(target, nprocs=nprocs, port=port, timeout=timeout, threads=threads, out=out,
                 **kwargs)
     if under_torchrun(): exit_without_teardown()  # done and saved, as `launch`'s ranks are

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
     (['train_toy', '--nproc', '2'], 'unknown flag --nproc: did you mean --nprocs?'),
     (['train_mnist', '--epochs'], '--epochs needs a value'),
     (['fit_toy_learner', '--ddp=no'], "--ddp takes no value (got 'no')"),
-    (['train_toy', 'extra', '2', '3', '4', '5', '6'], "unexpected argument '6'"),
+    # The launcher's settings are flags only: a second positional argument is not --nprocs.
+    (['train_toy', '3'], "unexpected argument '3': main takes 1 positional argument(s)"),
     ([], 'give TARGET first'),
     (['--nprocs', '2', 'train_toy'], 'give TARGET first'),
     (['no_such_fn'], "module exp.nb_12 has no function 'no_such_fn'"),
