@@ -6,15 +6,14 @@ with '_') and no module object other than the lesson modules (torch, math, nn, F
 mpl); os, sys, gzip ... are imported by each cell that uses them.
 """
 import importlib
-import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from notebook2script import LESSON_MODULES
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from notebook2script import LESSON_MODULES  # noqa: E402
 
 MODULES = sorted(p.stem for p in (ROOT / 'exp').glob('nb_*.py'))
 

@@ -9,10 +9,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
+import nbio
+from nbio import NotebookError, atomic_open, atomic_write, read_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import nbio  # noqa: E402
-from nbio import NotebookError, atomic_open, atomic_write, read_notebook  # noqa: E402
 
 
 def files(folder):
@@ -259,8 +259,7 @@ def test_kwargs_are_checked_against_the_functions_in_also():
 
 def run_script(tmp_path, body, *args):
     script = tmp_path / 'mytool.py'
-    script.write_text(f'import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom nbio import *\n{body}\n'
-                      'run_cli(main)\n')
+    script.write_text(f'from nbio import *\n{body}\nrun_cli(main)\n')
     import subprocess
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
 

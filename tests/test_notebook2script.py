@@ -8,12 +8,12 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import nbio
+import notebook2script as n2s
+from notebook2script import ExportError
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'notebook2script.py'
-sys.path.insert(0, str(ROOT))
-import nbio  # noqa: E402
-import notebook2script as n2s  # noqa: E402
-from notebook2script import ExportError  # noqa: E402
 
 
 @pytest.fixture

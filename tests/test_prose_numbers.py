@@ -8,11 +8,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+import nbio
+import prose_numbers as pn
+from nbio import ToolError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import nbio  # noqa: E402
-import prose_numbers as pn  # noqa: E402
-from nbio import ToolError  # noqa: E402
 
 
 def printed(source, text):

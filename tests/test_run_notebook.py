@@ -12,13 +12,12 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import nbio
+import run_notebook as rn
+from run_notebook import Result, format_result, run_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'run_notebook.py'
-sys.path.insert(0, str(ROOT))
-import nbio  # noqa: E402
-import run_notebook as rn  # noqa: E402
-
-from run_notebook import Result, format_result, run_notebook  # noqa: E402
 
 KERNELSPEC = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
 
