@@ -281,17 +281,17 @@ def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
 
 # ---- several at once (--jobs) -------------------------------------------------------
 
-# Seconds each notebook's test took in `make test` before --jobs (tests/test_notebooks.py, one
-# notebook at a time, on the 2-core machine of 2026-12-07 shared with other work, so longer than
-# on a quiet one; 11 hit the 1200 s cell timeout). Only their order matters: the schedule starts
-# the longest first. A notebook not listed counts as the longest.
+# Seconds each notebook took in a quiet `make test` from a clean clone (tests/test_notebooks.py,
+# two at a time as scheduled here; the test run prints this line), on the 2-core AVX2 machine of
+# 2026-12-07. Only their order matters: the schedule starts the longest first. A notebook not
+# listed counts as the longest.
 SECONDS = {
-    '00_exports': 3, '00a_data': 4, '01_matmul': 36, '02_fully_connected': 24,
-    '03_minibatch_training': 24, '04_callbacks': 11, '05_anneal': 34, '05b_early_stopping': 11,
-    '06_cnn_hooks_init': 48, '07_batchnorm': 91, '07a_lsuv': 49, '08_data_block': 91,
-    '09_optimizers': 89, '09b_learner': 37, '09c_progress_bar': 94, '10_augmentation': 82,
-    '10b_mixup_label_smoothing': 109, '10c_mixed_precision': 170, '11_xresnet': 1223,
-    '11a_transfer_learning': 490, '12_distributed': 155,
+    '00_exports': 3, '00a_data': 5, '01_matmul': 42, '02_fully_connected': 17,
+    '03_minibatch_training': 24, '04_callbacks': 11, '05_anneal': 29, '05b_early_stopping': 10,
+    '06_cnn_hooks_init': 43, '07_batchnorm': 103, '07a_lsuv': 53, '08_data_block': 122,
+    '09_optimizers': 105, '09b_learner': 46, '09c_progress_bar': 150, '10_augmentation': 67,
+    '10b_mixup_label_smoothing': 88, '10c_mixed_precision': 205, '11_xresnet': 1249,
+    '11a_transfer_learning': 177, '12_distributed': 56,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
