@@ -10,6 +10,19 @@ import operator
 
 def_device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
+def model_device(model):
+    "The device of `model`'s first parameter (or buffer); `def_device` if it has neither."
+    for t in model.parameters(): return t.device
+    for t in model.buffers(): return t.device
+    return def_device
+
+def sync(device):
+    """Wait until the work queued on `device` (a torch.device, a string or a tensor) is done:
+    `torch.cuda.synchronize` on a CUDA device, nothing on any other."""
+    if torch.is_tensor(device): device = device.device
+    device = torch.device(device)
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+
 
 def logsumexp(x):
     "log(sum(exp(x))) over the last axis, computed without overflow by factoring out the max."
@@ -208,8 +221,9 @@ from torch.utils.data import SequentialSampler, RandomSampler
 def train_epoch(model, loss_func, opt, dl):
     "One pass over `dl` in training mode: forward, backward, optimizer step, zero the gradients."
     model.train()
+    device = model_device(model)   # the data goes where the model is
     for xb, yb in dl:
-        xb, yb = xb.to(def_device), yb.to(def_device)
+        xb, yb = xb.to(device), yb.to(device)
         loss_func(model(xb), yb).backward()
         opt.step()
         opt.zero_grad()
@@ -218,9 +232,10 @@ def evaluate(model, loss_func, dl):
     "(loss, accuracy) over all of `dl` in eval mode without gradients, averaged over examples."
     model.eval()
     tot_loss, tot_acc, count = 0., 0., 0
+    device = model_device(model)
     with torch.no_grad():
         for xb, yb in dl:
-            xb, yb = xb.to(def_device), yb.to(def_device)
+            xb, yb = xb.to(device), yb.to(device)
             pred, nb = model(xb), len(xb)   # weight each batch's means by its size
             tot_loss += loss_func(pred, yb).item() * nb
             tot_acc += accuracy(pred, yb).item() * nb
@@ -250,8 +265,8 @@ def get_dls(train_ds, valid_ds, bs, **kwargs):
 # a name bound only in a branch not taken is left out).
 from exp.nb_02 import __all__ as _all_nb_02
 __all__ = _all_nb_02 + [
-    'optim', 'def_device', 'logsumexp', 'log_softmax', 'nll', 'accuracy', 'Optimizer',
-    'Dataset', 'Sampler', 'collate', 'DataLoader', 'SequentialSampler', 'RandomSampler',
-    'train_epoch', 'evaluate', 'fit', 'get_dls'
+    'optim', 'def_device', 'model_device', 'sync', 'logsumexp', 'log_softmax', 'nll',
+    'accuracy', 'Optimizer', 'Dataset', 'Sampler', 'collate', 'DataLoader', 'SequentialSampler',
+    'RandomSampler', 'train_epoch', 'evaluate', 'fit', 'get_dls'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
