@@ -3,7 +3,8 @@
 
 
 from exp.nb_07a import *
-import collections, concurrent.futures, math, mimetypes, multiprocessing, os
+import collections, concurrent.futures.process, contextlib, math, mimetypes, multiprocessing
+import os, warnings
 from pathlib import Path
 import numpy as np
 import PIL.Image
@@ -17,6 +18,14 @@ def setify(o):
     "`o` as a set: None -> empty, a set as is, a string as one element, a collection its elements."
     return o if isinstance(o, set) else set(listify(o))
 
+def _extension(e):
+    "The extension `e` in lower case with its dot ('png' -> '.png'); refused if no name ends in it."
+    ext = '.' + e.lower().removeprefix('.')
+    if len(ext) == 1 or os.path.splitext('name' + ext)[1] != ext:
+        raise ValueError(f"get_files: extension {e!r} can never match: a file's extension is what "
+                         "follows the last dot of its name, like '.png' (the dot may be left out)")
+    return ext
+
 def _get_files(folder, names, extensions):
     "Paths of the `names` in `folder` not hidden and (if `extensions`) with one of them, sorted."
     def wanted(n): return not extensions or os.path.splitext(n)[1].lower() in extensions
@@ -25,7 +34,7 @@ def _get_files(folder, names, extensions):
 
 def get_files(path, extensions=None, recurse=False, include=None):
     "Sorted files in `path` with one of `extensions`; `recurse`: sub-folders too (top: `include`)."
-    path, extensions = Path(path), {e.lower() for e in setify(extensions)}
+    path, extensions = Path(path), {_extension(e) for e in setify(extensions)}
     if not path.is_dir(): raise FileNotFoundError(f'get_files: {path} is not a folder')
     if not recurse:
         return _get_files(path, [e.name for e in os.scandir(path) if e.is_file()], extensions)
@@ -58,16 +67,41 @@ class ItemList(ListContainer):
         return [self._get(o) for o in res] if isinstance(res, list) else self._get(res)
 
 
+def from_palette(img):
+    "A palette image (mode P or PA) as the colours it shows (RGBA if it has transparency)."
+    if img.mode not in ('P', 'PA'): return img
+    return img.convert('RGBA' if img.mode == 'PA' or 'transparency' in img.info else 'RGB')
+
+def open_image(fn):
+    "The image in the file `fn`, decoded now (Pillow then closes the file); palettes as colours."
+    img = PIL.Image.open(fn)   # Pillow's error names `fn` if it cannot tell what the file holds
+    try: img.load()
+    except (OSError, SyntaxError) as e:   # a truncated or corrupt file
+        img.close()
+        raise OSError(f'cannot decode the image file {fn}: {e}') from e
+    return from_palette(img)
+
+def channels(x):
+    "The number of channels of a PIL image or an image tensor (C, H, W); None for anything else."
+    if isinstance(x, PIL.Image.Image): return len(x.getbands())
+    if torch.is_tensor(x) and x.ndim == 3: return x.shape[0]
+
+
 class ImageList(ItemList):
-    "An ItemList of image files: `get` opens one as a PIL image."
+    "An ItemList of image files: `get` opens one (`open_image`); all must give as many channels."
     @classmethod
     def from_files(cls, path, extensions=None, recurse=True, include=None, **kwargs):
         if extensions is None: extensions = image_extensions
         return cls(get_files(path, extensions, recurse, include), path, **kwargs)
-    def get(self, fn):
-        img = PIL.Image.open(fn)
-        img.load()   # decode now: Pillow then closes the file, not at garbage collection
-        return img
+    def get(self, fn): return open_image(fn)
+    def _get(self, fn):
+        x = super()._get(fn)
+        first = self.__dict__.setdefault('first_seen', (fn, channels(x)))   # this process's first
+        if channels(x) != first[1]:
+            raise ValueError(f'ImageList: {fn} gives {channels(x)} channels, but {first[0]} gave '
+                             f'{first[1]}: the images mix kinds (grey and colour, say); add '
+                             'make_rgb to tfms to give every one 3 channels')
+        return x
 
 
 class Transform():
@@ -87,7 +121,7 @@ class ResizeFixed(Transform):
 
 def to_byte_tensor(item):
     "A PIL image with 8 bits per channel as a uint8 tensor (C, H, W), channels first."
-    a = np.asarray(item)
+    a = np.asarray(from_palette(item))
     if a.dtype != np.uint8:
         raise ValueError(f'to_byte_tensor: image mode {item.mode} has {a.dtype} pixels, '
                          'not 8-bit ones; convert it first (make_rgb, or .convert("L"))')
@@ -201,70 +235,145 @@ def label_by_func(split, f, proc_x=None, proc_y=None):
                      LabeledData.label_by_func(split.valid, f, proc_x=proc_x, proc_y=proc_y))
 
 
-_WORKER = None   # in a worker process: (dataset, collate_fn), set once when it starts
+_WORKER = None   # in a worker process: (dataset, collate_fn, busy, its slot), set when it starts
 
-def _init_worker(ds, collate_fn):
+def _init_worker(ds, collate_fn, busy, n_started):
     torch.set_num_threads(1)   # the workers share the cores: one thread each
+    with n_started.get_lock(): slot, n_started.value = n_started.value, n_started.value + 1
     global _WORKER
-    _WORKER = ds, collate_fn
+    _WORKER = ds, collate_fn, busy, slot
 
-def _make_batch(idxs):
-    "The batch for the indices `idxs`, made in a worker from its dataset; packed to travel."
-    ds, collate_fn = _WORKER
-    if collate_fn is None: return _pack(ds[torch.tensor(idxs)])
-    return _pack(collate_fn([ds[i] for i in idxs]))
+def _make_batch(k, idxs):
+    "Batch `k` for the indices `idxs`, made in a worker and packed to travel; `busy` shows which."
+    ds, collate_fn, busy, slot = _WORKER
+    busy[slot] = k
+    b = _pack(_batch(ds, collate_fn, k, idxs))
+    busy[slot] = -1
+    return b
 
 def _pool(n, ds, collate_fn):
-    "`n` worker processes holding `ds` and `collate_fn` (started by fork where the system has it)."
+    """`n` worker processes holding `ds` and `collate_fn` (started by fork where the system has it),
+    and `busy`, shared with them: the batch each one is making (-1: none)."""
     has_fork = 'fork' in multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context('fork' if has_fork else None)
-    return concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
-                                                  initargs=(ds, collate_fn))
+    busy, n_started = ctx.Array('q', [-1] * n, lock=False), ctx.Value('i', 0)
+    pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                                                  initargs=(ds, collate_fn, busy, n_started))
+    return pool, busy
 
+
+def _items(idxs):
+    "The item indices `idxs` in a few words: all of them up to 4, else the first 3 and the last."
+    return 'items ' + ', '.join(map(str, idxs if len(idxs) <= 4 else [*idxs[:3], '...', idxs[-1]]))
+
+@contextlib.contextmanager
+def _noting(where):
+    "An error raised inside gets a note saying `where` (shown below its message, Python 3.11+)."
+    try: yield
+    except Exception as e:
+        if hasattr(e, 'add_note'): e.add_note(f'in a DataLoader worker: {where}')
+        raise
+
+def _batch(ds, collate_fn, k, idxs):
+    "Batch `k` for the list of indices `idxs`; an error is noted with the item, or batch, at fault."
+    if collate_fn is None:
+        with _noting(f'indexing the dataset for batch {k} ({_items(idxs)})'):
+            return ds[torch.tensor(idxs)]
+    items = []
+    for i in idxs:
+        with _noting(f'item {i} (batch {k})'): items.append(ds[i])
+    with _noting(f'collate_fn, batch {k} ({_items(idxs)})'): return collate_fn(items)
+
+
+def _tree_map(f, b, leaf=torch.is_tensor):
+    "`b` with `f` applied to each part that is a `leaf`, also inside tuples, lists and dicts."
+    if leaf(b): return f(b)
+    if type(b) in (tuple, list): return type(b)(_tree_map(f, o, leaf) for o in b)
+    if type(b) is dict: return {k: _tree_map(f, v, leaf) for k, v in b.items()}
+    return b
 
 class _AsNumpy:
     "A tensor on its way from a worker, as a NumPy array (pickled as plain bytes)."
     def __init__(self, a): self.a = a
 
+def _pack1(t):
+    try: return _AsNumpy(t.detach().cpu().numpy())
+    except TypeError: return t   # bfloat16, say
+
 def _pack(b):
     "Tensors in `b` (also in tuples, lists and dicts) as _AsNumpy; dtypes NumPy lacks stay tensors."
-    if torch.is_tensor(b):
-        try: return _AsNumpy(b.detach().cpu().numpy())
-        except TypeError: return b   # bfloat16, say
-    if type(b) in (tuple, list): return type(b)(_pack(o) for o in b)
-    if type(b) is dict: return {k: _pack(v) for k, v in b.items()}
-    return b
+    return _tree_map(_pack1, b)
 
 def _unpack(b):
     "`_pack` undone: each _AsNumpy back to a tensor sharing its memory."
-    if isinstance(b, _AsNumpy): return torch.from_numpy(b.a)
-    if type(b) in (tuple, list): return type(b)(_unpack(o) for o in b)
-    if type(b) is dict: return {k: _unpack(v) for k, v in b.items()}
-    return b
+    return _tree_map(lambda o: torch.from_numpy(o.a), b, leaf=lambda o: isinstance(o, _AsNumpy))
 
+
+def _result(pending, busy):
+    "The first of the `pending` (k, idxs, future) batches; if a worker died, which batch it made."
+    k, idxs, future = pending.popleft()
+    try: return _unpack(future.result())
+    except concurrent.futures.process.BrokenProcessPool as e:
+        asked = {k: idxs, **{j: ix for j, ix, _ in pending}}
+        made = [f'batch {j} ({_items(asked[j])})' for j in sorted(busy) if j in asked]
+        raise concurrent.futures.process.BrokenProcessPool(
+            'DataLoader: a worker process died (killed, out of memory, or crashed outside Python) '
+            f"while making {' or '.join(made) or 'no batch'} of this pass") from e
 
 def _parallel_batches(ds, collate_fn, batch_sampler, n_workers):
     "Yield the batches for `batch_sampler`'s index lists, in order, made by `n_workers` processes."
-    pool, pending = _pool(n_workers, ds, collate_fn), collections.deque()
+    (pool, busy), pending = _pool(n_workers, ds, collate_fn), collections.deque()
     try:
-        for idxs in batch_sampler:
-            pending.append(pool.submit(_make_batch, torch.as_tensor(idxs).tolist()))
-            if len(pending) > 2 * n_workers: yield _unpack(pending.popleft().result())
-        while pending: yield _unpack(pending.popleft().result())
+        for k, idxs in enumerate(batch_sampler):
+            idxs = torch.as_tensor(idxs).tolist()
+            pending.append((k, idxs, pool.submit(_make_batch, k, idxs)))
+            if len(pending) > 2 * n_workers: yield _result(pending, busy)
+        while pending: yield _result(pending, busy)
     finally: pool.shutdown(wait=True, cancel_futures=True)
 
+
+WORKERS_PER_CPU = 4
+
+def usable_cpus():
+    "How many CPUs this process may run on (its affinity mask where the system has one)."
+    if hasattr(os, 'sched_getaffinity'): return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+def check_num_workers(n):
+    "Refuse an `n` that is no whole number from 0 to WORKERS_PER_CPU per CPU; warn above 1 per CPU."
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f'DataLoader: num_workers must be an integer >= 0, got {n!r}')
+    cpus = usable_cpus()
+    cap = WORKERS_PER_CPU * cpus
+    if n > cap:
+        raise ValueError(f'DataLoader: num_workers={n} is too many for the {cpus} CPUs this '
+                         f'process can use (at most {cap}, {WORKERS_PER_CPU} per CPU): each '
+                         'worker is a whole process')
+    if n > cpus:
+        warnings.warn(f'DataLoader: num_workers={n} is more than the {cpus} CPUs this process can '
+                      'use; the workers will take turns on them', stacklevel=3)
+
+
+def _pinned(batches):
+    "`batches`, each with its tensors in page-locked memory."
+    with contextlib.closing(batches):
+        for b in batches: yield _tree_map(lambda t: t.pin_memory(), b)
+
 class DataLoader(DataLoader):
-    "03's DataLoader plus `num_workers`: that many processes make the batches, in the same order."
+    """03's DataLoader plus `num_workers`: that many processes make the batches, in the same order;
+    and `pin_memory`: batches in page-locked memory when CUDA is there."""
     def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False,
-                 *, num_workers=0, **kwargs):
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError('DataLoader: num_workers must be an integer >= 0, '
-                             f'got {num_workers!r}')
+                 *, num_workers=0, pin_memory=False, **kwargs):
+        check_num_workers(num_workers)
+        if not isinstance(pin_memory, bool):
+            raise ValueError(f'DataLoader: pin_memory must be True or False, got {pin_memory!r}')
         super().__init__(ds, bs, shuffle, sampler, collate_fn, drop_last, **kwargs)
-        self.num_workers = num_workers
+        self.num_workers, self.pin_memory = num_workers, pin_memory
     def __iter__(self):
-        if self.num_workers == 0: return super().__iter__()
-        return _parallel_batches(self.ds, self.collate_fn, self.batch_sampler, self.num_workers)
+        if self.num_workers == 0: batches = super().__iter__()
+        else: batches = _parallel_batches(self.ds, self.collate_fn, self.batch_sampler,
+                                          self.num_workers)
+        return _pinned(batches) if self.pin_memory and torch.cuda.is_available() else batches
 
 
 def collate(b):
@@ -310,6 +419,7 @@ def show_batch(x, c=4, r=None, figsize=None, labels=None):
 
 def normalize_chan(x, mean, std):
     "(x - mean) / std per channel of the image batch `x` (N, C, H, W); `mean`, `std` have C values."
+    mean, std = mean.to(x.device), std.to(x.device)   # no copy when they are there already
     return (x - mean[..., None, None]) / std[..., None, None]
 
 def channel_stats(dl, n_batches=10):
@@ -353,7 +463,7 @@ def get_batch(dl, run):
 def model_summary(run, learn, data, find_all=False):
     "Print each layer of `learn.model` (all linear/conv ones if `find_all`) and its output's shape."
     xb, _ = get_batch(data.valid_dl, run)
-    xb = xb.to(next(learn.model.parameters()).device)   # the model may not be on the device yet
+    xb = xb.to(model_device(learn.model))   # the model may not be on the device yet
     mods = find_modules(learn.model, is_lin_layer) if find_all else learn.model.children()
     training, _ = learn.model.training, learn.model.eval()   # eval: BatchNorm's statistics stay
     def show(hook, mod, inp, out): print(f'{mod}\n  -> {tuple(out.shape)}\n')
@@ -367,9 +477,10 @@ def model_summary(run, learn, data, find_all=False):
 from exp.nb_07a import __all__ as _all_nb_07a
 __all__ = _all_nb_07a + [
     'math', 'Path', 'plt', 'image_extensions', 'setify', 'get_files', 'compose', 'ItemList',
-    'ImageList', 'Transform', 'make_rgb', 'ResizeFixed', 'to_byte_tensor', 'to_float_tensor',
-    'grandparent_splitter', 'split_by_func', 'SplitData', 'uniqueify', 'Processor',
-    'CategoryProcessor', 'parent_labeler', 'LabeledData', 'label_by_func', 'DataLoader',
+    'from_palette', 'open_image', 'channels', 'ImageList', 'Transform', 'make_rgb',
+    'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'grandparent_splitter', 'split_by_func',
+    'SplitData', 'uniqueify', 'Processor', 'CategoryProcessor', 'parent_labeler', 'LabeledData',
+    'label_by_func', 'WORKERS_PER_CPU', 'usable_cpus', 'check_num_workers', 'DataLoader',
     'collate', 'DataBunch', 'databunchify', 'show_image', 'show_batch', 'normalize_chan',
     'channel_stats', 'prev_pow_2', 'get_cnn_layers', 'get_cnn_model', 'get_learn_run',
     'get_batch', 'model_summary'

@@ -2,6 +2,9 @@
 batches as without), and the model helpers. Small stand-in data: 00a's image folder built from a
 few random images (conftest.py), never from the real Fashion-MNIST."""
 import multiprocessing
+import os
+import re
+import signal
 from pathlib import Path
 
 import matplotlib
@@ -144,7 +147,8 @@ def all_batches(dl, seed=3):
 
 
 @pytest.mark.parametrize('workers', [1, 2, 3])
-def test_workers_give_the_same_batches_shuffled(workers):
+def test_workers_give_the_same_batches_shuffled(workers, monkeypatch):
+    monkeypatch.setattr(nb_08, 'usable_cpus', lambda: 3)   # no warning about 3 workers on 2 CPUs
     ds = Squares(103)
     serial = all_batches(DataLoader(ds, 8, shuffle=True, collate_fn=collate))
     par = all_batches(DataLoader(ds, 8, shuffle=True, collate_fn=collate, num_workers=workers))
@@ -278,3 +282,151 @@ def test_workers_with_a_custom_collate():
     serial, par = all_batches(dl(0)), all_batches(dl(2))
     assert all(torch.equal(s['x'], p['x']) and torch.equal(s['y'], p['y'])
                for s, p in zip(serial, par))
+
+
+# --- devices, pinned memory, worker limits -------------------------------------------------------
+
+def test_normalize_chan_statistics_follow_the_batch_device():
+    "CPU statistics applied to a batch elsewhere (here PyTorch's data-less `meta` device)."
+    x = torch.empty(4, 3, 5, 5, device='meta')
+    out = normalize_chan(x, torch.rand(3), torch.rand(3) + 1)
+    assert out.device.type == 'meta' and out.shape == x.shape
+
+
+def fake_cuda(monkeypatch):
+    "Pretend CUDA is there: pinning only records which tensors it was asked to pin."
+    pinned = []
+    def pin_memory(t):
+        pinned.append(t)
+        return t
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.Tensor, 'pin_memory', pin_memory)
+    return pinned
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_pin_memory_pins_every_tensor_when_cuda_is_there(monkeypatch, workers):
+    dl = DataLoader(Squares(20), 8, collate_fn=dict_collate, num_workers=workers, pin_memory=True)
+    pinned = fake_cuda(monkeypatch)
+    batches = list(dl)
+    assert len(batches) == 3 and len(pinned) == 6
+    assert all(any(p is b[k] for p in pinned) for b in batches for k in 'xy')
+
+
+def test_pin_memory_without_cuda_changes_nothing(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    dl = DataLoader(Squares(20), 8, collate_fn=collate, pin_memory=True)
+    assert [y.tolist() for _, y in dl] == [list(range(8)), list(range(8, 16)), list(range(16, 20))]
+    with pytest.raises(ValueError, match='pin_memory must be True or False'):
+        DataLoader(Squares(4), 2, pin_memory='yes')
+
+
+def test_num_workers_bounded_by_the_cpus(monkeypatch):
+    monkeypatch.setattr(nb_08, 'usable_cpus', lambda: 2)
+    with pytest.raises(ValueError, match=r'num_workers=1000000 .* 2 CPUs .*at most 8'):
+        DataLoader(Squares(4), 2, num_workers=10**6)
+    with pytest.warns(UserWarning, match='num_workers=3 is more than the 2 CPUs'):
+        DataLoader(Squares(4), 2, num_workers=3)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        DataLoader(Squares(4), 2, num_workers=2)
+
+
+# --- image files that are unusual or broken ------------------------------------------------------
+
+def save_png(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def test_palette_pngs_give_their_colours(tmp_path):
+    img = PIL.Image.new('P', (3, 2))
+    img.putpalette([250, 0, 0, 0, 0, 240] + [0] * 762)
+    img.putpixel((1, 0), 1)
+    save_png(tmp_path / 'p.png', img)
+    il = ImageList.from_files(tmp_path, tfms=[to_byte_tensor])
+    x = il[0]
+    assert x.shape == (3, 2, 3)
+    assert x[:, 0, 0].tolist() == [250, 0, 0] and x[:, 0, 1].tolist() == [0, 0, 240]
+    assert torch.equal(to_byte_tensor(img), x)   # a palette image given directly, too
+
+
+def test_extensions_without_a_dot_and_impossible_ones(tmp_path):
+    for n in ('a.png', 'b.PNG', 'c.jpg', 'd.tar.gz'): (tmp_path / n).write_bytes(b'')
+    names = lambda fs: [f.name for f in fs]
+    assert names(get_files(tmp_path, 'png')) == ['a.png', 'b.PNG']
+    assert names(get_files(tmp_path, ['PNG', '.jpg'])) == ['a.png', 'b.PNG', 'c.jpg']
+    for bad in ('.tar.gz', '*.png', ''):
+        with pytest.raises(ValueError, match=re.escape(f"extension {bad!r} can never match")):
+            get_files(tmp_path, bad)
+
+
+def grey_png(path, seed=0):
+    "A PNG of random grey pixels (random, so that its compressed data is long enough to cut)."
+    pixels = np.random.default_rng(seed).integers(0, 256, (16, 16), dtype=np.uint8)
+    return save_png(path, PIL.Image.fromarray(pixels))
+
+
+def rgb_png(path):
+    return save_png(path, PIL.Image.fromarray(np.zeros((16, 16, 3), np.uint8)))
+
+
+def test_a_truncated_png_is_named(tmp_path):
+    for i in range(8): grey_png(tmp_path / f'{i}.png', i)
+    bad = tmp_path / '5.png'
+    bad.write_bytes(bad.read_bytes()[:120])
+    il = ImageList.from_files(tmp_path, tfms=[to_byte_tensor])
+    with pytest.raises(OSError, match=r'5\.png.*truncated'):
+        il[5]
+    ds = LabeledData(il, ItemList(list(range(8))))
+    with pytest.raises(OSError, match=r'5\.png.*truncated') as e:
+        list(DataLoader(ds, 2, collate_fn=collate, num_workers=2))
+    assert 'item 5 (batch 2)' in ' '.join(getattr(e.value, '__notes__', []))
+
+
+def test_grey_and_rgb_mixed_are_named(tmp_path):
+    grey, rgb = grey_png(tmp_path / 'a.png'), rgb_png(tmp_path / 'b.png')
+    il = ImageList.from_files(tmp_path, tfms=[to_byte_tensor])
+    il[0]
+    with pytest.raises(ValueError, match=r'b\.png .*3 channels.*a\.png .*1.*make_rgb'):
+        il[1]
+    il = ImageList.from_files(tmp_path, tfms=[to_byte_tensor])
+    ds = LabeledData(il, ItemList([0, 1]))
+    with pytest.raises(ValueError, match=r'(a|b)\.png .*channels.*(a|b)\.png'):
+        list(DataLoader(ds, 2, collate_fn=collate, num_workers=1))
+    il = ImageList.from_files(tmp_path, tfms=[make_rgb, to_byte_tensor])
+    assert il[0].shape == il[1].shape == (3, 16, 16)
+    assert grey.exists() and rgb.exists()
+
+
+# --- errors inside worker processes --------------------------------------------------------------
+
+def test_a_worker_error_names_the_item_and_batch():
+    with pytest.raises(KeyError) as e:
+        list(DataLoader(Squares(64, bad=[37]), 8, collate_fn=collate, num_workers=2))
+    assert 'item 37 (batch 4)' in ' '.join(e.value.__notes__)
+    def bad_collate(items): raise TypeError('cannot collate these')
+    with pytest.raises(TypeError, match='cannot collate') as e:
+        list(DataLoader(Squares(64), 8, collate_fn=bad_collate, num_workers=2))
+    assert 'collate_fn, batch 0 (items 0, 1, 2, ..., 7)' in ' '.join(e.value.__notes__)
+    assert multiprocessing.active_children() == []
+
+
+class DiesAt(Squares):
+    "Squares whose item `die` kills the worker process that fetches it (never the main process)."
+    def __init__(self, n, die):
+        super().__init__(n)
+        self.die, self.main = die, os.getpid()
+    def __getitem__(self, i):
+        if i == self.die and os.getpid() != self.main: os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_a_worker_that_dies_is_named_with_its_batch(workers):
+    from concurrent.futures.process import BrokenProcessPool
+    with pytest.raises(BrokenProcessPool, match=r'worker process died.*batch 4\b'):
+        list(DataLoader(DiesAt(64, 37), 8, collate_fn=collate, num_workers=workers))
+    assert multiprocessing.active_children() == []
