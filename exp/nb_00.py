@@ -10,6 +10,14 @@ def test(a, b, cmp, cname=None):
     assert cmp(a, b), f"{cname}:\n{a}\n{b}"
 
 
+def _values_on_cpu(a, b):
+    "`a` and `b`, each tensor copied to the CPU, so that values compare wherever they live."
+    devices = [t.device for t in (a, b) if isinstance(t, torch.Tensor)]
+    if any(d.type == 'meta' for d in devices):
+        raise ValueError(f"cannot compare values on devices {' and '.join(map(str, devices))}: "
+                         "a tensor on the meta device has none")
+    return [t.cpu() if isinstance(t, torch.Tensor) else t for t in (a, b)]
+
 def equals(a, b):
     "Exact equality that also works for tensors, where `==` is elementwise."
     if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
@@ -22,6 +30,7 @@ def equals(a, b):
         return len(a) == len(b) and all(equals(x, y) for x, y in zip(a, b))
     if hasattr(a, 'shape') and hasattr(b, 'shape') and tuple(a.shape) != tuple(b.shape):
         return False
+    a, b = _values_on_cpu(a, b)
     res = a == b
     return bool(res.all()) if hasattr(res, 'all') else bool(res)
 
@@ -38,6 +47,7 @@ def near(a, b, rtol=1e-3, atol=1e-5):
     "True when `a` and `b` have the same shape and all elements agree within tolerance."
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape: return False
+    a, b = _values_on_cpu(a, b)
     if a.dtype != b.dtype: a, b = a.double(), b.double()
     return torch.allclose(a, b, rtol=rtol, atol=atol)
 

@@ -65,3 +65,40 @@ def test_pytest_collects_none_of_them_from_a_star_import(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     collected = [l for l in out.stdout.splitlines() if '::' in l]
     assert len(collected) == 1 and collected[0].endswith('test_star.py::test_only_this'), collected
+
+
+class OtherDevice(torch.Tensor):
+    """A CPU tensor that acts as if it lived on a GPU: an operation that mixes it with a plain CPU
+    tensor of one or more dimensions raises, as PyTorch does across devices; `.cpu()` copies it
+    back as a plain tensor."""
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+        if any(type(t) is torch.Tensor and t.ndim > 0 for t in tensors):
+            raise RuntimeError('Expected all tensors to be on the same device, but found at least '
+                               'two devices, cuda:0 and cpu!')
+        with torch._C.DisableTorchFunctionSubclass():
+            if func is torch.Tensor.cpu: return args[0].as_subclass(torch.Tensor).clone()
+            return func(*args, **kwargs)
+
+
+def on_other_device(t): return t.clone().as_subclass(OtherDevice)
+
+
+def test_values_compare_across_devices():
+    a = torch.tensor([1., 2.])
+    with pytest.raises(RuntimeError, match='same device'): on_other_device(a) == a
+    test_eq(on_other_device(a), a); test_eq(a, on_other_device(a))
+    test_ne(on_other_device(a), a + 1)
+    test_near(on_other_device(a), a + 1e-5); test_near(a, on_other_device(a))
+    assert not near(on_other_device(a), a + 1)
+    test_eq([on_other_device(a)], (a,))
+    with pytest.raises(AssertionError, match='near'): test_near(on_other_device(a), a * 2)
+
+
+@pytest.mark.parametrize('check', [test_eq, test_near])
+def test_a_meta_tensor_is_refused_naming_both_devices(check):
+    with pytest.raises(ValueError, match='cannot compare values on devices meta and cpu: a tensor '
+                                         'on the meta device has none'):
+        check(torch.ones(2, device='meta'), torch.ones(2))
