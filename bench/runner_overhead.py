@@ -6,11 +6,11 @@ Both sides start from the same initial weights, see the same batches in the same
 from the same DataLoader, use the same SGD optimizer, and do the same work: move each batch to
 `def_device`, forward, loss, a NaN/inf check on the loss, batch-size-weighted totals of loss and
 accuracy kept as tensors, backward, step, zero_grad, then validation under no_grad. The NaN check
-reads the losses as TerminateOnNaNCallback does: each one on the CPU, in groups of `gpu_every`
-(and what is left at the end of each pass) on a GPU, so neither side waits for the GPU every
-batch. The Runner does it through TrainEvalCallback, AvgStatsCallback([accuracy]) and
-TerminateOnNaNCallback, so the difference is the cost of the callback machinery. A "bare" loop
-(no check, no stats) is timed too, to show what the stats themselves cost.
+reads each loss before its step, as TerminateOnNaNCallback does on every device (on a GPU, both
+sides wait for it once per batch). The Runner does it through TrainEvalCallback,
+AvgStatsCallback([accuracy]) and TerminateOnNaNCallback, so the difference is the cost of the
+callback machinery. A "bare" loop (no check, no stats) is timed too, to show what the stats
+themselves cost.
 
 The three take turns, `repeats` times, each epoch timed by the harness's `clock`, and the median
 of the per-repeat ratios is reported (goal: at most 3% overhead), by the wall clock and by this
@@ -37,34 +37,22 @@ from timing import alternate, check_counts, clock, median_ratio, set_threads
 BS, LR, SEED, SHUFFLE_SEED = 64, 0.1, 42, 1
 
 
-def check_finite(losses):
-    "Raise if any of `losses` (tensors) is NaN or infinite: one read of the device for the lot."
-    if losses and not torch.isfinite(torch.stack(losses)).all().item():
-        raise FloatingPointError('loss is not finite')
-    losses.clear()
-
-
-def check_loss(loss, unread, nan_every):
-    "The NaN check of one batch: at once on the CPU, in groups of `nan_every` on a GPU."
-    if nan_every == 1:
-        if not math.isfinite(loss.item()): raise FloatingPointError('loss is not finite')
-        return
-    unread.append(loss.detach())
-    if len(unread) >= nan_every: check_finite(unread)
+def check_loss(loss):
+    "The NaN check of one batch, as TerminateOnNaNCallback's: read the loss before the step."
+    if not math.isfinite(loss.item()): raise FloatingPointError('loss is not finite')
 
 
 def plain_pass(model, opt, loss_func, dl, train, stats):
     "One pass over `dl` written out by hand; returns [loss, accuracy] (None when not `stats`)."
-    nan_every = 1 if def_device.type == 'cpu' else TerminateOnNaNCallback.gpu_every
     model.train(train)
-    tot_loss, tot_acc, count, unread = None, None, 0, []
+    tot_loss, tot_acc, count = None, None, 0
     with torch.set_grad_enabled(train):
         for xb, yb in dl:
             xb, yb = xb.to(def_device), yb.to(def_device)
             pred = model(xb)
             loss = loss_func(pred, yb)
             if stats:
-                check_loss(loss, unread, nan_every)
+                check_loss(loss)
                 bn = xb.shape[0]
                 tot_loss = add_weighted(tot_loss, loss, bn)
                 tot_acc = add_weighted(tot_acc, accuracy(pred, yb), bn)
@@ -74,7 +62,6 @@ def plain_pass(model, opt, loss_func, dl, train, stats):
                 opt.step()
                 opt.zero_grad()
     if not stats: return None
-    check_finite(unread)
     return [tot_loss.item() / count, tot_acc.item() / count]
 
 

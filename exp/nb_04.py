@@ -109,41 +109,16 @@ class TrainEvalCallback(Callback):
 
 
 class TerminateOnNaNCallback(Callback):
-    "Stops fitting, naming the epoch and batch of the first loss that is NaN or infinite."
+    """Stops fitting at the first loss that is NaN or infinite, before its backward pass and step,
+    naming the epoch and batch. Every loss is read: on a GPU, one wait per batch."""
     name = 'terminate_on_nan'   # camel2snake would split 'NaN' into 'na_n'
-    gpu_every = 50              # default `every` when the loss is on a GPU
-    def __init__(self, every=None):
-        not_count = isinstance(every, bool) or not isinstance(every, int) or every < 1
-        if every is not None and not_count:
-            raise ValueError(f"TerminateOnNaNCallback(every={every!r}): every must be a "
-                             "whole number of batches, at least 1")
-        self.every,self._losses,self._where = every,[],[]
-    def begin_fit(self): self._losses,self._where = [],[]
     def after_loss(self):
-        r = self.run
-        every = self.every or (1 if r.loss.is_cpu else self.gpu_every)
-        if every == 1 and math.isfinite(r.loss.item()): return   # the usual case on a CPU: cheap
-        self._losses.append(r.loss.detach())
-        self._where.append((r.epoch, r.in_train, r.iter, r.iters))
-        if len(self._losses) >= every: self._check()
-    def begin_validate(self): self._check()   # no training batch goes unchecked into validation
-    def after_epoch(self): self._check()
-    def _check(self):
-        "Read the losses kept so far (one wait for the GPU); raise at the first that isn't finite."
-        losses,where,n = self._losses,self._where,len(self._losses)
-        self._losses,self._where = [],[]
-        if n == 0: return
-        if n == 1: finite = [math.isfinite(losses[0].item())]
-        else: finite = torch.isfinite(torch.stack(losses)).tolist()
-        if all(finite): return
-        i = finite.index(False)
-        epoch,in_train,batch,iters = where[i]
-        when = ("stopped before this batch's step" if n == 1 else
-                f"found {n-1-i} batch(es) later, when {n} losses were read at once: "
-                "the steps since may have spoiled the weights")
-        kind = 'training' if in_train else 'validation'
-        raise FloatingPointError(f"loss is {losses[i].item()} in epoch {epoch}, {kind} batch "
-                                 f"{batch} (0-based; {iters} batches per pass): {when}. "
+        loss = self.loss.item()   # on a GPU the CPU waits here for this batch's forward pass
+        if math.isfinite(loss): return
+        kind,then = (('training', 'stopped before its backward pass and step') if self.in_train
+                     else ('validation', 'stopped there'))
+        raise FloatingPointError(f"loss is {loss} in epoch {self.epoch}, {kind} batch {self.iter} "
+                                 f"(0-based; {self.iters} batches per pass): {then}. "
                                  "Is the learning rate too high?")
 
 
@@ -279,7 +254,8 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
     """The training loop. At each event it calls the callbacks, in `_order`; see the table above for
     what True does."""
     def one_batch(self, xb, yb):
-        self.xb,self.yb = xb.to(def_device),yb.to(def_device)   # the one place batches move there
+        device = model_device(self.model)   # the data goes where the model is, now
+        self.xb,self.yb = xb.to(device),yb.to(device)   # the one place batches move
         if self('begin_batch'): return
         self.pred = self.model(self.xb)
         if self('after_pred'): return

@@ -120,18 +120,18 @@ def mnist_resize(x):
 
 
 class DeviceCallback(Callback):
-    """Puts the model on `device` (default `def_device`) when fitting starts, and each batch there
-    before it is used."""
+    """Moves the model to `device` (default `def_device`) when fitting starts; the Runner then
+    sends every batch where the model is."""
+    _order = -100   # first, so every other callback's begin_fit sees the model where it will train
     def __init__(self, device=None):
         self.device = torch.device(def_device if device is None else device)
     def begin_fit(self): self.model.to(self.device)
-    def begin_batch(self): self.run.xb,self.run.yb = self.xb.to(self.device),self.yb.to(self.device)
 
 CudaCallback = DeviceCallback   # the course's name; here it moves to whichever device was picked
 
 
 class BatchTransformXCallback(Callback):
-    "Applies `tfm` to each batch's inputs before the model sees them (after DeviceCallback)."
+    "Applies `tfm` to each batch's inputs, on the model's device, before the model sees them."
     _order = 2
     def __init__(self, tfm): self.tfm = tfm
     def begin_batch(self): self.run.xb = self.tfm(self.xb)

@@ -576,48 +576,63 @@ def test_databunch_without_a_dataset_says_so():
         DataBunch([1], [2], c=2).train_ds
 
 
-# --- the NaN guard without a sync per batch ------------------------------------------------------
+# --- the NaN guard: the same on every device ---------------------------------------------------
 
-def nan_loss_at(call_no):
-    "A cross-entropy loss that is NaN at its `call_no`-th call (1-based) and fine otherwise."
+class GpuLikeLoss(torch.Tensor):
+    """A CPU tensor that says it is not on the CPU, as a loss on a GPU does: a guard that treats
+    the two differently takes its GPU path here."""
+    is_cpu = property(lambda self: False)
+    is_cuda = property(lambda self: True)
+    # results of operations on it are plain tensors, and a read (.item) is one call, as usual
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+
+def nan_loss_at(call_no, gpu_like=False):
+    """A cross-entropy loss that is NaN at its `call_no`-th call (1-based) and fine otherwise;
+    `gpu_like`: returned as a GpuLikeLoss."""
     calls = []
     def loss_func(pred, yb):
         calls.append(1)
         loss = F.cross_entropy(pred, yb)
-        return loss * float('nan') if len(calls) == call_no else loss
+        if len(calls) == call_no: loss = loss * float('nan')
+        return loss.as_subclass(GpuLikeLoss) if gpu_like else loss
     return loss_func
 
 
-def test_nan_guard_with_every_names_the_batch_and_reads_in_groups():
-    # 6 training batches per epoch; loss call 2 is training batch 1, read with the others at batch 3
-    data = make_data(n_train=12)
-    learn = make_learner(data, loss_func=nan_loss_at(2))
-    run = Runner(cbs=[TerminateOnNaNCallback(every=4), EventLog()])
-    with pytest.raises(FloatingPointError) as info:
-        run.fit(2, learn)
-    msg = str(info.value)
-    assert 'loss is nan in epoch 0, training batch 1 (0-based; 6 batches per pass)' in msg
-    assert 'found 2 batch(es) later, when 4 losses were read at once' in msg
-    # batches 0-2 stepped; stopped in batch 3's after_loss
+class KeepState(Callback):
+    "Copies the weights and the optimizer's state at the start of each training batch."
+    def begin_batch(self):
+        if self.in_train: self.state = copy.deepcopy((params(self.model), self.opt.state_dict()))
+
+
+def learner_with_momentum(data, loss_func):
+    """make_learner's model with SGD that has momentum and weight decay: a step taken with a NaN
+    loss would change the weights and the momentum even if the gradients were zeroed."""
+    learn = make_learner(data, loss_func=loss_func)
+    learn.opt = torch.optim.SGD(learn.model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    return learn
+
+
+@pytest.mark.parametrize('gpu_like', [False, True], ids=['cpu', 'gpu-like'])
+def test_nan_guard_takes_no_step_with_a_nan_loss_on_any_device(gpu_like):
+    # 6 training batches per epoch; loss call 4 is training batch 3
+    learn = learner_with_momentum(make_data(n_train=12), nan_loss_at(4, gpu_like))
+    run = Runner(cbs=KeepState())
+    with pytest.raises(FloatingPointError) as info: run.fit(2, learn)
+    assert str(info.value).startswith('loss is nan in epoch 0, training batch 3 (0-based; '
+                                      '6 batches per pass): stopped before its backward pass')
     assert run.n_iter == 3 and run.iter == 3
-    # the price of reading late
-    assert not all(torch.isfinite(p).all() for p in learn.model.parameters())
+    weights, opt_state = run.keep_state.state          # as training batch 3 began
+    assert_params_equal(params(learn.model), weights)
+    momenta = [s['momentum_buffer'] for s in learn.opt.state_dict()['state'].values()]
+    assert_params_equal(momenta, [s['momentum_buffer'] for s in opt_state['state'].values()])
 
 
-def test_nan_guard_reads_left_over_losses_before_validation_and_at_epoch_end():
-    # 3 training batches, every=10: the NaN in training batch 2 is read at begin_validate
-    data = make_data()
-    run = Runner(cbs=[TerminateOnNaNCallback(every=10), EventLog()])
-    where = r'epoch 0, training batch 2 \(0-based; 3 batches per pass\): found 0'
-    with pytest.raises(FloatingPointError, match=where):
-        run.fit(2, make_learner(data, loss_func=nan_loss_at(3)))
-    assert run.event_log.events[-2:] == ['begin_validate', 'after_fit']
-    # a NaN in validation batch 0 (loss call 4) is read at after_epoch
-    run = Runner(cbs=[TerminateOnNaNCallback(every=10), EventLog()])
-    where = r'epoch 0, validation batch 0 \(0-based; 2 batches per pass\): found 1'
-    with pytest.raises(FloatingPointError, match=where):
-        run.fit(2, make_learner(data, loss_func=nan_loss_at(4)))
-    assert run.event_log.events[-2:] == ['after_epoch', 'after_fit']
+def test_nan_guard_names_a_validation_batch():
+    # 3 training and 2 validation batches; loss call 5 is validation batch 1 of epoch 0
+    with pytest.raises(FloatingPointError, match=r'^loss is nan in epoch 0, validation batch 1 '
+                       r'\(0-based; 2 batches per pass\)'):
+        Runner().fit(2, make_learner(make_data(), loss_func=nan_loss_at(5, gpu_like=True)))
 
 
 def count_reads(monkeypatch):
@@ -633,35 +648,16 @@ def count_reads(monkeypatch):
     return reads
 
 
-def test_nan_guard_reads_once_per_group_not_once_per_batch(monkeypatch):
-    data = make_data(n_train=12)                       # 6 training + 2 validation batches per epoch
-    learn = make_learner(data)
+@pytest.mark.parametrize('gpu_like', [False, True], ids=['cpu', 'gpu-like'])
+def test_nan_guard_reads_each_loss_once_on_any_device(monkeypatch, gpu_like):
+    learn = make_learner(make_data(n_train=12), loss_func=nan_loss_at(0, gpu_like))
     reads = count_reads(monkeypatch)
-    Runner(cbs=TerminateOnNaNCallback(every=4)).fit(2, learn)
-    # per epoch: batches 0-3 read at once, 4-5 at begin_validate, the 2 validation losses at
-    # after_epoch
-    assert len(reads) == 2 * 3
-    reads.clear()
-    Runner().fit(2, learn)                             # the default on the CPU: one read per batch
+    Runner().fit(2, learn)                             # 6 training + 2 validation batches an epoch
     assert len(reads) == 2 * 8
 
 
-@pytest.mark.parametrize('every', [0, -1, 1.5, True, '4'])
-def test_nan_guard_every_is_validated(every):
-    refused = r'TerminateOnNaNCallback\(every=.*\): every must be a whole number'
-    with pytest.raises(ValueError, match=refused):
-        TerminateOnNaNCallback(every=every)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
-def test_nan_guard_default_on_gpu_reads_in_groups(monkeypatch):
-    data = make_data(n_train=120, bs=2)                # 60 training batches
-    learn = make_learner(data)
-    reads = count_reads(monkeypatch)
-    Runner().fit(1, learn)
-    every = TerminateOnNaNCallback.gpu_every
-    # groups, the rest at begin_validate, validation
-    assert len(reads) == 60 // every + (60 % every > 0) + 1
+def test_nan_guard_takes_no_arguments():
+    with pytest.raises(TypeError): TerminateOnNaNCallback(every=50)
 
 
 # --- names the course's code relies on -----------------------------------------------------------
