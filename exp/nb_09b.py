@@ -15,6 +15,8 @@ class Learner(Runner):
     training (05b's Runner)."""
     # the Runner's properties read these from a learner: here they are our own
     model = opt = loss_func = data = None
+    # where the loops start: past 0 only in a fit resumed from a checkpoint (see the end)
+    start_epoch = start_iter = 0
     def __init__(self, model, data, loss_func, opt_func=sgd_opt, lr=1e-2, splitter=param_getter,
                  cbs=None, cb_funcs=None):
         self.model,self.data,self.loss_func = model,data,loss_func
@@ -22,16 +24,36 @@ class Learner(Runner):
         self.opt,self.logger = None,print
         super().__init__(cbs=cbs, cb_funcs=cb_funcs)
 
-    def fit(self, epochs, cbs=None, reset_opt=False):
+    def fit(self, epochs, cbs=None, reset_opt=False, resume=None):
         """Train for `epochs` epochs. `cbs`: callbacks for this fit only.
-        The optimizer is made on first use, or anew with `reset_opt`."""
-        cbs = listify(cbs)
+        The optimizer is made on first use, or anew with `reset_opt`. `resume`: a file written by
+        `CheckpointCallback` (below) during a fit of `epochs` epochs, to go on from exactly."""
+        cbs = listify(cbs) + ([] if resume is None else [ResumeCallback(resume)])
         self.add_cbs(cbs)
         try:
             if reset_opt or self.opt is None:
                 self.opt = self.opt_func(self.splitter(self.model), lr=self.lr)
             super().fit(epochs, self)
-        finally: self.remove_cbs(cbs)
+        finally:
+            self.remove_cbs(cbs)
+            self.start_epoch = self.start_iter = 0
+
+    def do_fit(self):
+        "05b's `do_fit`, its epochs counted from `start_epoch`."
+        try:
+            if self('begin_fit'): return
+            for self.epoch in range(self.start_epoch, self.epochs):
+                self.do_epoch()
+                if self('after_epoch'): break
+        except CancelTrainException: self('after_cancel_train')
+
+    def all_batches(self, dl):
+        "04's loop over the batches of `dl`, counted from `start_iter` in the first training pass."
+        self.iters,start = len(dl),(self.start_iter if self.in_train else 0)
+        if self.in_train: self.start_iter = 0
+        for self.iter,(xb,yb) in enumerate(dl, start):
+            self.one_batch(xb, yb)
+            if self('after_batch'): break
 
 
 def format_time(t):
@@ -68,10 +90,186 @@ def get_learner(nfs, data, lr, layer, loss_func=F.cross_entropy, cb_funcs=None, 
                    cbs=cbs, cb_funcs=cb_funcs)
 
 
+import random, sys
+
+def get_rng_states():
+    """Every random state a run draws from, as tensors and numbers: torch's (CPU), each CUDA
+    device's where there is CUDA, Python's `random`, and NumPy's global one if NumPy is loaded."""
+    version,mt,gauss = random.getstate()
+    states = {'torch': torch.get_rng_state(),
+              'python': {'version': version, 'state': torch.tensor(mt), 'gauss': gauss}}
+    if torch.cuda.is_available(): states['cuda'] = torch.cuda.get_rng_state_all()
+    np = sys.modules.get('numpy')
+    if np is not None:
+        _,keys,pos,has_gauss,cached = np.random.get_state()
+        states['numpy'] = {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                           'has_gauss': int(has_gauss), 'gauss': float(cached)}
+    return states
+
+def set_rng_states(states):
+    "Put back the random states `get_rng_states` returned (the GPUs' where there are GPUs)."
+    torch.set_rng_state(states['torch'])
+    py = states['python']
+    random.setstate((py['version'], tuple(py['state'].tolist()), py['gauss']))
+    if 'cuda' in states and torch.cuda.is_available():
+        for i,s in enumerate(states['cuda'][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+    if 'numpy' in states:
+        import numpy as np
+        n = states['numpy']
+        keys = n['keys'].numpy().astype(np.uint32)
+        np.random.set_state(('MT19937', keys, n['pos'], n['has_gauss'], n['gauss']))
+
+
+class BatchOrder:
+    """Stands in for a DataLoader's `batch_sampler`: passes its batches of indices through and
+    keeps them (`batches`, the current pass's), or replays a saved pass from batch `start` on."""
+    def __init__(self, inner): self.inner,self.batches,self._replay = inner,[],None
+    def __len__(self): return len(self.inner)
+    def replay(self, batches, start):
+        "Make the next pass yield `batches[start:]` instead of drawing a new order."
+        if len(batches) != len(self):
+            raise ValueError(f"resume: the saved epoch has {len(batches)} batches, the training "
+                             f"loader makes {len(self)}: resume with the same data and batch size")
+        self._replay = batches,start
+    def __iter__(self):
+        if self._replay is None: self.batches,start = [torch.as_tensor(b) for b in self.inner],0
+        else: (self.batches,start),self._replay = self._replay,None
+        yield from self.batches[start:]
+
+def track_batch_order(dl, who):
+    "The `BatchOrder` standing in for `dl.batch_sampler`, put there if it isn't yet."
+    inner = getattr(dl, 'batch_sampler', None)
+    if isinstance(inner, BatchOrder): return inner
+    try:
+        if inner is None: raise AttributeError('batch_sampler')
+        dl.batch_sampler = BatchOrder(inner)
+    except (AttributeError, ValueError):   # PyTorch's DataLoader refuses the change
+        raise TypeError(f"{who}: the training loader must be 03's or 08's DataLoader (the order "
+                        f"of its batches is kept through its batch_sampler); got "
+                        f"{type(dl).__module__}.{type(dl).__name__}") from None
+    return dl.batch_sampler
+
+def untrack_batch_order(dl):
+    "Give `dl` back its own batch sampler."
+    order = getattr(dl, 'batch_sampler', None)
+    if isinstance(order, BatchOrder): dl.batch_sampler = order.inner
+
+
+import nbio
+from pathlib import Path
+
+def remove_stale_temps(path):
+    """Delete the temporary files (nbio.atomic_open's `.<name>.*.tmp`) that writes to `path`
+    killed before their end left beside it."""
+    path = Path(path)
+    for tmp in path.parent.glob(f'.{path.name}.*.tmp'): tmp.unlink(missing_ok=True)
+
+def save_checkpoint(state, path):
+    """`torch.save(state)` to `path`, atomically: the file is the old one or the whole new one.
+    One writer per path: a second one writing at the same time could lose its temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    with nbio.atomic_open(path) as f: torch.save(state, f)
+    return path
+
+CHECKPOINT_KEYS = ('model', 'opt', 'epochs', 'epoch', 'iter', 'n_iter', 'n_epochs', 'batches',
+                   'rng')
+
+def load_checkpoint(path, who='resume'):
+    """What `CheckpointCallback` saved at `path`, read with `weights_only=True`: tensors, numbers
+    and containers only, so nothing in the file can run code."""
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{who}: no checkpoint file {path}")
+    try: state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{who}: {path} is not a readable checkpoint (truncated, empty or another "
+                         f"kind of file: {type(e).__name__})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{who}: {path} is not a CheckpointCallback checkpoint: "
+                         f"no {', '.join(missing)}")
+    return state
+
+
+def unwrap_model(model):
+    "The model inside a data-parallel wrapper, so that its weights are saved without `module.`."
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    return model.module if isinstance(model, wrappers) else model
+
+def checkpoint_state(run, epoch, iter, batches):
+    """All an exact resume needs, as tensors and numbers: the weights, the optimizer's state and
+    hyper-parameters, where to go on (batch `iter` of epoch `epoch`), the schedule's position
+    (`n_epochs`, `n_iter`), the epoch's `batches` of indices (empty at an epoch's end) and every
+    random state."""
+    return {'model': unwrap_model(run.model).state_dict(), 'opt': run.opt.state_dict(),
+            'epochs': run.epochs, 'epoch': epoch, 'iter': iter, 'n_iter': run.n_iter,
+            'n_epochs': run.n_epochs, 'batches': batches, 'rng': get_rng_states()}
+
+class CheckpointCallback(Callback):
+    """Saves to `path`, after every epoch and (given `every`) every `every` training batches, all
+    that `fit(epochs, resume=path)` needs to go on as if the run had never stopped."""
+    _order = 60   # after the batch is counted (TrainEvalCallback) and its loss checked
+    def __init__(self, path, every=None):
+        if every is not None: check_count('CheckpointCallback', every=every)
+        self.path,self.every = Path(path),every
+    def begin_fit(self):
+        self._dl = self.data.train_dl   # 12's DistributedCallback may swap it back at the end
+        self.batch_order = track_batch_order(self._dl, 'CheckpointCallback')
+    def after_batch(self):
+        if not self.in_train or self.every is None: return
+        done = self.iter + 1
+        if done % self.every == 0 and done < self.iters: self.save(self.epoch, done)
+    def after_epoch(self): self.save(self.epoch + 1, 0)
+    def after_fit(self):
+        if '_dl' in vars(self): untrack_batch_order(vars(self).pop('_dl'))
+    def save(self, epoch, iter):
+        "Save the checkpoint of a run whose next batch is batch `iter` of epoch `epoch`."
+        batches = self.batch_order.batches if iter else []
+        save_checkpoint(checkpoint_state(self.run, epoch, iter, batches), self.path)
+
+class ResumeCallback(Callback):
+    """Added by `fit(epochs, resume=path)`: puts back what `CheckpointCallback` saved at `path`,
+    each piece when the fit reaches the point where it was saved."""
+    _order = -30   # the weights go in before anything wraps the model (12's DistributedCallback)
+    def __init__(self, path): self.path,self.state = Path(path),None
+    def begin_fit(self):
+        s = self.state = load_checkpoint(self.path)
+        if s['epochs'] != self.epochs:
+            raise ValueError(f"resume: {self.path} was saved by a fit of {s['epochs']} epochs, "
+                             f"not {self.epochs}: the schedule would change")
+        try: unwrap_model(self.model).load_state_dict(s['model'])
+        except RuntimeError as e:
+            raise RuntimeError(f"resume: the weights in {self.path} don't fit this "
+                               f"{type(self.model).__name__}: {e}") from None
+        self.opt.load_state_dict(s['opt'])
+        self.run.start_epoch,self.run.start_iter = s['epoch'],s['iter']
+    def begin_epoch(self):
+        s = self.state
+        if s is None: return
+        self.run.n_iter = s['n_iter']
+        if s['iter']:
+            self._dl = self.data.train_dl
+            track_batch_order(self._dl, 'resume').replay(s['batches'], s['iter'])
+        else: self.state = None   # at an epoch's start: TrainEvalCallback sets n_epochs to it
+        set_rng_states(s['rng'])   # last: the epoch's first batch draws from here on
+    def begin_batch(self):
+        if self.state is None or not self.in_train: return
+        # mid-epoch: TrainEvalCallback's begin_epoch set n_epochs to the epoch; it was past that
+        self.run.n_epochs,self.state = self.state['n_epochs'],None
+    def after_fit(self):
+        if '_dl' in vars(self): untrack_batch_order(vars(self).pop('_dl'))
+
+
 # What `from exp.nb_09b import *` gives (generated by notebook2script.py;
 # a name bound only in a branch not taken is left out).
 from exp.nb_09 import __all__ as _all_nb_09
 __all__ = _all_nb_09 + [
-    'param_getter', 'Learner', 'format_time', 'AvgStatsCallback', 'get_learner'
+    'param_getter', 'Learner', 'format_time', 'AvgStatsCallback', 'get_learner',
+    'get_rng_states', 'set_rng_states', 'BatchOrder', 'track_batch_order',
+    'untrack_batch_order', 'Path', 'remove_stale_temps', 'save_checkpoint', 'CHECKPOINT_KEYS',
+    'load_checkpoint', 'unwrap_model', 'checkpoint_state', 'CheckpointCallback',
+    'ResumeCallback'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -1,0 +1,221 @@
+"""09b's exact resume: a fit killed with SIGKILL mid-epoch and resumed from its last checkpoint ends
+with the weights of the fit that never stopped, bit for bit (Adam, the one-cycle schedule, dropout
+and random draws from torch, Python and NumPy in every batch included), with 0 and 2 loader
+workers; and the checkpoint files are written atomically and read with weights_only=True.
+
+Run as a script, this file is the child process that trains and gets killed (see `child`)."""
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exp import nb_09b
+from exp.nb_09b import (Callback, CheckpointCallback, DataBunch, DataLoader, Learner,
+                        ParamScheduler, adam_opt, load_checkpoint, one_cycle, save_checkpoint)
+
+REPO = Path(__file__).resolve().parents[1]
+# 96 training examples in batches of 16: 6 batches an epoch; checkpoints after batches 2 and 4 of
+# each epoch and at its end; the kill comes after batch 4 of epoch 1 (counted from 0), so the
+# last checkpoint goes on at batch 4 of epoch 1 and that batch is done again
+EPOCHS, EVERY, KILL_AT = 3, 2, (1, 4)
+
+
+class Noise(Callback):
+    "Scales and jitters each training batch with draws from torch, Python's random and NumPy."
+    def begin_batch(self):
+        if not self.in_train: return
+        scale = 1 + 0.1*random.random() + 0.1*float(np.random.rand())
+        self.run.xb = self.xb*scale + 0.1*torch.randn_like(self.xb)
+
+class Kill(Callback):
+    "SIGKILL to its own process at KILL_AT: no clean-up, no after_fit, as a crash."
+    _order = 99   # after CheckpointCallback has had its turn at this batch
+    def after_batch(self):
+        if (self.epoch, self.iter) == KILL_AT: os.kill(os.getpid(), signal.SIGKILL)
+
+class Crash(Callback):
+    "Raises at KILL_AT: the same stop as Kill, within this process."
+    _order = 99
+    def after_batch(self):
+        if (self.epoch, self.iter) == KILL_AT: raise RuntimeError('crash')
+
+
+def learner(tiny_data, workers, seed):
+    """A dropout MLP on tiny 1x8x8 images with Adam, its loader with `workers` processes; weights
+    and every random state from `seed`."""
+    data = tiny_data(n_train=96, n_valid=32, bs=16, shape=(1, 8, 8))
+    data = DataBunch(DataLoader(data.train_ds, 16, shuffle=True, num_workers=workers),
+                     data.valid_dl, c_in=1, c_out=2)
+    torch.manual_seed(seed); random.seed(seed); np.random.seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Linear(16, 2))
+    return Learner(model, data, F.cross_entropy, opt_func=adam_opt(wd=1e-2), lr=1e-2,
+                   cbs=[Noise()])
+
+def sched(): return ParamScheduler('lr', one_cycle(1e-2))
+
+def child(workers, ref_file, ckpt):
+    "The uninterrupted fit (its weights saved to `ref_file`), then the same fit, killed."
+    from conftest import tiny_data   # this file's folder is the script's first import path
+    ref = learner(tiny_data, workers, seed=0)
+    ref.fit(EPOCHS, cbs=sched())
+    torch.save(ref.model.state_dict(), ref_file)
+    run = learner(tiny_data, workers, seed=0)
+    run.fit(EPOCHS, cbs=[sched(), CheckpointCallback(ckpt, every=EVERY), Kill()])
+    sys.exit('the fit was not killed')
+
+
+@contextlib.contextmanager
+def one_thread_kept_rng():
+    "One torch thread, as in the child; the global random states put back afterwards."
+    threads, states = torch.get_num_threads(), nb_09b.get_rng_states()
+    torch.set_num_threads(1)
+    try: yield
+    finally:
+        torch.set_num_threads(threads)
+        nb_09b.set_rng_states(states)
+
+def same_weights(a, b): return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+def run_child(err_file, *args):
+    "Run this file as a script in its own process group; its return code (stderr to err_file)."
+    with open(err_file, 'w') as err:
+        proc = subprocess.Popen([sys.executable, __file__, *map(str, args)], cwd=REPO,
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+    try: return proc.wait(timeout=300)
+    finally:
+        # the loader's worker processes outlive a killed parent: end them with its group
+        with contextlib.suppress(ProcessLookupError): os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_a_fit_killed_mid_epoch_resumes_to_the_same_weights(make_tiny_data, tmp_path, workers):
+    ref_file, ckpt = tmp_path / 'ref.pt', tmp_path / 'run.pt'
+    code = run_child(tmp_path / 'err.txt', workers, ref_file, ckpt)
+    assert code == -signal.SIGKILL, (tmp_path / 'err.txt').read_text()
+    saved = load_checkpoint(ckpt)
+    assert (saved['epoch'], saved['iter']) == KILL_AT and len(saved['batches']) == 6
+    with one_thread_kept_rng():
+        run = learner(make_tiny_data, workers, seed=1)   # other weights, other random states
+        run.fit(EPOCHS, cbs=[sched(), CheckpointCallback(ckpt, every=EVERY)], resume=ckpt)
+    ref = torch.load(ref_file, weights_only=True)
+    assert same_weights(ref, run.model.state_dict())
+    done = load_checkpoint(ckpt)   # the resumed fit kept saving, up to the end
+    assert (done['epoch'], done['iter'], done['n_iter']) == (EPOCHS, 0, 6 * EPOCHS)
+
+
+def crash_and_resume(tiny_data, ckpt, every=EVERY, cbs=None):
+    """The fit crashed at KILL_AT in this process, then resumed by a new learner (with `cbs`
+    instead of the schedule alone): that learner."""
+    with one_thread_kept_rng():
+        run = learner(tiny_data, 0, seed=0)
+        with pytest.raises(RuntimeError, match='crash'):
+            run.fit(EPOCHS, cbs=[sched(), CheckpointCallback(ckpt, every=every), Crash()])
+        run = learner(tiny_data, 0, seed=1)
+        run.fit(EPOCHS, cbs=cbs or sched(), resume=ckpt)
+    return run
+
+def reference(tiny_data):
+    with one_thread_kept_rng():
+        ref = learner(tiny_data, 0, seed=0)
+        ref.fit(EPOCHS, cbs=sched())
+    return ref.model.state_dict()
+
+@pytest.mark.parametrize('every', [EVERY, None])
+def test_resuming_mid_epoch_or_from_an_epoch_end_is_exact(make_tiny_data, tmp_path, every):
+    run = crash_and_resume(make_tiny_data, tmp_path / 'run.pt', every=every)
+    assert same_weights(reference(make_tiny_data), run.model.state_dict())
+
+@pytest.mark.parametrize('dropped', ['torch', 'python', 'numpy', 'batches'])
+def test_each_saved_piece_is_needed(make_tiny_data, tmp_path, monkeypatch, dropped):
+    "Without any one random state, or the epoch's order, the resumed run goes elsewhere."
+    ckpt = tmp_path / 'run.pt'
+    load = nb_09b.load_checkpoint
+    def spoiled(path, who='resume'):
+        state = load(path, who)
+        if dropped == 'batches': state['batches'] = state['batches'][::-1]
+        else: state['rng'][dropped] = fresh[dropped]
+        return state
+    fresh = nb_09b.get_rng_states()
+    monkeypatch.setattr(nb_09b, 'load_checkpoint', spoiled)
+    run = crash_and_resume(make_tiny_data, ckpt)
+    assert not same_weights(reference(make_tiny_data), run.model.state_dict())
+
+def test_the_resumed_epoch_loads_only_the_batches_not_done(make_tiny_data, tmp_path):
+    seen = []
+    class Where(Callback):
+        def begin_batch(self):
+            if self.in_train: seen.append((self.epoch, self.iter, len(self.xb)))
+    ckpt = tmp_path / 'run.pt'
+    crash_and_resume(make_tiny_data, ckpt, cbs=[sched(), Where()])
+    assert seen == [(e, i, 16) for e in (1, 2) for i in range(6) if (e, i) >= KILL_AT]
+
+
+def test_the_checkpoint_is_plain_tensors_and_numbers(make_tiny_learner, tmp_path):
+    learn = make_tiny_learner(quiet=True)
+    learn.fit(2, cbs=CheckpointCallback(tmp_path / 'c.pt', every=1))
+    state = torch.load(tmp_path / 'c.pt', weights_only=True)
+    assert set(state) == set(nb_09b.CHECKPOINT_KEYS)
+    assert (state['epochs'], state['epoch'], state['iter'], state['batches']) == (2, 2, 0, [])
+    assert isinstance(state['n_epochs'], float) and isinstance(state['rng']['torch'], torch.Tensor)
+    # the loader has its own batch sampler back
+    assert type(learn.data.train_dl.batch_sampler).__name__ == 'Sampler'
+
+def test_bad_checkpoints_and_arguments_are_named(make_tiny_learner, tmp_path):
+    learn = make_tiny_learner(quiet=True)
+    missing, empty, short, weights = (tmp_path / n for n in ('no.pt', 'e.pt', 's.pt', 'w.pt'))
+    with pytest.raises(FileNotFoundError, match=f'resume: no checkpoint file {missing}'):
+        learn.fit(1, resume=missing)
+    learn.fit(1, cbs=CheckpointCallback(short))
+    short.write_bytes(short.read_bytes()[:200]); empty.write_bytes(b'')
+    torch.save(learn.model.state_dict(), weights)
+    for path in (empty, short):
+        with pytest.raises(ValueError, match='not a readable checkpoint') as info:
+            learn.fit(1, resume=path)
+        assert str(path) in str(info.value) and 'weights_only' not in str(info.value)
+    with pytest.raises(ValueError, match='not a CheckpointCallback checkpoint: no model, opt'):
+        learn.fit(1, resume=weights)
+    learn.fit(2, cbs=CheckpointCallback(short))
+    with pytest.raises(ValueError, match='saved by a fit of 2 epochs, not 3'):
+        learn.fit(3, resume=short)
+    with pytest.raises(ValueError, match='every must be a whole number >= 1, got 0'):
+        CheckpointCallback(short, every=0)
+    learn.data.train_dl = torch.utils.data.DataLoader(learn.data.train_ds, 16)
+    with pytest.raises(TypeError, match="must be 03's or 08's DataLoader.*torch.utils.data"):
+        learn.fit(1, cbs=CheckpointCallback(short))
+
+
+def test_a_write_killed_midway_leaves_the_old_checkpoint_and_no_temp_for_long(tmp_path):
+    dest = tmp_path / 'big.pt'
+    save_checkpoint({'x': torch.zeros(3)}, dest)
+    proc = subprocess.Popen([sys.executable, __file__, 'write', str(dest)], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob('.big.pt.*.tmp')) and proc.poll() is None:
+            assert time.monotonic() < deadline, 'the child never started writing'
+            time.sleep(0.001)
+    finally: proc.kill()
+    assert proc.wait() == -signal.SIGKILL, proc.stderr.read()
+    assert list(tmp_path.glob('.big.pt.*.tmp')), 'no write was under way when killed'
+    assert torch.equal(torch.load(dest, weights_only=True)['x'], torch.zeros(3))
+    save_checkpoint({'x': torch.ones(3)}, dest)
+    assert not list(tmp_path.glob('.big.pt.*.tmp'))
+    assert torch.equal(torch.load(dest, weights_only=True)['x'], torch.ones(3))
+
+
+if __name__ == '__main__':
+    torch.set_num_threads(1)
+    if sys.argv[1] == 'write':   # write a big checkpoint again and again, until killed
+        while True: save_checkpoint({'x': torch.randn(2**25)}, sys.argv[2])
+    child(int(sys.argv[1]), *sys.argv[2:])
