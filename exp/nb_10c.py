@@ -97,9 +97,10 @@ class LossScaler:
     """A dynamic loss scale: halved (and the step skipped) on overflow, doubled after `scale_wait`
     clean steps in a row."""
     def __init__(self, scale=2.**24, div_factor=2., scale_wait=500, dynamic=True):
-        if scale <= 0 or div_factor <= 1 or scale_wait < 1:
-            raise ValueError("LossScaler: need scale > 0, div_factor > 1, scale_wait >= 1 "
-                             f"(got {scale}, {div_factor}, {scale_wait})")
+        check_positive('LossScaler', scale=scale, div_factor=div_factor)   # finite, > 0
+        check_count('LossScaler', scale_wait=scale_wait)
+        if not div_factor > 1:
+            raise ValueError(f"LossScaler: div_factor must be > 1, got {div_factor!r}")
         self.scale,self.div_factor,self.scale_wait = float(scale),div_factor,scale_wait
         self.dynamic,self.count = dynamic,0
     def update(self, overflow):
@@ -112,36 +113,83 @@ class LossScaler:
         return not overflow
 
 
+class GatedOptimizer:
+    """Stands in for `opt` during a fit: `step()` calls `step_fn(opt)`, which may skip the step;
+    everything else is `opt`'s own. The Runner then goes on as after any step."""
+    def __init__(self, opt, step_fn): self.opt,self.step_fn = opt,step_fn
+    def step(self): self.step_fn(self.opt)
+    def __getattr__(self, k):
+        if k == 'opt': raise AttributeError(k)   # not set yet (as in a copy): no endless recursion
+        return getattr(self.opt, k)
+
+def _gate(cb, step_fn): cb.learn.opt = GatedOptimizer(cb.learn.opt, step_fn)
+def _ungate(cb):
+    if isinstance(cb.learn.opt, GatedOptimizer): cb.learn.opt = cb.learn.opt.opt
+
+
+MAX_SKIPS = 50   # steps skipped in a row before a fit stops (why 50: after the first runs)
+
+class SkipLimit:
+    "Counts the training steps skipped in a row; the `limit`-th stops the fit with an error."
+    def __init__(self, who, limit): self.who,self.limit,self.n = who,limit,0
+    def __call__(self, skipped, epoch, batch, scale):
+        self.n = self.n + 1 if skipped else 0
+        if self.n < self.limit: return
+        raise RuntimeError(
+            f"{self.who}: {self.n} training steps in a row skipped for inf or NaN gradients, the "
+            f"last at epoch {epoch}, batch {batch}, loss scale {scale:g}: the weights are not "
+            "moving, and a smaller scale has not helped. Look for inf or NaN in the inputs, the "
+            "model or the loss, or lower the learning rate (max_skips sets the limit)")
+
+def check_half_dtype(dtype, device, who):
+    """Refuse bfloat16 on a CUDA device without native support for it (compute capability below
+    8.0), where PyTorch emulates it slowly or fails."""
+    if dtype != torch.bfloat16 or torch.device(device).type != 'cuda': return
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ValueError(f"{who}: dtype=torch.bfloat16, but the model's GPU ({device}) has no "
+                         "native bfloat16; use dtype=torch.float16 (with its loss scaling)")
+
+
 class MixedPrecision(Callback):
     """Mixed precision from scratch: a `dtype` model, float32 master weights stepped by the
-    optimizer, dynamic loss scaling."""
+    optimizer, dynamic loss scaling; `max_skips` overflowing steps in a row stop the fit."""
     _order = 99   # after the callbacks that prepare the batch or read the unscaled loss
     def __init__(self, loss_scale=512, flat_master=False, dynamic=True, max_loss_scale=2.**24,
-                 div_factor=2., scale_wait=500, dtype=torch.float16):
+                 div_factor=2., scale_wait=500, dtype=torch.float16, max_skips=MAX_SKIPS):
         _no_flat(flat_master)
         if dtype not in (torch.float16, torch.bfloat16):
             raise ValueError(f"MixedPrecision(dtype={dtype}): the model's dtype must be "
                              "torch.float16 or torch.bfloat16")
+        check_positive('MixedPrecision', loss_scale=loss_scale, max_loss_scale=max_loss_scale)
+        check_count('MixedPrecision', max_skips=max_skips)
         start = max_loss_scale if dynamic else loss_scale
         self.scaler = LossScaler(start, div_factor, scale_wait, dynamic)
-        self.dtype,self.model_pgs = dtype,None
+        self.dtype,self.max_skips,self.model_pgs = dtype,max_skips,None
     @property
     def loss_scale(self): return self.scaler.scale
 
     def begin_fit(self):
+        check_half_dtype(self.dtype, model_device(self.model), 'MixedPrecision')
         # first: the masters get the exact float32 values
         self.model_pgs,self.master_pgs = get_master(self.opt)
         model_to_half(self.model, self.dtype)
         _swap_params(self.opt, self.model_pgs, self.master_pgs)   # the optimizer steps the masters
+        _gate(self, self._step)
         self.scales,self.skipped = [],[]   # per training batch: its scale, and if it was skipped
+        self.skip_limit = SkipLimit('MixedPrecision', self.max_skips)
     def after_fit(self):   # also after an error: the learner is left as it was found
-        if self.model_pgs is None: return   # begin_fit never ran
+        _ungate(self)
+        if self.model_pgs is None: return   # begin_fit never got this far
         model_to_float(self.model)
         to_model_params(self.model_pgs, self.master_pgs)   # exact float32 weights back, not rounded
         _swap_params(self.opt, self.master_pgs, self.model_pgs)
         self.model_pgs = self.master_pgs = None
 
-    def begin_batch(self): self.run.xb = self.xb.to(self.dtype)
+    def begin_batch(self):
+        if not self.xb.is_floating_point():   # bytes cast to float16 would train on 0-255
+            raise TypeError(f"MixedPrecision: the batch is {self.xb.dtype}; it takes floating-point"
+                            " inputs, as the float32 model does (convert images to floats first)")
+        self.run.xb = self.xb.to(self.dtype)
     def after_pred(self): self.run.pred = self.pred.float()   # the loss in float32
     def after_loss(self):
         # not in place: other callbacks may hold the loss
@@ -153,7 +201,9 @@ class MixedPrecision(Callback):
         if not overflow: to_master_grads(self.model_pgs, self.master_pgs, loss_scale=scale)
         self.scaler.update(overflow)
         self.model.zero_grad()
-        return overflow   # True: the runner skips this step (and its zero_grad)
+        self.skip_limit(overflow, self.epoch, self.iter, scale)
+    def _step(self, opt):   # the Runner's opt.step(), through GatedOptimizer
+        if not self.skipped[-1]: opt.step()
     def after_step(self): to_model_params(self.model_pgs, self.master_pgs)
 
 
@@ -162,18 +212,29 @@ def autocast_dtype(device_type):
     return torch.float16 if device_type == 'cuda' else torch.bfloat16
 
 class AutocastCallback(Callback):
-    """Forward pass and loss under `torch.autocast`; with float16, a `torch.amp.GradScaler` scales
-    the loss and steps."""
+    """Forward pass and loss under `torch.autocast` on the model's device; with float16, a
+    `torch.amp.GradScaler` scales the loss and steps (through `GatedOptimizer`)."""
     _order = 99
-    def __init__(self, dtype=None, device_type=None, **scaler_kwargs):
-        self.dtype,self.device_type = dtype,device_type
-        self.scaler_kwargs,self._ctx = scaler_kwargs,None
+    def __init__(self, dtype=None, max_skips=MAX_SKIPS, **scaler_kwargs):
+        check_count('AutocastCallback', max_skips=max_skips)
+        if 'device_type' in scaler_kwargs:
+            raise TypeError("AutocastCallback: no device_type: autocast runs on the model's "
+                            "device, read from its parameters (move the model to choose it)")
+        torch.amp.GradScaler('cpu', enabled=False, **scaler_kwargs)   # a bad keyword fails now
+        if 'init_scale' in scaler_kwargs:
+            check_positive('AutocastCallback', init_scale=scaler_kwargs['init_scale'])
+        self.dtype,self.max_skips,self.scaler_kwargs,self._ctx = dtype,max_skips,scaler_kwargs,None
     def begin_fit(self):
-        self.dev = self.device_type or next(self.model.parameters()).device.type
+        self.dev = model_device(self.model).type   # autocast where the model computes
         self.half = self.dtype or autocast_dtype(self.dev)
+        check_half_dtype(self.half, model_device(self.model), 'AutocastCallback')
         # float16's range needs loss scaling; bfloat16 has float32's exponent: no scaler
         on = self.half == torch.float16
         self.scaler = torch.amp.GradScaler(self.dev, enabled=on, **self.scaler_kwargs)
+        if on:
+            self.last_scale = self.scaler.get_scale()
+            self.skip_limit = SkipLimit('AutocastCallback', self.max_skips)
+            _gate(self, self._step)
         _hook_norms(self.model)   # 07's BatchNorm keeps float32 statistics: float32 inputs
     def begin_batch(self):
         self._ctx = torch.autocast(self.dev, dtype=self.half)
@@ -183,15 +244,15 @@ class AutocastCallback(Callback):
     def after_loss(self):
         self._leave()   # backward runs outside autocast, as torch recommends
         if self.in_train and self.scaler.is_enabled(): self.run.loss = self.scaler.scale(self.loss)
-    def after_backward(self):
-        if not self.scaler.is_enabled(): return
-        self.scaler.step(self.opt)   # unscales; skips the step if a gradient is inf/NaN
-        self.scaler.update()
-        self.opt.zero_grad()
-        return True   # the step is done (or skipped) here
+    def _step(self, opt):
+        "The Runner's opt.step(): GradScaler unscales, steps unless a gradient is inf or NaN."
+        self.scaler.step(opt); self.scaler.update()   # step() has read the overflow already
+        scale,self.last_scale = self.last_scale,self.scaler.get_scale()
+        self.skip_limit(self.last_scale < scale, self.epoch, self.iter, scale)   # halved: skipped
     def after_cancel_batch(self): self._leave()
     def after_fit(self):
         self._leave()   # never left on after an error
+        _ungate(self)
         _unhook_norms(self.model)
 
 
@@ -201,6 +262,7 @@ from exp.nb_10b import __all__ as _all_nb_10b
 __all__ = _all_nb_10b + [
     'partial', 'math', 'bn_types', 'model_to_half', 'model_to_float', 'get_master',
     'to_master_grads', 'to_model_params', 'has_overflow', 'grad_overflow', 'LossScaler',
-    'MixedPrecision', 'autocast_dtype', 'AutocastCallback'
+    'GatedOptimizer', 'MAX_SKIPS', 'SkipLimit', 'check_half_dtype', 'MixedPrecision',
+    'autocast_dtype', 'AutocastCallback'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -5,9 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exp.nb_10c import (AutocastCallback, AvgStatsCallback, BatchNorm, LossScaler, MixedPrecision,
-                        accuracy, adam_opt, autocast_dtype, get_master, grad_overflow, has_overflow,
-                        model_to_float, model_to_half, sgd_opt, to_master_grads, to_model_params)
+import exp.nb_10c as nb10c   # the names added with the skip and dtype checks are read from it
+from exp.nb_10c import (LR_Find, AutocastCallback, AvgStatsCallback, BatchNorm, Callback,
+                        LossScaler, MixedPrecision, accuracy, adam_opt, autocast_dtype, get_master,
+                        grad_overflow, has_overflow, model_to_float, model_to_half, sgd_opt,
+                        to_master_grads, to_model_params)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="no GPU here: the CUDA path runs where there is one")
@@ -267,7 +269,7 @@ def test_autocast_left_after_an_error(learner):
 def test_autocast_float16_with_gradscaler_steps_our_optimizer(learner):
     """The CUDA recipe's mechanics, on the CPU: float16 autocast, GradScaler stepping the course's
     Optimizer."""
-    float16 = lambda: AutocastCallback(dtype=torch.float16, device_type='cpu', init_scale=2.**24)
+    float16 = lambda: AutocastCallback(dtype=torch.float16, init_scale=2.**24)
     learn = learner([float16], lr=3e-2)
     before = weights(learn.model)
     learn.fit(3)
@@ -287,3 +289,85 @@ def test_cuda_mixed_precision_trains(learner, cb):
     assert all(p.dtype == torch.float32 and p.is_cuda for p in learn.model.parameters())
     if cb is AutocastCallback:
         assert learn.autocast.half == torch.float16 and learn.autocast.scaler.is_enabled()
+
+
+# --- steps skipped, bad scales, bad batches -------------------------------------------------------
+
+def nan_grads_for(model, n):
+    """Make the gradient of `model`'s first parameter NaN in its first `n` backward passes (the
+    loss stays finite): a step that must be skipped, as on an overflow."""
+    calls = []
+    def hook(g):
+        calls.append(1)
+        return g * float('nan') if len(calls) <= n else g
+    next(model.parameters()).register_hook(hook)
+
+class _Steps(Callback):
+    "Counts the after_step events of training batches."
+    def begin_fit(self): self.n = 0
+    def after_step(self): self.n += 1
+
+float16_autocast = lambda **kw: AutocastCallback(dtype=torch.float16, init_scale=2.**10, **kw)
+
+@pytest.mark.parametrize('cb', [lambda: MixedPrecision(max_loss_scale=2.**10), float16_autocast])
+def test_a_skipped_step_still_fires_after_step(learner, cb):
+    steps = _Steps()
+    learn = learner([cb, lambda: steps])
+    nan_grads_for(learn.model, 3)
+    before = weights(learn.model)
+    learn.fit(1)   # 4 batches: 3 skipped, then 1 step
+    assert steps.n == 4 and any(not torch.equal(a, b) for a, b in zip(before, weights(learn.model)))
+
+def test_lr_find_stops_under_float16_autocast(learner):
+    learn = learner([float16_autocast])
+    finder = LR_Find(max_iter=5)
+    learn.fit(3, cbs=[finder])
+    assert len(finder.lrs) == 5   # stopped at its 5th step, not at the end of the fit (12 batches)
+
+@pytest.mark.parametrize('cb, name', [(MixedPrecision, 'MixedPrecision'),
+                                      (float16_autocast, 'AutocastCallback')])
+def test_every_step_skipped_stops_the_fit_naming_epoch_batch_and_scale(learner, cb, name):
+    learn = learner([cb])
+    nan_grads_for(learn.model, 10**6)
+    with pytest.raises(RuntimeError, match=rf"{name}: {nb10c.MAX_SKIPS} training steps in a row "
+                                           r"skipped.*epoch \d+, batch \d+.*loss scale [\d.e+-]+"):
+        learn.fit(100)
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+    assert not isinstance(learn.opt, nb10c.GatedOptimizer)
+
+def test_start_up_skips_from_2_24_are_allowed():
+    # from 2**24, 24 halvings bring the scale to 1: the limit leaves room for all of them
+    assert nb10c.MAX_SKIPS > 24
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), 0, -1.])
+def test_bad_loss_scales_are_refused(bad):
+    with pytest.raises(ValueError, match=r'LossScaler: scale must be a'): LossScaler(scale=bad)
+    with pytest.raises(ValueError, match=r'MixedPrecision: max_loss_scale must be a'):
+        MixedPrecision(max_loss_scale=bad)
+    with pytest.raises(ValueError, match=r'AutocastCallback: init_scale must be a'):
+        AutocastCallback(init_scale=bad)
+
+def test_bad_max_skips_refused():
+    for cb in (MixedPrecision, AutocastCallback):
+        with pytest.raises(ValueError, match='max_skips'): cb(max_skips=0)
+
+def test_mixed_precision_refuses_a_byte_batch(learner):
+    learn = learner([MixedPrecision])
+    for ds in (learn.data.train_ds, learn.data.valid_ds):
+        ds.x = (ds.x * 40 + 128).clamp(0, 255).to(torch.uint8)
+    with pytest.raises(TypeError, match=r'MixedPrecision: the batch is torch\.uint8'):
+        learn.fit(1)
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+
+def test_autocast_runs_where_the_model_is(learner, monkeypatch):
+    with pytest.raises(TypeError, match="no device_type.*model's device"):
+        AutocastCallback(device_type='cpu')   # no other device to pick
+    learn = learner([AutocastCallback]); learn.fit(1)
+    assert learn.autocast.dev == 'cpu'
+    # a model on a CUDA device without bfloat16 (simulated): bfloat16 is refused before any work
+    monkeypatch.setattr(nb10c, 'model_device', lambda m: torch.device('cuda', 0))
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: False)
+    for cb in (lambda: AutocastCallback(dtype=torch.bfloat16),
+               lambda: MixedPrecision(dtype=torch.bfloat16)):
+        learn = learner([cb])
+        with pytest.raises(ValueError, match=r'bfloat16.*cuda:0.*float16'): learn.fit(1)
