@@ -81,7 +81,7 @@ def open_image(fn):
         raise OSError(f'cannot decode the image file {fn}: {e}') from e
     return from_palette(img)
 
-def channels(x):
+def image_channels(x):
     "The number of channels of a PIL image or an image tensor (C, H, W); None for anything else."
     if isinstance(x, PIL.Image.Image): return len(x.getbands())
     if torch.is_tensor(x) and x.ndim == 3: return x.shape[0]
@@ -96,12 +96,18 @@ class ImageList(ItemList):
     def get(self, fn): return open_image(fn)
     def _get(self, fn):
         x = super()._get(fn)
-        first = self.__dict__.setdefault('first_seen', (fn, channels(x)))   # this process's first
-        if channels(x) != first[1]:
-            raise ValueError(f'ImageList: {fn} gives {channels(x)} channels, but {first[0]} gave '
-                             f'{first[1]}: the images mix kinds (grey and colour, say); add '
-                             'make_rgb to tfms to give every one 3 channels')
+        self._same_channels(fn, image_channels(x))
         return x
+    def _same_channels(self, fn, c):
+        "Refuse `c` channels from `fn` if the first image this process saw gave another number."
+        first, c0 = self.__dict__.setdefault('first_seen', (fn, c))
+        if c == c0: return
+        c0 = image_channels(super()._get(first))   # again, as `tfms` may have changed since
+        if c != c0:
+            raise ValueError(f'ImageList: {fn} gives {c} channels, but {first} gave {c0}: the '
+                             'images mix kinds (grey and colour, say); add make_rgb to tfms to '
+                             'give every one 3 channels')
+        self.first_seen = first, c0
 
 
 class Transform():
@@ -268,21 +274,21 @@ def _items(idxs):
 
 @contextlib.contextmanager
 def _noting(where):
-    "An error raised inside gets a note saying `where` (shown below its message, Python 3.11+)."
+    "An error raised inside gets the note `where()` (shown below its message, Python 3.11+)."
     try: yield
     except Exception as e:
-        if hasattr(e, 'add_note'): e.add_note(f'in a DataLoader worker: {where}')
+        if hasattr(e, 'add_note'): e.add_note(f'in a DataLoader worker: {where()}')
         raise
 
 def _batch(ds, collate_fn, k, idxs):
     "Batch `k` for the list of indices `idxs`; an error is noted with the item, or batch, at fault."
     if collate_fn is None:
-        with _noting(f'indexing the dataset for batch {k} ({_items(idxs)})'):
+        with _noting(lambda: f'indexing the dataset for batch {k} ({_items(idxs)})'):
             return ds[torch.tensor(idxs)]
     items = []
-    for i in idxs:
-        with _noting(f'item {i} (batch {k})'): items.append(ds[i])
-    with _noting(f'collate_fn, batch {k} ({_items(idxs)})'): return collate_fn(items)
+    with _noting(lambda: f'item {idxs[len(items)]} (batch {k})'):   # the one that did not come
+        for i in idxs: items.append(ds[i])
+    with _noting(lambda: f'collate_fn, batch {k} ({_items(idxs)})'): return collate_fn(items)
 
 
 def _tree_map(f, b, leaf=torch.is_tensor):
@@ -477,7 +483,7 @@ def model_summary(run, learn, data, find_all=False):
 from exp.nb_07a import __all__ as _all_nb_07a
 __all__ = _all_nb_07a + [
     'math', 'Path', 'plt', 'image_extensions', 'setify', 'get_files', 'compose', 'ItemList',
-    'from_palette', 'open_image', 'channels', 'ImageList', 'Transform', 'make_rgb',
+    'from_palette', 'open_image', 'image_channels', 'ImageList', 'Transform', 'make_rgb',
     'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'grandparent_splitter', 'split_by_func',
     'SplitData', 'uniqueify', 'Processor', 'CategoryProcessor', 'parent_labeler', 'LabeledData',
     'label_by_func', 'WORKERS_PER_CPU', 'usable_cpus', 'check_num_workers', 'DataLoader',

@@ -387,18 +387,17 @@ def test_a_truncated_png_is_named(tmp_path):
 
 
 def test_grey_and_rgb_mixed_are_named(tmp_path):
-    grey, rgb = grey_png(tmp_path / 'a.png'), rgb_png(tmp_path / 'b.png')
+    grey_png(tmp_path / 'a.png'), rgb_png(tmp_path / 'b.png')
     il = ImageList.from_files(tmp_path, tfms=[to_byte_tensor])
     il[0]
     with pytest.raises(ValueError, match=r'b\.png .*3 channels.*a\.png .*1.*make_rgb'):
         il[1]
+    il.tfms = [make_rgb, to_byte_tensor]   # the fix, on the list that refused
+    assert il[1].shape == il[0].shape == (3, 16, 16)
     il = ImageList.from_files(tmp_path, tfms=[to_byte_tensor])
     ds = LabeledData(il, ItemList([0, 1]))
     with pytest.raises(ValueError, match=r'(a|b)\.png .*channels.*(a|b)\.png'):
         list(DataLoader(ds, 2, collate_fn=collate, num_workers=1))
-    il = ImageList.from_files(tmp_path, tfms=[make_rgb, to_byte_tensor])
-    assert il[0].shape == il[1].shape == (3, 16, 16)
-    assert grey.exists() and rgb.exists()
 
 
 # --- errors inside worker processes --------------------------------------------------------------
