@@ -4,7 +4,9 @@
 
 Two shapes: an MNIST-sized batch (64x8x28x28, 3x3 kernel, 8 -> 16 channels, padding 1) and a
 bigger one (32x32x56x56, 3x3, 32 -> 64). One timed step is a forward pass, `.sum()`, and the
-backward pass into the input, the weight and the bias, on `def_device`. The two functions are timed
+backward pass into the input, the weight and the bias, on `def_device`. The two outputs are first
+checked to agree at 1e-4 with TF32 off; the timing then runs as PyTorch is set (on a recent NVIDIA
+card `F.conv2d` uses TF32 by default: the first line says). The two functions are timed
 alternately, `repeats` times each (one call each by the harness's `clock`, which also reads the
 system time), so a busy spell of the machine hits both; the ratio is the median of the per-repeat
 ratios. Goal: at most 2x.
@@ -29,7 +31,8 @@ import torch.nn.functional as F
 
 from exp.nb_06 import Im2Col, conv2d, def_device   # Im2Col: the im2col op conv2d is built on
 from nbio import run_cli
-from timing import alternate, check_counts, clock, median_ratio, set_threads, time_op
+from timing import (alternate, check_counts, clock, median_ratio, no_tf32, set_threads,
+                    tf32_setting, time_op)
 
 SHAPES = {'64x8x28x28 3x3 8->16': ((64, 8, 28, 28), (16, 8, 3, 3), 1, 1),
           '32x32x56x56 3x3 32->64': ((32, 32, 56, 56), (64, 32, 3, 3), 1, 1)}
@@ -104,8 +107,9 @@ def print_details(name, x, w, b, stride, padding, times, ratio):
 def bench_shape(name, xs, ws, stride, padding, repeats):
     "Alternate F.conv2d and conv2d steps; return the median ratio and print the details."
     x, w, b = tensors(xs, ws)
-    torch.testing.assert_close(conv2d(x, w, b, stride, padding), F.conv2d(x, w, b, stride, padding),
-                               rtol=1e-4, atol=1e-4)
+    with no_tf32():   # a float32 check: TF32 convolutions on a GPU would miss it by about 1e-3
+        torch.testing.assert_close(conv2d(x, w, b, stride, padding),
+                                   F.conv2d(x, w, b, stride, padding), rtol=1e-4, atol=1e-4)
     steps = {'F.conv2d': make_step(F.conv2d, x, w, b, stride, padding),
              'conv2d': make_step(conv2d, x, w, b, stride, padding)}
     times = alternate({k: timed(f) for k, f in steps.items()}, repeats, warmup=2)
@@ -117,7 +121,8 @@ def bench_shape(name, xs, ws, stride, padding, repeats):
 def main(repeats=15, threads=0):
     """Time each shape `repeats` times each way; `threads` torch threads (0: torch's default)."""
     check_counts(repeats=repeats)
-    print(f'device {def_device}, {set_threads(threads)} torch thread(s)')
+    print(f'device {def_device}, {set_threads(threads)} torch thread(s)'
+          + (f'; timed with {tf32_setting()}' if def_device.type == 'cuda' else ''))
     ratios = {name: bench_shape(name, *args, repeats) for name, args in SHAPES.items()}
     print('conv2d/F.conv2d fwd+bwd: '
           + ', '.join(f'{r:.1f}x ({name})' for name, r in ratios.items()))

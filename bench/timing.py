@@ -9,6 +9,7 @@
   median of the ratios within each round, so a busy spell of the machine slows both sides of it.
 - `check_counts` and `set_threads`: the flags, checked before anything runs; a refused value is
   a UsageError, which nbio's run_cli prints as one line (exit status 2), as for an unknown flag.
+- `no_tf32`: full float32 products inside the block, for a check against float32 results.
 """
 import contextlib
 import os
@@ -42,6 +43,23 @@ def set_threads(threads):
 def sync():
     "Wait for the work queued on the GPU, if CUDA is in use: a clock read before it would miss it."
     if torch.cuda.is_available() and torch.cuda.is_initialized(): torch.cuda.synchronize()
+
+
+def tf32_setting():
+    "What TF32 (10-bit mantissa products on NVIDIA cards since Ampere) is allowed for, in words."
+    return (f'TF32 for matmul {torch.backends.cuda.matmul.allow_tf32}, '
+            f'for cuDNN convolutions {torch.backends.cudnn.allow_tf32}')
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """No TF32 inside the block, the settings put back after. On a recent NVIDIA card cuDNN
+    convolutions use TF32 unless told (a product's inputs rounded to 10 bits of mantissa, errors
+    around 1e-3), so a result checked against a float32 computation at 1e-4 would fail there."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try: yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @contextlib.contextmanager

@@ -125,3 +125,31 @@ def test_the_command_line_refuses_a_bad_flag_in_one_line(args, message):
     script = Path(__file__).resolve().parents[1] / 'bench' / 'matmul.py'
     res = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
     assert (res.returncode, res.stderr, res.stdout) == (2, message + '\n', '')
+
+
+def test_no_tf32_turns_tf32_off_inside_and_puts_the_settings_back():
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = cuda.allow_tf32, cudnn.allow_tf32
+    try:
+        cuda.allow_tf32, cudnn.allow_tf32 = True, True
+        with pytest.raises(KeyError):   # put back after an error too
+            with timing.no_tf32():
+                assert (cuda.allow_tf32, cudnn.allow_tf32) == (False, False)
+                raise KeyError
+        assert (cuda.allow_tf32, cudnn.allow_tf32) == (True, True)
+        assert timing.tf32_setting() == 'TF32 for matmul True, for cuDNN convolutions True'
+    finally: cuda.allow_tf32, cudnn.allow_tf32 = saved
+
+
+def test_conv_checks_against_f_conv2d_with_tf32_off(monkeypatch):
+    # cuDNN's default on a recent NVIDIA card is TF32 convolutions: the 1e-4 check must not see it
+    seen = []
+    class Checked(Exception): pass
+    def assert_close(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        raise Checked
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', True)
+    monkeypatch.setattr(torch.testing, 'assert_close', assert_close)
+    conv = importlib.import_module('conv')
+    with pytest.raises(Checked): conv.bench_shape('tiny', (2, 1, 5, 5), (2, 1, 3, 3), 1, 1, 1)
+    assert seen == [(False, False)] and torch.backends.cudnn.allow_tf32

@@ -1,6 +1,7 @@
 """bench/train.py: its arguments are checked, and a tiny run trains and prints the test accuracies
 on its last line."""
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,3 +35,12 @@ def test_a_tiny_run_reports_validation_and_test_accuracy(capsys):
     assert any(line.startswith('validation accuracy 0.') for line in out)
     assert out[-1].startswith('test accuracy 0.') and 'with flip TTA 0.' in out[-1]
     assert 'after 1 epochs in' in out[-1] and out[-1].endswith('min of training')
+
+
+def test_a_mistyped_flag_stops_the_script_before_it_trains():
+    # fire would have started the default 20-epoch run and complained only at its end
+    script = Path(__file__).resolve().parents[1] / 'bench' / 'train.py'
+    res = subprocess.run([sys.executable, str(script), '--epoch', '5'], capture_output=True,
+                         text=True, timeout=120)
+    assert (res.returncode, res.stdout) == (2, '')
+    assert res.stderr == 'train: unknown flag --epoch: did you mean --epochs?\n'
