@@ -215,7 +215,23 @@ def test_fit_xresnet_trains_with_either_memory_layout_and_gives_the_same_losses(
     torch.testing.assert_close(torch.tensor(runs[True]), torch.tensor(runs[False]),
                                rtol=1e-4, atol=1e-5)
 
-def test_fit_xresnet_is_seeded():
+@pytest.fixture
+def deterministic():
+    """Deterministic kernels for the test, the settings put back after. On a GPU cuDNN may pick
+    convolution backward algorithms that add in a different order from run to run, so two runs
+    from one seed differ in the last bits; on the CPU this changes nothing."""
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn.deterministic, cudnn.benchmark = True, False
+    # warn_only: an op with no deterministic version warns instead of failing the test
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try: yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+def test_fit_xresnet_is_seeded(deterministic):
     a, _, _ = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=1, seed=3)
     b, _, _ = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=1, seed=3)
     assert a.epoch_history.train == b.epoch_history.train
