@@ -80,10 +80,10 @@ def _bilinear(x, ix, iy):
     # onto the frame: a point further out reads only zeros anyway
     ix, iy = ix.clamp(-1, W), iy.clamp(-1, H)
     x0, y0 = ix.floor(), iy.floor()
-    fx, fy = (ix - x0).view(N, 1, -1), (iy - y0).view(N, 1, -1)
-    flat = F.pad(x, (1, 2, 1, 2)).reshape(N, C, -1)        # the frame of zeros
+    fx, fy = (ix - x0).unsqueeze(1), (iy - y0).unsqueeze(1)
+    flat = F.pad(x, (1, 2, 1, 2)).flatten(2)               # the frame of zeros
     row = W + 3                                            # a padded row's length
-    top_left = (y0 + 1).mul_(row).add_(x0 + 1).long().view(N, 1, -1)
+    top_left = (y0 + 1).mul_(row).add_(x0 + 1).long().unsqueeze(1)
     read = lambda offset: flat.gather(2, (top_left + offset).expand(N, C, -1))
     top = torch.lerp(read(0), read(1), fx)                 # lerp(a, b, f) = a + f (b - a)
     bottom = torch.lerp(read(row), read(row + 1), fx)
@@ -99,7 +99,7 @@ def grid_sample(x, grid):
                          f'got {tuple(grid.shape)}')
     ix = ((grid[..., 0] + 1) * W - 1) / 2     # to pixel units, where pixel j's centre is at j
     iy = ((grid[..., 1] + 1) * H - 1) / 2
-    return _bilinear(x, ix.reshape(N, -1), iy.reshape(N, -1)).view(N, C, *grid.shape[1:3])
+    return _bilinear(x, ix.flatten(1), iy.flatten(1)).view(N, C, *grid.shape[1:3])
 
 
 def rand_affine(n, degrees=10., scale=(0.9, 1.1), shift=0.1, like=None):

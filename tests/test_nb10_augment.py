@@ -193,3 +193,11 @@ def test_fashion_databunch_subsets():
     again = fashion_databunch(n_train=100, n_valid=50, bs=32)
     # the same images, whatever the global seed
     assert torch.equal(again.train_ds.y, data.train_ds.y)
+
+
+@pytest.mark.parametrize('f', [flip_batch, pad_crop_batch, rand_affine_batch, random_erase_batch])
+def test_an_empty_batch_comes_back_empty(f):
+    # an empty batch has nothing to move: the same empty batch back, as from every other transform
+    x = torch.zeros(0, 2, 9, 13)
+    out = f(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
