@@ -5,6 +5,7 @@
 from exp.nb_10 import *
 from functools import partial
 from torch.distributions.beta import Beta
+import inspect
 
 
 def reduce_loss(loss, reduction='mean'):
@@ -39,6 +40,19 @@ def unsqueeze(x, dims):
     for dim in listify(dims): x = torch.unsqueeze(x, dim)
     return x
 
+def _loss_name(f): return getattr(f, '__name__', None) or type(f).__name__
+
+def check_per_item_loss(loss_func, who):
+    """A TypeError naming `loss_func` unless it can give one loss per item: a `reduction`
+    attribute (a loss module) or a `reduction=` keyword (a loss function)."""
+    if hasattr(loss_func, 'reduction'): return
+    try: params = inspect.signature(loss_func).parameters
+    except (TypeError, ValueError): return   # no signature to read: its first call will tell
+    if 'reduction' in params or any(p.kind == p.VAR_KEYWORD for p in params.values()): return
+    raise TypeError(f"{who}: the loss {_loss_name(loss_func)} takes no reduction= argument; "
+                    f"{who} needs one loss per item, from reduction='none' (as F.cross_entropy "
+                    "gives), or a loss module with a reduction attribute (as nn.CrossEntropyLoss)")
+
 class MixUp(Callback):
     """MixUp (Zhang et al. 2017, arXiv 1710.09412): training batches blended with a shuffled copy,
     and their losses too."""
@@ -54,14 +68,23 @@ class MixUp(Callback):
         self.shuffle = torch.randperm(len(yb), device=yb.device)
         self.yb1 = yb[self.shuffle]
         return lin_comb(xb, xb[self.shuffle], unsqueeze(self.lam, range(1, xb.ndim)))
-    def begin_fit(self): self.old_loss_func,self.run.loss_func = self.run.loss_func,self.loss_func
+    def begin_fit(self):
+        check_per_item_loss(self.run.loss_func, 'MixUp')
+        self.old_loss_func,self.run.loss_func = self.run.loss_func,self.loss_func
     def begin_batch(self):
         if self.in_train: self.run.xb = self.mix(self.xb, self.yb)
-    def after_fit(self): self.run.loss_func = self.old_loss_func
+    def after_fit(self):   # also after an error: the learner gets its loss back
+        old = self.__dict__.pop('old_loss_func', None)   # None: begin_fit refused the loss
+        if old is not None: self.run.loss_func = old
     def loss_func(self, pred, yb):
         if not self.in_train: return self.old_loss_func(pred, yb)
         with NoneReduce(self.old_loss_func) as per_item:
-            loss = lin_comb(per_item(pred, yb), per_item(pred, self.yb1), self.lam)
+            a,b = per_item(pred, yb),per_item(pred, self.yb1)
+        if a.shape != (len(yb),):
+            raise ValueError(f"MixUp: the loss {_loss_name(self.old_loss_func)} must give one loss "
+                             f"per item with reduction='none', shape {(len(yb),)}, but gave "
+                             f"shape {tuple(a.shape)}")
+        loss = lin_comb(a, b, self.lam)
         return reduce_loss(loss, getattr(self.old_loss_func, 'reduction', 'mean'))
 
 
@@ -87,7 +110,7 @@ class LabelSmoothingCrossEntropy(nn.Module):
 # a name bound only in a branch not taken is left out).
 from exp.nb_10 import __all__ as _all_nb_10
 __all__ = _all_nb_10 + [
-    'partial', 'Beta', 'reduce_loss', 'NoneReduce', 'lin_comb', 'unsqueeze', 'MixUp',
-    'LabelSmoothingCrossEntropy'
+    'partial', 'Beta', 'reduce_loss', 'NoneReduce', 'lin_comb', 'unsqueeze',
+    'check_per_item_loss', 'MixUp', 'LabelSmoothingCrossEntropy'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

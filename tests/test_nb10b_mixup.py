@@ -155,3 +155,21 @@ def test_the_courses_10b_calls(make_tiny_data):
         learn.fit(1)
         assert learn.loss_func is loss_func
         assert math.isfinite(learn.avg_stats.valid_stats.avg_stats[0])
+
+
+def _mean_only_loss(pred, yb): return F.cross_entropy(pred, yb)
+
+def _ignores_reduction(pred, yb, reduction='mean'): return F.cross_entropy(pred, yb)
+
+def test_mixup_refuses_a_loss_without_reduction_before_training(learner):
+    learn = learner(_mean_only_loss, [MixUp(0.4)])
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    with pytest.raises(TypeError, match=r"_mean_only_loss.*reduction='none'"): learn.fit(1)
+    assert all(torch.equal(a, p) for a, p in zip(before, learn.model.parameters()))
+    assert learn.loss_func is _mean_only_loss
+
+def test_mixup_refuses_a_loss_that_ignores_reduction(learner):
+    # it takes the argument but gives one number for the batch: mixing it would be silently wrong
+    learn = learner(_ignores_reduction, [MixUp(0.4)])
+    with pytest.raises(ValueError, match=r"_ignores_reduction.*one loss per item.*\(8,\).*\(\)"):
+        learn.fit(1)
