@@ -4,6 +4,7 @@
 
 from exp.nb_11 import *
 import nbio
+import pickle
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,26 +45,59 @@ def fashion_classes_databunch(classes, n_per_class=None, n_valid=None, bs=64, se
 
 def save_model(model, path, overwrite=False):
     """Save `model.state_dict()` to `path` (folders made as needed); an existing file is replaced
-    only if `overwrite`."""
+    only if `overwrite`, and stays as it was if the write fails."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f'save_model: {path} exists; pass overwrite=True to replace it')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with nbio.atomic_open(path) as f:   # the file at `path` is the old one or the whole new one
-        torch.save(model.state_dict(), f)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with nbio.atomic_open(path) as f:   # the file at `path` is the old one or the whole new one
+            torch.save(model.state_dict(), f)
+    except OSError as e:   # a read-only folder, a full disk: the error names the temporary file
+        raise type(e)(f'save_model: cannot write {path} ({e.strerror or e}); any file already '
+                      'there is unchanged') from None
     return path
 
 def load_model(model, path):
     """Copy the weights `save_model` wrote to `path` into `model` (the same architecture, on any
     device); returns `model`."""
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'load_model: no file {path}')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = _read_weights(path)
     try: model.load_state_dict(state)
     except RuntimeError as e:
         raise RuntimeError(f"load_model: the weights in {path} don't fit this "
                            f"{type(model).__name__}: {e}") from None
     return model
+
+
+def _read_weights(path):
+    """The state_dict in the file at `path`, read with `weights_only=True`. A file that holds
+    something else raises an error naming it and saying what it holds."""
+    if path.is_dir(): raise FileNotFoundError(f'load_model: {path} is a folder, not a file')
+    if not path.is_file(): raise FileNotFoundError(f'load_model: no file {path}')
+    size = path.stat().st_size
+    if size == 0: raise ValueError(f'load_model: {path} is empty (0 bytes), not a weights file')
+    try: state = torch.load(path, map_location='cpu', weights_only=True)
+    except OSError as e: raise type(e)(f'load_model: cannot read {path} ({e.strerror})') from None
+    except Exception as e:   # torch's own message may advise weights_only=False: never that
+        raise ValueError(f'load_model: {path} ({size:,} bytes) {_unreadable(path, e)}') from None
+    if not isinstance(state, dict):
+        raise ValueError(f'load_model: {path} holds a {type(state).__name__}, not a state_dict '
+                         '(a dict of named tensors, as save_model writes)')
+    bad = [repr(k) for k, v in state.items() if not torch.is_tensor(v)]
+    if bad:
+        raise ValueError(f"load_model: {path} holds a dict with entries that are not tensors: "
+                         f"{', '.join(bad[:3])}; a checkpoint of more than weights?")
+    return state
+
+def _unreadable(path, e):
+    "What is wrong with the file at `path`, whose reading by torch.load raised `e`, in words."
+    if isinstance(e, pickle.UnpicklingError) and 'weights only' in str(e).lower():
+        return ('holds Python objects, not only tensors (a whole model saved with '
+                'torch.save(model)?); load_model reads the state_dict that save_model writes')
+    with open(path, 'rb') as f: zipped = f.read(4) == b'PK\x03\x04'   # how torch.save starts
+    if zipped: return 'is truncated or damaged: torch.save\'s zip archive in it cannot be read'
+    return 'is not a weights file: torch.load cannot read it'
 
 
 class AdaptiveConcatPool2d(nn.Module):
@@ -89,7 +123,7 @@ def adapt_model(learn, data):
     """Give `learn` a model made of its model's body and a new head (concat pooling, linear) for
     `data.c_out` classes."""
     body = nn.Sequential(*list(learn.model.children())[:body_cut(learn.model)])
-    device = next(body.parameters()).device
+    device = model_device(body)
     xb = get_batch(data.valid_dl, learn)[0].to(device)
     training = body.training
     body.eval()   # a probe for the shape: BatchNorm's running statistics stay as they are

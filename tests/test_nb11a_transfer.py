@@ -1,6 +1,8 @@
 """11a: weights saved and loaded exactly (state_dict round trip), refusals; class subsets; the new
 head (AdaptiveConcatPool2d, adapt_model); freezing with BatchNorm kept trainable; bn_splitter's
 groups and discriminative rates through sched_1cycle; DebugCallback."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -149,8 +151,9 @@ def test_frozen_body_does_not_move_but_its_batchnorm_trains_if_asked(adapted, tr
 
 def test_freezing_drops_stale_gradients_so_the_optimizer_leaves_frozen_weights_alone(adapted):
     learn, data = adapted
-    learn.fit(1)                          # every parameter now holds a (zeroed) gradient
-    assert all(p.grad is not None for p in conv_params(learn.model))
+    learn.fit(1)
+    # zero gradients left behind, as an optimizer that zeroes instead of dropping them leaves them
+    for p in conv_params(learn.model): p.grad = torch.zeros_like(p)
     freeze(learn.model)
     convs = [p.detach().clone() for p in conv_params(learn.model)]
     learn.fit(1)                          # the same optimizer, with weight decay and momentum state
@@ -210,22 +213,84 @@ def test_debug_callback_fires_only_at_its_event(adapted):
     assert set(vars(cb_types)) == set(Learner.events)
 
 
-def test_on_11s_xresnet_round_trip_adapt_freeze_and_split(make_data, tmp_path):
+def test_on_11s_xresnet_round_trip_adapt_freeze_and_split(make_tiny_data, tmp_path):
     from exp.nb_11a import xresnet18
     def make(seed):
         torch.manual_seed(seed)
         return xresnet18(c_in=1, c_out=3, width=8, stem_strides=(1, 2, 1), stem_pool=False)
-    data = make_data(c_out=3)
+    # 16x16 images: the smallest this network takes (its strides divide a side by 16)
+    data = make_tiny_data(shape=(1, 16, 16), n_classes=3)
     learn = trained(make(0), data)
     path = save_model(learn.model, tmp_path/'x.pth')
-    learn2 = Learner(load_model(make(1), path), make_data(c_out=4), F.cross_entropy,
+    learn2 = Learner(load_model(make(1), path),
+                     make_tiny_data(shape=(1, 16, 16), n_classes=4, seed=1), F.cross_entropy,
                      opt_func=adam_opt(), lr=1e-2)
     for k, v in learn.model.state_dict().items():
         assert torch.equal(v, learn2.model.state_dict()[k]), k
     adapt_model(learn2, learn2.data)
     m = learn2.model
-    assert m(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+    assert m(torch.randn(2, 1, 16, 16)).shape == (2, 4)
     freeze(m)
     body, rest = bn_splitter(m)
     assert body and not any(p.requires_grad for p in body)
     assert all(p.requires_grad for p in rest) and len(body) + len(rest) == len(list(m.parameters()))
+
+
+# --- files that are not weights, folders that cannot be written ---
+
+def weights_file_variants(folder):
+    "Files load_model must refuse, each with the words its message must contain."
+    good = save_model(tiny_cnn(), folder/'good.pth').read_bytes()
+    (folder/'empty.pth').write_bytes(b'')
+    (folder/'truncated.pth').write_bytes(good[:len(good) // 2])
+    (folder/'notes.pth').write_text('these are not weights\n')
+    torch.save(tiny_cnn(), folder/'whole_model.pth')                 # pickled objects, not tensors
+    torch.save(torch.zeros(3), folder/'tensor.pth')
+    torch.save({'model': tiny_cnn().state_dict(), 'epoch': 3}, folder/'checkpoint.pth')
+    return {'empty.pth': 'is empty', 'truncated.pth': 'truncated or damaged',
+            'notes.pth': 'not a weights file', 'whole_model.pth': 'Python objects',
+            'tensor.pth': 'holds a Tensor, not a state_dict',
+            'checkpoint.pth': "entries that are not tensors: 'model', 'epoch'"}
+
+def test_load_refuses_files_that_are_not_weights_naming_the_file_and_the_fault(tmp_path):
+    for name, words in weights_file_variants(tmp_path).items():
+        with pytest.raises(ValueError) as e: load_model(tiny_cnn(), tmp_path/name)
+        msg = str(e.value)
+        assert msg.startswith(f'load_model: {tmp_path/name}') and words in msg, msg
+        # torch's own advice for such files is to turn its safety off: never passed on
+        # nor shown beneath it as the error's context
+        assert 'weights_only' not in msg and e.value.__cause__ is None, msg
+        assert e.value.__context__ is None or e.value.__suppress_context__, msg
+
+def test_load_of_a_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f'load_model: {tmp_path} is a folder'):
+        load_model(tiny_cnn(), tmp_path)
+
+@pytest.fixture
+def read_only_folder(tmp_path, monkeypatch):
+    """A folder holding w.pth that refuses new files. Root may write anywhere, so when the tests
+    run as root the temporary file's creation there fails as it would for anyone else."""
+    import errno, os, tempfile
+    folder = tmp_path/'ro'
+    folder.mkdir()
+    save_model(tiny_cnn(seed=0), folder/'w.pth')
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        mkstemp = tempfile.mkstemp
+        def refusing_mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == folder:
+                raise PermissionError(errno.EACCES, 'Permission denied', str(folder/'.w.pth.tmp'))
+            return mkstemp(*args, dir=dir, **kwargs)
+        monkeypatch.setattr(tempfile, 'mkstemp', refusing_mkstemp)
+    yield folder
+    folder.chmod(0o755)
+
+def test_save_into_a_read_only_folder_names_the_path_and_keeps_the_old_file(read_only_folder):
+    path = read_only_folder/'w.pth'
+    before = path.read_bytes()
+    with pytest.raises(PermissionError) as e: save_model(tiny_cnn(seed=1), path, overwrite=True)
+    assert str(e.value).startswith(f'save_model: cannot write {path} (Permission denied)')
+    assert 'unchanged' in str(e.value)
+    assert path.read_bytes() == before and [p.name for p in read_only_folder.iterdir()] == ['w.pth']
+    with pytest.raises(PermissionError, match=f'save_model: cannot write {read_only_folder}/new'):
+        save_model(tiny_cnn(seed=1), read_only_folder/'new.pth')
