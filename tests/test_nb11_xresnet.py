@@ -242,3 +242,122 @@ def test_with_valid_in_train_adds_the_validation_images_and_keeps_the_test_image
     assert len(a) == 6 and torch.equal(a[0], torch.cat([s[0], s[2]]))
     assert torch.equal(a[1], torch.cat([s[1], s[3]]))
     assert all(x is y for x, y in zip(a[2:], s[2:]))
+
+
+# --- the device rule: the data goes where the model is ---
+
+class Stop(Exception):
+    "Raised by a spy in a model's forward: the device has been seen, nothing more to compute."
+
+def spy_on_input_device(model, seen):
+    "Record the device of each input `model` receives, then stop before any output is made."
+    def hook(module, args):
+        seen.append(args[0].device)
+        raise Stop()
+    return model.register_forward_pre_hook(hook)
+
+def test_get_preds_feeds_a_meta_model_meta_images_normalized_there():
+    model = nn.Sequential(Flatten(), nn.Linear(4*5, 3)).to('meta').train()
+    seen = []
+    spy_on_input_device(model, seen)
+    norm = image_norm(torch.rand(10, 1, 4, 5))          # statistics computed on the CPU
+    with pytest.raises(Stop): get_preds(model, torch.rand(7, 1, 4, 5), norm)
+    assert seen == [torch.device('meta')] and model.training
+
+def test_get_preds_reads_the_device_from_the_model_not_def_device(monkeypatch):
+    # as on a GPU machine whose model was left on the CPU: def_device names another device
+    import exp.nb_11 as nb_11
+    monkeypatch.setattr(nb_11, 'def_device', torch.device('meta'))
+    torch.manual_seed(4)
+    model, x = nn.Sequential(Flatten(), nn.Linear(4*5, 3)), torch.randn(5, 1, 4, 5)
+    torch.testing.assert_close(get_preds(model, x), F.softmax(model(x), -1))
+
+def test_image_norm_statistics_follow_the_batch(monkeypatch):
+    import exp.nb_11 as nb_11
+    x = torch.rand(20, 2, 4, 4)
+    out = image_norm(x)(torch.empty(3, 2, 4, 4, device='meta'))
+    assert out.device == torch.device('meta') and out.shape == (3, 2, 4, 4)
+    # with def_device elsewhere (a GPU machine), a CPU batch is still normalized on the CPU
+    monkeypatch.setattr(nb_11, 'def_device', torch.device('meta'))
+    z = image_norm(x)(x)
+    assert z.device == torch.device('cpu')
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(2), rtol=0, atol=1e-5)
+
+@pytest.mark.parametrize('cuda, expected', [(False, 'cpu'), (True, 'meta')])
+def test_cnn_learner_cuda_moves_the_model_to_def_device_or_leaves_it(make_tiny_data, monkeypatch,
+                                                                     cuda, expected):
+    # def_device stands for a GPU: cuda=True moves the model (and so the batches) there; with
+    # cuda=False the model stays on the CPU and its batches must come to it there
+    import exp.nb_04 as nb_04, exp.nb_11 as nb_11
+    for module in (nb_04, nb_11): monkeypatch.setattr(module, 'def_device', torch.device('meta'))
+    data = make_tiny_data(n_train=16, n_valid=16, shape=(1, 16, 16), n_classes=3)
+    learn = cnn_learner(xresnet18, data, F.cross_entropy, adam_opt(), cuda=cuda, width=8,
+                        stem_strides=(1, 2, 1), stem_pool=False, norm=image_norm(data.train_ds.x))
+    learn.logger, seen = (lambda line: None), []
+    spy_on_input_device(learn.model, seen)
+    with pytest.raises(Stop): learn.fit(1)
+    assert seen == [torch.device(expected)]
+
+
+# --- refusals: what XResNet cannot be built with, or cannot be fed ---
+
+@pytest.mark.parametrize('width, expansion, msg', [
+    (0, 1, 'width must be a whole number >= 1, got 0'),
+    (-8, 1, 'width must be a whole number >= 1, got -8'),
+    (18, 4, 'width must be a multiple of the expansion 4, got 18'),
+])
+def test_xresnet_refuses_a_bad_width(width, expansion, msg):
+    with pytest.raises(ValueError, match=msg): XResNet.create(expansion, [1, 1], width=width)
+
+@pytest.mark.parametrize('kwargs, msg', [
+    (dict(c_in=0), 'c_in must be a whole number >= 1, got 0'),
+    (dict(c_out=0), 'c_out must be a whole number >= 1, got 0'),
+    (dict(layers=[2, 0]), r'layers\[1\] must be a whole number >= 1, got 0'),
+    (dict(stem_strides=(1, 0, 1)), r'stem_strides\[1\] must be a whole number >= 1, got 0'),
+])
+def test_xresnet_refuses_other_bad_sizes(kwargs, msg):
+    kwargs = dict(dict(expansion=1, layers=[1, 1]), **kwargs)
+    with pytest.raises(ValueError, match=msg): XResNet.create(**kwargs)
+
+def test_xresnet_names_c_in_when_the_images_have_other_channels():
+    m = xresnet18(c_in=1, c_out=10, width=8, stem_strides=(1, 2, 1), stem_pool=False)
+    with pytest.raises(ValueError, match=r'3 channels .*\(2, 3, 28, 28\).*c_in=1'):
+        m(torch.randn(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r'\(N, 1, H, W\).*\(2, 784\)'):
+        m(torch.randn(2, 784))
+
+@pytest.mark.parametrize('kwargs, size, minimum', [
+    (dict(), (31, 64), 32),                    # stem strides (2, 1, 1), the max pool, 3 groups
+    (dict(stem_strides=(1, 2, 1), stem_pool=False), (28, 15), 16),
+    (dict(stem_strides=(1, 1, 1), stem_pool=False), (7, 7), 8),
+])
+def test_xresnet_says_the_smallest_image_it_takes(kwargs, size, minimum):
+    m = xresnet18(c_in=1, c_out=3, width=8, **kwargs)
+    with pytest.raises(ValueError, match=rf'{size[0]}x{size[1]}.*at least {minimum}x{minimum}'):
+        m(torch.randn(2, 1, *size))
+    with torch.no_grad(): assert m(torch.randn(2, 1, minimum, minimum)).shape == (2, 3)
+    assert m.min_size == minimum
+
+
+# --- timings read after the device has finished ---
+
+def clock_log(monkeypatch, module):
+    "Replace `module`'s sync and clock by recorders writing, in order, into the list returned."
+    log = []
+    monkeypatch.setattr(module, 'sync', lambda device: log.append(('sync', str(device))))
+    fake_time = type('T', (), {'perf_counter': staticmethod(lambda: log.append('clock') or
+                                                            float(len(log)))})
+    monkeypatch.setattr(module, 'time', fake_time)
+    return log
+
+def test_imgs_per_sec_syncs_before_each_clock_read(monkeypatch):
+    import exp.nb_11 as nb_11
+    log = clock_log(monkeypatch, nb_11)
+    assert nb_11.imgs_per_sec(4, bs=2, n_steps=1) > 0
+    assert log == [('sync', 'cpu'), 'clock', ('sync', 'cpu'), 'clock']
+
+def test_fit_xresnet_syncs_before_reading_the_clock(monkeypatch):
+    import exp.nb_11 as nb_11
+    log = clock_log(monkeypatch, nb_11)
+    *_, secs = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=1)
+    assert log[-2:] == [('sync', 'cpu'), 'clock'] and secs > 0
