@@ -3,7 +3,7 @@
 
 
 from exp.nb_08 import *
-import difflib, inspect
+import difflib, inspect, numbers
 from functools import partial
 
 
@@ -28,7 +28,20 @@ def _as_groups(params):
         g['params'] = listify(g.get('params'))
         if not g['params'] or not all(isinstance(p, torch.Tensor) for p in g['params']):
             raise TypeError(f"Optimizer: param group {i} must hold a non-empty list of tensors")
+    _check_once(groups)
     return groups
+
+def _check_once(groups):
+    "Each parameter in one group, once: one listed twice would be stepped twice."
+    where = {}
+    for i,g in enumerate(groups):
+        for p in g['params']:
+            if id(p) in where:
+                j = where[id(p)]
+                place = f"twice in param group {i}" if j == i else f"in param groups {j} and {i}"
+                raise ValueError(f"Optimizer: a parameter of shape {tuple(p.shape)} is {place}; "
+                                 "it would be stepped twice")
+            where[id(p)] = i
 
 def _hypers(pg):
     "A param group's hyper-parameters: everything but its parameters."
@@ -42,6 +55,27 @@ def _named_args(f, skip):
     return {q.name for q in named if q.default is q.empty}, {q.name for q in named}
 
 
+def check_range(who, lo=0, below=None, **args):
+    """Raise a ValueError naming the first of `args` that is not a finite number >= `lo` (and
+    < `below`, if given)."""
+    for k,v in args.items():
+        is_number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        if is_number and math.isfinite(v) and lo <= v and (below is None or v < below): continue
+        limits = f">= {lo}" if below is None else f"in [{lo}, {below})"
+        raise ValueError(f"{who}: {k} must be a finite number {limits}, got {v!r}")
+
+# the hyper-parameters whose meaning is known, each with the check of its value
+hyper_checks = {'lr': check_range, 'wd': check_range, 'eps': check_positive,
+                'mom': partial(check_range, below=1), 'sqr_mom': partial(check_range, below=1)}
+
+def check_hyper_values(who, param_groups):
+    "Check each hyper-parameter that `hyper_checks` knows, in each param group."
+    for i,pg in enumerate(param_groups):
+        group = f"{who}: param group {i}"
+        for k,check in hyper_checks.items():
+            if k in pg: check(group, **{k: pg[k]})
+
+
 class Optimizer:
     """Updates each parameter that has a gradient with `steppers`, given its param group's
     hyper-parameters."""
@@ -53,6 +87,7 @@ class Optimizer:
         self.param_groups = [{**defaults, **g} for g in _as_groups(params)]
         self.state = {}
         self._check_hypers()
+        check_hyper_values('Optimizer', self.param_groups)
 
     @property
     def hypers(self):
@@ -85,15 +120,19 @@ class Optimizer:
                                  "pass them or give defaults")
 
     def grad_params(self):
-        "(parameter, its param group) for every parameter that has a gradient."
+        "(parameter, its param group) for every parameter that has a gradient: the others rest."
         return [(p,pg) for pg in self.param_groups for p in pg['params'] if p.grad is not None]
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Drop the gradients (torch.optim's default), so that a parameter frozen since has none at
+        the next step and rests; or zero them."""
         for p,_ in self.grad_params():
-            p.grad.detach_()
-            p.grad.zero_()
+            if set_to_none: p.grad = None
+            else: p.grad.detach_().zero_()
 
     def step(self):
+        # a schedule may have changed the values since: a few look-ups per group
+        check_hyper_values('Optimizer.step', self.param_groups)
         for p,pg in self.grad_params(): self._step(p, _hypers(pg))
 
     def _step(self, p, hyper):
@@ -280,9 +319,10 @@ def lamb(**kwargs):
 # a name bound only in a branch not taken is left out).
 from exp.nb_08 import __all__ as _all_nb_08
 __all__ = _all_nb_08 + [
-    'partial', 'get_defaults', 'maybe_update', 'Optimizer', 'sgd_step', 'weight_decay',
-    'l2_reg', 'sgd_opt', 'fit_steps', 'max_param_diff', 'Stat', 'StatefulOptimizer',
-    'AverageGrad', 'momentum_step', 'sgd_mom_opt', 'AverageSqrGrad', 'StepCount', 'debias',
-    'adam_step', 'adam_opt', 'lamb_step', 'lamb'
+    'partial', 'get_defaults', 'maybe_update', 'check_range', 'hyper_checks',
+    'check_hyper_values', 'Optimizer', 'sgd_step', 'weight_decay', 'l2_reg', 'sgd_opt',
+    'fit_steps', 'max_param_diff', 'Stat', 'StatefulOptimizer', 'AverageGrad', 'momentum_step',
+    'sgd_mom_opt', 'AverageSqrGrad', 'StepCount', 'debias', 'adam_step', 'adam_opt',
+    'lamb_step', 'lamb'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -167,3 +167,83 @@ def test_course_calls_09(make_tiny_data):
     run.fit(1, learn)
     assert isinstance(learn.opt, Optimizer) and run.recorder.lrs[0][0] == pytest.approx(0.3)
     assert learn.opt.hypers[-1]['lr'] == run.recorder.lrs[-1][-1]
+
+NAN,INF = float('nan'),float('inf')
+# (our optimizer function, the bad setting, torch's closest optimizer and setting, or None where
+# torch lets it through)
+BAD_HYPERS = [
+    (sgd_opt, dict(lr=-0.1), (optim.SGD, dict(lr=-0.1))),
+    (sgd_opt, dict(lr=NAN), None),                        # SGD takes it (Adam refuses)
+    (sgd_opt, dict(lr=INF), None),
+    (sgd_opt, dict(lr='0.1'), (optim.SGD, dict(lr='0.1'))),
+    (sgd_opt, dict(lr=0.1, wd=-0.01), (optim.SGD, dict(lr=0.1, weight_decay=-0.01))),
+    (sgd_opt, dict(lr=0.1, wd=NAN), None),
+    (sgd_mom_opt, dict(lr=0.1, mom=-0.1), (optim.SGD, dict(lr=0.1, momentum=-0.1))),
+    (sgd_mom_opt, dict(lr=0.1, mom=1), None),             # SGD takes momentum 1 and above
+    (sgd_mom_opt, dict(lr=0.1, mom=True), None),
+    (adam_opt(), dict(lr=0.01, mom=1.), (optim.Adam, dict(lr=0.01, betas=(1., 0.99)))),
+    (adam_opt(), dict(lr=0.01, sqr_mom=1.), (optim.Adam, dict(lr=0.01, betas=(0.9, 1.)))),
+    (adam_opt(), dict(lr=0.01, sqr_mom=NAN), (optim.Adam, dict(lr=0.01, betas=(0.9, NAN)))),
+    (adam_opt(), dict(lr=0.01, eps=0.), None),            # Adam takes eps=0
+    (adam_opt(), dict(lr=0.01, eps=-1e-8), (optim.Adam, dict(lr=0.01, eps=-1e-8))),
+]
+
+@pytest.mark.parametrize('opt_func,bad,theirs', BAD_HYPERS, ids=[str(b) for _,b,_ in BAD_HYPERS])
+def test_bad_hyper_values_are_refused_naming_the_group(opt_func, bad, theirs):
+    """Every setting that makes no sense is refused when the optimizer is made, in any group, the
+    name and the group given; torch refuses some of them too."""
+    model = small_model()
+    if theirs is not None:
+        with pytest.raises((ValueError, TypeError)): theirs[0](model.parameters(), **theirs[1])
+    name = [k for k in bad if k != 'lr'][-1] if len(bad) > 1 else 'lr'
+    with pytest.raises(ValueError, match=f"param group 0: {name} must be"):
+        opt_func(model.parameters(), **bad)
+    good = {k: 0.1 if k == 'lr' else 0.5 for k in bad}   # the bad value in the second group only
+    groups = [{'params': list(model[:-1].parameters())},
+              {'params': list(model[-1].parameters()), **bad}]
+    with pytest.raises(ValueError, match=f"param group 1: {name} must be"):
+        opt_func(groups, **good)
+
+def test_a_hyper_parameter_set_later_is_checked_at_the_step():
+    "A schedule's bad value stops the step, naming it, before any weight moves."
+    model = small_model(); xb,yb = batch()
+    opt = adam_opt(**O_ADAM)([{'params': list(model[:-1].parameters())},
+                              {'params': list(model[-1].parameters())}])
+    fit_steps(model, opt, xb, yb, 2)
+    opt.param_groups[1]['sqr_mom'] = 1.   # debias would divide by 1 - sqr_mom = 0
+    before = copy.deepcopy(model)
+    F.cross_entropy(model(xb), yb).backward()
+    with pytest.raises(ValueError, match=r"step: param group 1: sqr_mom must be .*\[0, 1\)"):
+        opt.step()
+    assert max_param_diff(model, before) == 0
+
+def test_a_parameter_listed_twice_is_refused():
+    "Torch refuses a parameter in two groups (and warns of one twice in a group); ours, both."
+    ps = list(small_model().parameters())
+    with pytest.raises(ValueError, match='more than one'):
+        optim.SGD([{'params': ps[:2]}, {'params': ps[1:]}], lr=0.1)
+    with pytest.raises(ValueError, match=r'in param groups 0 and 1.*stepped twice'):
+        sgd_opt([{'params': ps[:2]}, {'params': ps[1:]}], lr=0.1)
+    with pytest.raises(ValueError, match='twice in param group 0'):
+        sgd_opt(ps + ps[:1], lr=0.1)
+
+@pytest.mark.parametrize('name', ['sgd_mom_wd', 'adamw'])
+def test_requires_grad_false_freezes_a_parameter_as_with_torch(name):
+    """A parameter frozen after some steps stays put (no momentum, no weight decay), as with
+    torch.optim; the others still train the same."""
+    ours,theirs = CASES[name]
+    m1 = small_model(); m2 = copy.deepcopy(m1); xb,yb = batch()
+    opts = [ours(m1.parameters()), theirs(m2.parameters())]
+    for m,opt in zip((m1, m2), opts): fit_steps(m, opt, xb, yb, 3)
+    for m in (m1, m2): m[0][0].weight.requires_grad_(False)
+    frozen = [m[0][0].weight.detach().clone() for m in (m1, m2)]
+    for m,opt in zip((m1, m2), opts): fit_steps(m, opt, xb, yb, 3)
+    assert torch.equal(m2[0][0].weight, frozen[1]), "torch's moved"
+    assert torch.equal(m1[0][0].weight, frozen[0]), "ours moved"
+    assert max_param_diff(m1, m2) < TOL
+    assert all(p.grad is None for p in m1.parameters())   # zero_grad: None, as torch's default
+
+def test_zero_grad_can_still_zero():
+    p = torch.nn.Parameter(torch.ones(2)); p.grad = torch.ones(2)
+    sgd_opt([p], lr=0.1).zero_grad(set_to_none=False)
+    assert torch.equal(p.grad, torch.zeros(2))
