@@ -14,12 +14,18 @@ split), for example:
       --novalid_in_train
 Options: --dataset fashion|mnist, --epochs, --width, --stem (three digits: the stem's strides),
 --tfms flips|shifts|flips+shifts, --bs, --lr, --wd, --valid_in_train/--novalid_in_train,
---n_train N (the first N training images: a quick check that it runs), --seed."""
+--n_train N (the first N training images: a quick check that it runs), --seed,
+--checkpoint PATH (save all the run needs to go on exactly, after every epoch and, with --every N,
+every N batches: 09b's CheckpointCallback), --resume (go on from that file after a crash, with the
+same options: the weights end as if the run had never stopped, bit for bit on a CPU, and on a GPU
+as far as its kernels are deterministic; the time reported is then the resumed part's).
+  .venv/bin/python bench/train.py --checkpoint ~/train.pt --every 100
+  .venv/bin/python bench/train.py --checkpoint ~/train.pt --every 100 --resume"""
 import torch
 
-from exp.nb_11 import (eval_accuracy, fashion_splits, fit_xresnet, flip_batch, mnist_splits, shifts,
-                       with_valid_in_train)
-from nbio import UsageError, run_cli
+from exp.nb_11 import (CheckpointCallback, eval_accuracy, fashion_splits, fit_xresnet, flip_batch,
+                       load_checkpoint, mnist_splits, shifts, with_valid_in_train)
+from nbio import ToolError, UsageError, run_cli
 from timing import check_counts, clock
 
 TFMS = {'flips': [flip_batch], 'shifts': [shifts], 'flips+shifts': [flip_batch, shifts]}
@@ -37,12 +43,32 @@ def _stem(stem):
     return tuple(int(c) for c in s)
 
 
+def _checkpointing(checkpoint, every, resume, epochs):
+    """The callbacks that save the run to `checkpoint`, and the file to resume from (checked now,
+    before the data is read: its fit must be of `epochs` epochs)."""
+    if every is not None: check_counts(every=every)
+    if checkpoint is None:
+        if resume or every is not None:
+            raise UsageError(f"{'resume' if resume else 'every'} needs --checkpoint PATH")
+        return [], None
+    if not resume: return [CheckpointCallback(checkpoint, every)], None
+    try: saved = load_checkpoint(checkpoint, who='--resume')
+    except (OSError, ValueError) as e: raise ToolError(str(e)) from None
+    if saved['epochs'] != epochs:
+        raise UsageError(f"epochs is {epochs}, but {checkpoint} was saved by a run of "
+                         f"{saved['epochs']} epochs: resume with the same options")
+    print(f"resuming from {checkpoint}: epoch {saved['epoch']}, batch {saved['iter']}")
+    return [CheckpointCallback(checkpoint, every)], checkpoint
+
+
 def main(dataset='fashion', epochs=20, width=16, stem='111', tfms='flips+shifts', bs=256, lr=1e-2,
-         wd=0.05, valid_in_train=True, n_train=None, seed=0):
+         wd=0.05, valid_in_train=True, n_train=None, seed=0, checkpoint=None, every=None,
+         resume=False):
     check_counts(epochs=epochs, width=width, bs=bs)
     if n_train is not None: check_counts(n_train=n_train)
     _choice('dataset', dataset, DATASETS); _choice('tfms', tfms, TFMS)
     stem_strides = _stem(stem)
+    cbs, resume_from = _checkpointing(checkpoint, every, resume, epochs)
     splits = DATASETS[dataset]()
     if valid_in_train: splits = with_valid_in_train(splits)
     splits = (splits[0][:n_train], splits[1][:n_train]) + tuple(splits[2:])
@@ -53,7 +79,8 @@ def main(dataset='fashion', epochs=20, width=16, stem='111', tfms='flips+shifts'
           f"torch threads {torch.get_num_threads()}")
     with clock() as t:
         learn, norm, _ = fit_xresnet(splits, TFMS[tfms], width=width, stem_strides=stem_strides,
-                                     bs=bs, lr=lr, wd=wd, epochs=epochs, seed=seed)
+                                     bs=bs, lr=lr, wd=wd, epochs=epochs, seed=seed, cbs=cbs,
+                                     resume=resume_from)
     if not valid_in_train:
         print(f"validation accuracy {eval_accuracy(learn, splits[2], splits[3], norm):.4f}")
     acc = eval_accuracy(learn, splits[4], splits[5], norm)

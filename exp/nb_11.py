@@ -239,10 +239,13 @@ def imgs_per_sec(width, stem_strides=(1, 2, 1), channels_last=False, bs=256, n_s
 
 
 def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), bs=256, lr=1e-2,
-                wd=0.05, epochs=5, ls_eps=0.1, seed=0, channels_last=True):
+                wd=0.05, epochs=5, ls_eps=0.1, seed=0, channels_last=True, cbs=None,
+                resume=None):
     """Train `arch` for 28x28 images (no max pool) on the training part of `splits` (as made by
     `mnist_splits`), reporting the validation part each epoch: AdamW, one-cycle, label smoothing,
     augmentations `tfms`.
+    `cbs`: more callbacks for the fit (09b's CheckpointCallback, say); `resume`: a checkpoint file
+    to go on from (09b's `fit(..., resume=)`).
     Returns the learner, its normalization (for `get_preds`) and the seconds the training took."""
     torch.manual_seed(seed)
     norm = image_norm(splits[0])
@@ -252,7 +255,7 @@ def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), 
                         stem_pool=False)
     if channels_last: learn.model.to(memory_format=torch.channels_last)
     start = time.perf_counter()
-    learn.fit(epochs, cbs=sched_1cycle(lr))
+    learn.fit(epochs, cbs=sched_1cycle(lr) + listify(cbs), resume=resume)
     sync(model_device(learn.model))
     return learn, norm, time.perf_counter() - start
 

@@ -1,13 +1,16 @@
-"""bench/train.py: its arguments are checked, and a tiny run trains and prints the test accuracies
-on its last line."""
+"""bench/train.py: its arguments are checked, a tiny run trains and prints the test accuracies on
+its last line, and --resume goes on from a --checkpoint file to the weights of a run that never
+stopped."""
 import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from nbio import UsageError
+from exp.nb_09b import Callback, CheckpointCallback, listify
+from nbio import ToolError, UsageError
 
 # As `python bench/train.py` does: the scripts import the harness as a module beside them.
 sys.path.append(str(Path(__file__).resolve().parents[1] / 'bench'))
@@ -44,3 +47,53 @@ def test_a_mistyped_flag_stops_the_script_before_it_trains():
                          text=True, timeout=120)
     assert (res.returncode, res.stdout) == (2, '')
     assert res.stderr == 'train: unknown flag --epoch: did you mean --epochs?\n'
+
+
+def tiny_splits():
+    "Random 28x28 images: 16 for training (2 batches of 8), 8 for validation and 8 for the test."
+    g = torch.Generator().manual_seed(0)
+    return tuple(t for n in (16, 8, 8)
+                 for t in (torch.rand(n, 1, 28, 28, generator=g), torch.arange(n) % 10))
+
+class Crash(Callback):
+    _order = 99   # after CheckpointCallback
+    def after_batch(self):
+        if (self.epoch, self.iter) == (1, 1): raise RuntimeError('crash')
+
+def test_resume_goes_on_from_the_checkpoint_to_the_same_weights(monkeypatch, tmp_path, capsys):
+    learners, crash, fit_xresnet = [], [], train.fit_xresnet
+    def fit(*args, cbs=None, **kwargs):
+        learn, *rest = fit_xresnet(*args, cbs=listify(cbs) + crash, **kwargs)
+        learners.append(learn)
+        return (learn, *rest)
+    monkeypatch.setattr(train, 'fit_xresnet', fit)
+    monkeypatch.setitem(train.DATASETS, 'fashion', tiny_splits)
+    args = dict(epochs=2, width=8, stem='121', bs=8, valid_in_train=False)
+    ckpt = tmp_path / 'run.pt'
+    train.main(**args)
+    crash.append(Crash())
+    with pytest.raises(RuntimeError, match='crash'): train.main(**args, checkpoint=ckpt, every=1)
+    crash.clear(); capsys.readouterr()
+    train.main(**args, checkpoint=ckpt, every=1, resume=True)
+    assert capsys.readouterr().out.startswith(f'resuming from {ckpt}: epoch 1, batch 1\n')
+    ref, resumed = (learners[i].model.state_dict() for i in (0, -1))
+    assert all(torch.equal(ref[k], resumed[k]) for k in ref)
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    (dict(resume=True), UsageError, '^resume needs --checkpoint PATH'),
+    (dict(every=5), UsageError, '^every needs --checkpoint PATH'),
+    (dict(checkpoint='x.pt', every=0), UsageError, '^every must be a whole number >= 1, got 0'),
+    (dict(checkpoint='no/such.pt', resume=True), ToolError,
+     '^--resume: no checkpoint file no/such.pt'),
+])
+def test_bad_checkpoint_options_are_named_before_any_data_is_read(monkeypatch, kwargs, error,
+                                                                 message):
+    monkeypatch.setitem(train.DATASETS, 'fashion', lambda: pytest.fail('the data was read'))
+    with pytest.raises(error, match=message): train.main(**kwargs)
+
+def test_resuming_with_other_epochs_is_refused(tmp_path, make_tiny_learner):
+    learn = make_tiny_learner(quiet=True)
+    learn.fit(2, cbs=CheckpointCallback(tmp_path / 'c.pt'))
+    with pytest.raises(UsageError, match=f'^epochs is 3, but {tmp_path}/c.pt was saved by a run '
+                                         'of 2 epochs'):
+        train.main(epochs=3, checkpoint=tmp_path / 'c.pt', resume=True)
