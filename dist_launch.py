@@ -17,19 +17,39 @@ TARGET, first on the line, is a function of exp.nb_12 (`train_mnist`, `train_toy
 `fit_toy_learner`) or 'package.module:function'. Other flags go to the function as keyword
 arguments, except the launcher's own: --nprocs (ignored under torchrun), --port (default: a free
 one), --timeout (seconds a collective may wait for a peer), --threads (per process), --out FILE
-(torch.save of rank 0's result). Every flag is checked against the launcher's and the function's
-parameters before any process starts: a typo stops it with the nearest flag named (exit status 2).
+(torch.save of rank 0's result; an existing file is replaced only with --overwrite). Every flag is
+checked against the launcher's and the function's parameters before any process starts: a typo
+stops it with the nearest flag named (exit status 2). So are a count below 1 (--steps, --epochs,
+--bs, --n_train: a run that would train nothing) and an --out whose folder is missing or not
+writable (a run whose result would be lost at its end).
 """
+import os
 import sys
 
-from exp.nb_12 import exit_without_teardown, import_target, launch_main, under_torchrun
+from exp.nb_12 import (exit_without_teardown, import_target, launch_main, out_problem,
+                       under_torchrun)
 from nbio import HELP, UsageError, fail, run_cli, tool_name
 
+COUNTS = ('steps', 'epochs', 'bs', 'n_train')   # TARGET's parameters that count: 1 or more
 
 
-def main(target, *, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
+def check_run(out, overwrite, kwargs):
+    """UsageError, before anything starts, for a count below 1 and for an --out that could not
+    take the result (only rank 0 saves it)."""
+    for k in COUNTS:
+        v = kwargs.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(f'--{k} must be a whole number >= 1, got {v!r}')
+    if out is None or os.environ.get('RANK', '0') != '0': return
+    problem = out_problem(out, overwrite, overwrite_flag='--overwrite')
+    if problem: raise UsageError(f'--out {out}: {problem}')
+
+
+def main(target, *, nprocs=2, port=None, timeout=60, threads=1, out=None, overwrite=False,
+         **kwargs):
+    check_run(out, overwrite, kwargs)
     launch_main(target, nprocs=nprocs, port=port, timeout=timeout, threads=threads, out=out,
-                **kwargs)
+                overwrite=overwrite, **kwargs)
     if under_torchrun(): exit_without_teardown()  # done and saved, as `launch`'s ranks are
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exp.nb_12 import (DistributedDataParallel, average_gradients, broadcast_params, launch,
-                       num_distrib, sgd_opt)
+                       num_distrib, rank_device, sgd_opt)
 from nbio import UsageError, run_cli
 from timing import alternate, check_counts, clock, median_ratio
 
@@ -38,10 +38,11 @@ def _setup(bs, nh, mode):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, nh), nn.ReLU(), nn.Linear(nh, nh), nn.ReLU(),
                           nn.Linear(nh, 10))
+    model = model.to(rank_device())   # this rank's GPU (NCCL needs it there), or the CPU
     model = DistributedDataParallel(model) if mode == 'ddp' else broadcast_params(model)
     g = torch.Generator().manual_seed(dist.get_rank() if world > 1 else 0)
-    x = torch.randn(bs // world, 784, generator=g)
-    y = torch.randint(0, 10, (bs // world,), generator=g)
+    x = torch.randn(bs // world, 784, generator=g).to(rank_device())
+    y = torch.randint(0, 10, (bs // world,), generator=g).to(rank_device())
     return model, sgd_opt(model.parameters(), lr=0.01), x, y
 
 

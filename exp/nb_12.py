@@ -3,7 +3,8 @@
 
 
 from exp.nb_11a import *
-import datetime, os, socket, sys, tempfile, time, traceback
+import datetime, ipaddress, os, signal, socket, sys, tempfile, time, traceback
+from multiprocessing.connection import wait as wait_any
 from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -18,26 +19,56 @@ def rank_distrib():
     "This process's rank in the process group (0 outside one): rank 0 logs and saves."
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
-def dist_backend():
-    """NCCL when every local process has a GPU of its own (fast GPU-to-GPU copies), gloo otherwise
-    (over TCP)."""
-    n_local = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
-    nccl = dist.is_nccl_available() and torch.cuda.device_count() >= n_local > 0
-    return 'nccl' if nccl else 'gloo'
+def is_loopback(host):
+    "Whether every address `host` (a name or an IP address) resolves to is this machine's loopback."
+    try: infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError): return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split('%')[0]).is_loopback
+                               for i in infos)
+
+def local_processes():
+    """(how many ranks run on this machine, this one's index among them), from the environment
+    `launch` and torchrun set. When rank 0 is reached on a loopback address every rank is on this
+    machine, whatever LOCAL_WORLD_SIZE says (torchrun's two "nodes" on one host: 1 each)."""
+    rank,world = int(os.environ['RANK']),int(os.environ['WORLD_SIZE'])
+    if is_loopback(os.environ['MASTER_ADDR']): return world,rank
+    return (int(os.environ.get('LOCAL_WORLD_SIZE', world)),
+            int(os.environ.get('LOCAL_RANK', rank)))
+
+def pick_backend(n_gpus, n_local, local_rank, nccl=True):
+    """(backend, device) for local process `local_rank` of `n_local` on a machine with `n_gpus`
+    GPUs. NCCL (fast GPU-to-GPU copies) needs a GPU of its own for every process, and refuses two
+    ranks on one GPU: so NCCL and GPU `local_rank` when every local process can have one, gloo
+    otherwise, on the GPUs taken in turn (gloo lets processes share one) or on the CPU."""
+    check_count('pick_backend', n_local=n_local)
+    if not 0 <= local_rank < n_local:
+        raise ValueError(f"pick_backend: local_rank must be in [0, {n_local - 1}], "
+                         f"got {local_rank!r}")
+    if nccl and n_gpus >= n_local: return 'nccl', torch.device('cuda', local_rank)
+    return 'gloo', torch.device('cuda', local_rank % n_gpus) if n_gpus else torch.device('cpu')
+
+def dist_setup():
+    "`pick_backend` for this process, from its environment and this machine's GPUs."
+    return pick_backend(torch.cuda.device_count(), *local_processes(),
+                        nccl=dist.is_nccl_available())
+
+def rank_device():
+    "The device this rank trains on (`init_distributed` chose it); `def_device` outside a group."
+    return dist_setup()[1] if dist.is_available() and dist.is_initialized() else def_device
 
 
 _ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 
 def init_distributed(timeout=60):
     """Join the process group the environment describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT:
-    set by `launch` and by torchrun). A collective that waits more than `timeout` seconds for a peer
-    raises."""
+    set by `launch` and by torchrun), with the backend `dist_setup` picks, after making this rank's
+    GPU (if it has one) the current one. A collective that waits more than `timeout` seconds for a
+    peer raises."""
     missing = [k for k in _ENV if k not in os.environ]
     if missing: raise RuntimeError(f"init_distributed: environment variable(s) {missing} not set: "
                                    "start this code with `launch(...)` or torchrun")
-    backend = dist_backend()
-    # 'cuda' = this rank's GPU
-    if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    backend,device = dist_setup()
+    if device.type == 'cuda': torch.cuda.set_device(device)   # 'cuda' now means this rank's GPU
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return dist.get_rank(), dist.get_world_size()
 
@@ -80,10 +111,9 @@ def _shard(t, step, bs, rank, world):
     b = bs // world
     return t[step*bs + rank*b : step*bs + (rank+1)*b]
 
-def _unwrap(model): return model.module if isinstance(model, DistributedDataParallel) else model
-
 def _cpu_state(model):
-    return {k: v.detach().cpu().clone() for k,v in _unwrap(model).state_dict().items()}
+    "A copy on the CPU of the weights of `model` (09b's `unwrap_model`: without DDP's `module.`)."
+    return {k: v.detach().cpu().clone() for k,v in unwrap_model(model).state_dict().items()}
 
 
 _MODES = ('scratch', 'ddp', 'none')
@@ -99,12 +129,14 @@ def train_toy(steps=5, bs=32, lr=0.1, mode='scratch', norm=None, seed=1):
     if bs % world:
         raise ValueError(f"train_toy: the global batch bs={bs} must split evenly "
                          f"over {world} ranks")
-    x,y = (t.to(def_device) for t in toy_data())
+    check_count('train_toy', steps=steps, bs=bs)
+    device = rank_device()   # this rank's GPU, or the CPU
+    x,y = (t.to(device) for t in toy_data())
     if steps*bs > len(x):
         raise ValueError(f"train_toy: {steps} steps of {bs} rows need {steps*bs}, "
                          f"toy_data has {len(x)}")
     torch.manual_seed(seed + rank)
-    model = toy_model(norm=norm).to(def_device)
+    model = toy_model(norm=norm).to(device)
     if mode == 'ddp': model = DistributedDataParallel(model)   # broadcasts rank 0's weights itself
     elif mode == 'scratch': broadcast_params(model)
     opt,losses = sgd_opt(model.parameters(), lr=lr),[]
@@ -137,22 +169,24 @@ def check_port(addr, port):
 
 
 class DistributedError(RuntimeError):
-    """A rank of a `launch`ed run failed; the message names the rank and its error, and the other
-    ranks were stopped."""
+    """A rank of a `launch`ed run failed; the message names the rank that failed first and how, and
+    the other ranks were stopped."""
 
 def _worker(local_rank, fn, args, kwargs, env, timeout, threads, out_dir):
     """What each spawned process runs: set its rank, join the group, run `fn`, save its result (or
     error) for the parent."""
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     torch.set_num_threads(threads)
-    init_distributed(timeout)
-    try: res = fn(*args, **kwargs)
+    try:
+        init_distributed(timeout)
+        res = fn(*args, **kwargs)
+        dist.barrier()   # no rank tears down the group while another still talks to it
     except BaseException as e:   # when it failed, and how: the parent names the first to fail
         (Path(out_dir)/f'error{local_rank}.txt').write_text(
             f"{time.time()!r}\n{type(e).__name__}: {e}\n{traceback.format_exc()}")
         raise
-    else: dist.barrier()   # no rank tears down the group while another still talks to it
-    finally: dist.destroy_process_group()
+    finally:
+        if dist.is_initialized(): dist.destroy_process_group()
     torch.save(res, Path(out_dir)/f'rank{local_rank}.pt')
     exit_without_teardown()
 
@@ -164,23 +198,36 @@ def exit_without_teardown():
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(0)
 
-def _first_error(out_dir):
-    """(rank, one-line error, traceback) of the rank whose error came first; None when no rank
-    recorded one."""
-    errs = []
+def recorded_errors(out_dir):
+    "{rank: (time, one-line error, traceback)} of the ranks that recorded an error in `out_dir`."
+    errs = {}
     for f in Path(out_dir).glob('error*.txt'):
         t,line,tb = f.read_text().split('\n', 2)
-        errs.append((float(t), int(f.stem[5:]), line, tb))
-    return min(errs)[1:] if errs else None
+        errs[int(f.stem[5:])] = float(t),line,tb
+    return errs
 
-def _rank_error(e, nprocs, out_dir):
-    """A DistributedError naming the rank that failed first (the others usually fail after it,
-    losing their peer)."""
-    first = _first_error(out_dir)
-    if first is None:
-        return DistributedError(f"launch: a rank of {nprocs} died ({e}); "
+def first_failure(exits, errors):
+    """The rank that failed first. `exits`: (rank, exit code) of the ranks that ended badly, in the
+    order `launch` saw them end; `errors`: `recorded_errors`. A rank that recorded no error was
+    killed (a signal, the out-of-memory killer) and the others failed after it, for want of their
+    peer ("connection reset by peer"): it came first. Otherwise the earliest recorded error did."""
+    silent = [r for r,_ in exits if r not in errors]
+    if silent: return silent[0]
+    return min(errors, key=lambda r: errors[r][0]) if errors else exits[0][0]
+
+def _how_it_ended(code):
+    if code >= 0: return f"exited with status {code}"
+    try: return f"killed by signal {signal.Signals(-code).name}"
+    except ValueError: return f"killed by signal {-code}"
+
+def rank_error(exits, errors, nprocs):
+    "A DistributedError naming the rank that failed first, and how (see `first_failure`)."
+    rank = first_failure(exits, errors)
+    if rank not in errors:
+        return DistributedError(f"launch: rank {rank} of {nprocs} died first, "
+                                f"{_how_it_ended(dict(exits)[rank])} without raising an error; "
                                 "the other ranks were stopped")
-    rank,line,tb = first
+    _,line,tb = errors[rank]
     hint = (" (a timeout: another rank did not reach the same collective in time)"
             if 'Timed out' in line else "")
     return DistributedError(f"launch: rank {rank} of {nprocs} failed first, with {line}{hint}; "
@@ -195,11 +242,29 @@ def _check_launchable(fn):
                          "define it in a module and pass that module's copy, e.g. "
                          "`import exp.nb_12 as nb12; launch(nb12.train_toy, 2)`")
 
+def wait_ranks(procs, grace=5):
+    """Wait for the processes `procs` (rank r at index r) to end; once one ends badly, stop the
+    others. Returns (rank, exit code) of those that ended badly by themselves, in the order seen."""
+    alive,bad = dict(enumerate(procs)),[]
+    try:
+        while alive and not bad:
+            ready = wait_any([p.sentinel for p in alive.values()])
+            for r,p in list(alive.items()):
+                if p.sentinel not in ready: continue
+                p.join(); del alive[r]
+                if p.exitcode: bad.append((r, p.exitcode))
+    finally:
+        for p in alive.values(): p.terminate()
+        for p in alive.values():
+            p.join(grace)
+            if p.is_alive(): p.kill(); p.join()
+    return bad
+
 def launch(fn, nprocs=2, *args, port=None, addr='127.0.0.1', timeout=60, threads=1, **kwargs):
     """Run `fn(*args, **kwargs)` on `nprocs` new local processes joined in one process group (ranks
     0..nprocs-1, `threads` CPU threads each); returns the list of what each rank returned. `fn` must
-    be importable (defined in a module). If a rank raises, the others are stopped and a
-    DistributedError names the rank and the error."""
+    be importable (defined in a module). If a rank fails, the others are stopped and a
+    DistributedError names the rank that failed first and its error."""
     _check_launchable(fn); check_count('launch', nprocs=nprocs, threads=threads)
     if not timeout > 0:
         raise ValueError(f"launch: timeout must be a number of seconds > 0, got {timeout!r}")
@@ -208,10 +273,11 @@ def launch(fn, nprocs=2, *args, port=None, addr='127.0.0.1', timeout=60, threads
     env = dict(MASTER_ADDR=addr, MASTER_PORT=str(port), WORLD_SIZE=str(nprocs),
                LOCAL_WORLD_SIZE=str(nprocs))
     with tempfile.TemporaryDirectory() as out_dir:
-        try: mp.start_processes(_worker, args=(fn, args, kwargs, env, timeout, threads, out_dir),
-                                nprocs=nprocs, join=True, start_method='spawn')
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
-            raise _rank_error(e, nprocs, out_dir) from None
+        procs = mp.start_processes(_worker, nprocs=nprocs, join=False, start_method='spawn',
+                                   args=(fn, args, kwargs, env, timeout, threads, out_dir))
+        bad = wait_ranks(procs.processes)
+        for f in procs.error_files: Path(f).unlink(missing_ok=True)   # torch's copies of errors
+        if bad: raise rank_error(bad, recorded_errors(out_dir), nprocs)
         return [torch.load(Path(out_dir)/f'rank{r}.pt', weights_only=False) for r in range(nprocs)]
 
 
@@ -327,8 +393,8 @@ def _stats_of(run):
 def reduce_avg_stats(stats):
     """Sum an AvgStats' totals and count over the ranks in place: its averages become those of the
     whole data set."""
-    # NCCL: on the GPU
-    t = torch.tensor(stats.all_stats + [stats.count], dtype=torch.float64, device=def_device)
+    # on this rank's device: NCCL sums GPU tensors only
+    t = torch.tensor(stats.all_stats + [stats.count], dtype=torch.float64, device=rank_device())
     dist.all_reduce(t)
     if t[-1] == 0: return
     stats.tot_loss,stats.tot_mets,stats.count = t[0],list(t[1:-1]),int(t[-1])
@@ -339,8 +405,9 @@ class DistributedCallback(Callback):
     DistributedDataParallel (`ddp=False`: our broadcast + `average_gradients` instead), gives every
     rank its share of each batch through a DistributedSampler (set to the epoch each epoch), logs on
     rank 0 only, averages the AvgStats over the ranks, and, given `path`, saves the model's weights
-    on rank 0 after each epoch. Out of a process group it still swaps the sampler, so one process
-    sees the same global batches as N: that is the reference N processes must match."""
+    on rank 0 after each epoch (atomically: a run killed while writing leaves the last file
+    whole). Out of a process group it still swaps the sampler, so one process sees the same global
+    batches as N: that is the reference N processes must match."""
     # before everything: the model and the data change in begin_fit,
     # and the stats are summed before they are printed
     _order = -20
@@ -366,7 +433,7 @@ class DistributedCallback(Callback):
         if self.world > 1:
             for s in _stats_of(self.run): reduce_avg_stats(s)
         if self.path is None: return
-        if self.rank == 0: torch.save(_cpu_state(self.model), self.path)
+        if self.rank == 0: save_checkpoint(_cpu_state(self.model), self.path)
         if self.world > 1: dist.barrier()   # no rank reads the file before it is written
 
     def after_fit(self):
@@ -386,8 +453,9 @@ def fit_toy_learner(epochs=2, bs=32, lr=0.1, ddp=True, seed=1, path=None):
     """Fit `toy_model` with the Learner and a DistributedCallback on every rank (different start
     weights per rank, on purpose). Returns (state dict, [train averages, valid averages]); every
     rank returns the same."""
+    check_count('fit_toy_learner', epochs=epochs, bs=bs)
     torch.manual_seed(seed + rank_distrib())
-    learn = Learner(toy_model().to(def_device), toy_databunch(bs), F.cross_entropy, lr=lr,
+    learn = Learner(toy_model().to(rank_device()), toy_databunch(bs), F.cross_entropy, lr=lr,
                     cb_funcs=[partial(AvgStatsCallback, accuracy),
                               partial(DistributedCallback, ddp=ddp, path=path)])
     learn.fit(epochs)
@@ -395,12 +463,16 @@ def fit_toy_learner(epochs=2, bs=32, lr=0.1, ddp=True, seed=1, path=None):
     return _cpu_state(learn.model), [stats.train_stats.avg_stats, stats.valid_stats.avg_stats]
 
 
+_HOW = ('raise', 'hang', 'kill')
+
 def _fail_on_rank(bad=1, how='raise', seconds=600):
-    """For the fault demos: rank `bad` raises (how='raise') or stalls for `seconds` (how='hang');
-    then one all_reduce."""
+    """For the fault demos: rank `bad` raises (how='raise'), stalls for `seconds` (how='hang') or
+    is killed by SIGKILL (how='kill', as the out-of-memory killer does it); then one all_reduce."""
+    if how not in _HOW: raise ValueError(f"_fail_on_rank: how must be one of {_HOW}, got {how!r}")
     if rank_distrib() == bad:
         if how == 'raise': raise ValueError(f"rank {bad} was told to fail")
         if how == 'hang': time.sleep(seconds)
+        if how == 'kill': os.kill(os.getpid(), signal.SIGKILL)
     t = torch.ones(1); dist.all_reduce(t)
     return t.item()
 
@@ -411,9 +483,10 @@ def train_mnist(epochs=1, bs=64, lr=0.4, n_train=8000, nfs=(32,), path=None):
     x_train,y_train,x_valid,y_valid = normalized_mnist()
     train,valid = Dataset(x_train[:n_train], y_train[:n_train]), Dataset(x_valid, y_valid)
     data = DataBunch(*get_dls(train, valid, bs), c_in=1, c_out=10)
+    check_count('train_mnist', epochs=epochs, bs=bs, n_train=n_train)
     torch.manual_seed(0)
     model = get_cnn_model(data, list(nfs), conv_layer); init_cnn(model)
-    learn = Learner(model.to(def_device), data, F.cross_entropy, lr=lr, opt_func=sgd_mom_opt,
+    learn = Learner(model.to(rank_device()), data, F.cross_entropy, lr=lr, opt_func=sgd_mom_opt,
                     cb_funcs=[partial(AvgStatsCallback, accuracy),
                               partial(BatchTransformXCallback, view_tfm(1, 28, 28)),
                               partial(DistributedCallback, path=path)])
@@ -436,12 +509,27 @@ def import_target(target):
                          f"(target {target!r})")
     return getattr(m, name)
 
-def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **kwargs):
+def out_problem(path, overwrite=False, overwrite_flag='overwrite=True'):
+    """Why a result could not be saved at `path` (None when it can): its folder must exist and be
+    writable, `path` must not be a folder, and an existing file is replaced only with `overwrite`.
+    Asked before a run, so that a long run does not end with its result lost."""
+    path = Path(path)
+    if not path.parent.is_dir(): return f"no folder {path.parent}"
+    if not os.access(path.parent, os.W_OK | os.X_OK): return f"folder {path.parent} is not writable"
+    if path.is_dir(): return "it is a folder, not a file name"
+    if path.exists() and not overwrite:
+        return f"the file exists; pass {overwrite_flag} to replace it"
+
+def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, overwrite=False,
+                **kwargs):
     """The command line (dist_launch.py): run function `target` ('module:function') with `kwargs`.
     Under torchrun, in this process (torchrun started one per rank); otherwise on `nprocs` processes
-    through `launch`.
-    With `out`, rank 0's result is saved there (torch.save). Returns rank 0's result."""
+    through `launch`. With `out`, rank 0's result is saved there (atomically; `out` is checked
+    first, see `out_problem`). Returns rank 0's result."""
     fn = import_target(target)
+    saves = out is not None and int(os.environ.get('RANK', 0)) == 0
+    if saves and (problem := out_problem(out, overwrite)):
+        raise ValueError(f"launch_main: out={str(out)!r}: {problem}")
     if under_torchrun():
         torch.set_num_threads(threads)
         init_distributed(timeout)
@@ -451,7 +539,7 @@ def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **
         finally: dist.destroy_process_group()
         if int(os.environ['RANK']) != 0: return None
     else: res = launch(fn, nprocs, port=port, timeout=timeout, threads=threads, **kwargs)[0]
-    if out is not None: torch.save(res, out)
+    if saves: save_checkpoint(res, out)
     return res
 
 
@@ -459,11 +547,13 @@ def launch_main(target, nprocs=2, port=None, timeout=60, threads=1, out=None, **
 # a name bound only in a branch not taken is left out).
 from exp.nb_11a import __all__ as _all_nb_11a
 __all__ = _all_nb_11a + [
-    'Path', 'DistributedDataParallel', 'num_distrib', 'rank_distrib', 'dist_backend',
-    'init_distributed', 'broadcast_params', 'average_gradients', 'toy_data', 'toy_model',
-    'train_toy', 'free_port', 'check_port', 'DistributedError', 'exit_without_teardown',
-    'launch', 'all_reduce_sum', 'SyncBatchNorm', 'DistributedSampler', 'reduce_avg_stats',
-    'DistributedCallback', 'toy_databunch', 'fit_toy_learner', 'train_mnist', 'under_torchrun',
-    'import_target', 'launch_main'
+    'wait_any', 'Path', 'DistributedDataParallel', 'num_distrib', 'rank_distrib', 'is_loopback',
+    'local_processes', 'pick_backend', 'dist_setup', 'rank_device', 'init_distributed',
+    'broadcast_params', 'average_gradients', 'toy_data', 'toy_model', 'train_toy', 'free_port',
+    'check_port', 'DistributedError', 'exit_without_teardown', 'recorded_errors',
+    'first_failure', 'rank_error', 'wait_ranks', 'launch', 'all_reduce_sum', 'SyncBatchNorm',
+    'DistributedSampler', 'reduce_avg_stats', 'DistributedCallback', 'toy_databunch',
+    'fit_toy_learner', 'train_mnist', 'under_torchrun', 'import_target', 'out_problem',
+    'launch_main'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
