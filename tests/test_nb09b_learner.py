@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
-from exp.nb_09b import (AvgStatsCallback, Callback, CancelTrainException, LR_Find, ParamScheduler,
-                        Recorder, TerminateOnNaNCallback, accuracy, adam_opt, conv_layer,
-                        format_time, get_cnn_model, get_learner, init_cnn, sgd_opt)
+from exp.nb_09b import (AvgStatsCallback, Callback, CancelTrainException, CheckpointCallback,
+                        LR_Find, ParamScheduler, Recorder, TerminateOnNaNCallback, accuracy,
+                        adam_opt, conv_layer, format_time, get_cnn_model, get_learner, init_cnn,
+                        sgd_opt)
 
 
 @pytest.fixture
@@ -129,3 +130,27 @@ def test_splitter_makes_the_param_groups(learner):
     learn = learner(splitter=splitter, quiet=True)
     learn.fit(1)
     assert [pg['lr'] for pg in learn.opt.param_groups] == [0.01, 0.1]
+
+def test_resumed_loops_start_where_the_checkpoint_left_and_then_at_zero(learner, tmp_path):
+    path, seen = tmp_path / 'c.pt', []
+    class Where(Callback):
+        def begin_batch(self): seen.append((self.epoch, self.in_train, self.iter))
+    learn = learner(opt_func=torch.optim.SGD, quiet=True)   # torch's optimizers save too
+    learn.fit(2, cbs=[CheckpointCallback(path, every=1), CancelAt(1, 0)])
+    weights = {k: v.clone() for k,v in learn.model.state_dict().items()}
+    learn.fit(2, cbs=Where(), resume=path)   # saved after batch 0 of epoch 1: 1 and 2 to go
+    assert seen == [(1, True, 1), (1, True, 2), (1, False, 0)]
+    assert learn.start_epoch == learn.start_iter == 0 and learn.n_iter == 6
+    assert not all(torch.equal(v, weights[k]) for k,v in learn.model.state_dict().items())
+    seen.clear(); learn.fit(1, cbs=Where())
+    assert seen == [(0, True, 0), (0, True, 1), (0, True, 2), (0, False, 0)]
+    with pytest.raises(ValueError, match=r'resume: .*c\.pt was saved by a fit of 2 epochs, not 1'):
+        learn.fit(1, resume=path)
+    assert learn.start_epoch == learn.start_iter == 0 and not hasattr(learn, 'resume')
+
+class CancelAt(Callback):
+    "Ends the fit after training batch `iter` of epoch `epoch`, its checkpoint saved first."
+    _order = 99
+    def __init__(self, epoch, iter): self.at = epoch,iter
+    def after_batch(self):
+        if self.in_train and (self.epoch, self.iter) == self.at: raise CancelTrainException()
