@@ -400,6 +400,22 @@ def reduce_avg_stats(stats):
     stats.tot_loss,stats.tot_mets,stats.count = t[0],list(t[1:-1]),int(t[-1])
 
 
+def rank_path(path):
+    """This rank's own file for `path` ('ck.pt' -> 'ck.pt.rank1' on rank 1): each rank's checkpoint
+    holds its own random state and order of batches. `path` itself outside a process group."""
+    return Path(path) if num_distrib() == 1 else Path(f'{path}.rank{rank_distrib()}')
+
+def check_same_start(run):
+    """Raise unless every rank starts the fit at the same epoch and batch: ranks resumed from
+    checkpoints of different steps would pair different batches in each all-reduce."""
+    starts = [None] * num_distrib()
+    here = getattr(run, 'start_epoch', 0),getattr(run, 'start_iter', 0)   # 09b's Learner
+    dist.all_gather_object(starts, here)
+    if len(set(starts)) > 1:
+        raise ValueError("DistributedCallback: the ranks would go on from different points, "
+                         f"(epoch, batch) by rank: {starts}; their checkpoints are not of the same "
+                         "step (a rank stopped while writing?): resume every rank from one step")
+
 class DistributedCallback(Callback):
     """Data-parallel training for the Learner. For the fit: wraps the model in
     DistributedDataParallel (`ddp=False`: our broadcast + `average_gradients` instead), gives every
@@ -418,6 +434,7 @@ class DistributedCallback(Callback):
         self._saved = self.run.model,self.data.train_dl,self.data.valid_dl,self.run.logger
         if self.rank != 0: self.run.logger = _silent
         if self.world > 1:
+            check_same_start(self.run)
             if self.ddp: self.run.model = DistributedDataParallel(self.model)
             else: broadcast_params(self.model)
         self.data.train_dl = _shard_loader(self.data.train_dl, self.world, self.rank, True, True,
@@ -473,7 +490,7 @@ def _fail_on_rank(bad=1, how='raise', seconds=600):
         if how == 'raise': raise ValueError(f"rank {bad} was told to fail")
         if how == 'hang': time.sleep(seconds)
         if how == 'kill': os.kill(os.getpid(), signal.SIGKILL)
-    t = torch.ones(1); dist.all_reduce(t)
+    t = torch.ones(1, device=rank_device()); dist.all_reduce(t)   # NCCL: on the GPU
     return t.item()
 
 
@@ -552,8 +569,8 @@ __all__ = _all_nb_11a + [
     'broadcast_params', 'average_gradients', 'toy_data', 'toy_model', 'train_toy', 'free_port',
     'check_port', 'DistributedError', 'exit_without_teardown', 'recorded_errors',
     'first_failure', 'rank_error', 'wait_ranks', 'launch', 'all_reduce_sum', 'SyncBatchNorm',
-    'DistributedSampler', 'reduce_avg_stats', 'DistributedCallback', 'toy_databunch',
-    'fit_toy_learner', 'train_mnist', 'under_torchrun', 'import_target', 'out_problem',
-    'launch_main'
+    'DistributedSampler', 'reduce_avg_stats', 'rank_path', 'check_same_start',
+    'DistributedCallback', 'toy_databunch', 'fit_toy_learner', 'train_mnist', 'under_torchrun',
+    'import_target', 'out_problem', 'launch_main'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -20,8 +20,8 @@ import exp.nb_12 as nb12
 from exp.nb_12 import (Callback, CheckpointCallback, DistributedCallback, DistributedError,
                        DistributedSampler, Learner, SyncBatchNorm, check_port, dist_setup,
                        first_failure, fit_toy_learner, free_port, init_distributed, launch,
-                       launch_main, load_checkpoint, pick_backend, rank_distrib, toy_databunch,
-                       train_toy, under_torchrun)
+                       launch_main, load_checkpoint, pick_backend, rank_device, rank_distrib,
+                       rank_path, toy_databunch, train_toy, under_torchrun)
 from exp.nb_12 import _fail_on_rank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -350,14 +350,14 @@ def fit_dropout_learner(epochs=2, ckpt=None, resume=None, kill=False):
     """A toy fit through DistributedCallback whose batches draw random numbers (dropout, from a
     different seed on each rank), checkpointed to one file per rank; returns the weights."""
     torch.manual_seed(1 + rank_distrib())
-    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3)).double()
-    per_rank = lambda p: None if p is None else Path(f'{p}.rank{rank_distrib()}')
-    cbs = ([CheckpointCallback(per_rank(ckpt), every=EVERY)] if ckpt else []) + (
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
+    model = model.double().to(rank_device())
+    cbs = ([CheckpointCallback(rank_path(ckpt), every=EVERY)] if ckpt else []) + (
         [KillRank1()] if kill else [])
     learn = Learner(model, toy_databunch(32), F.cross_entropy, lr=0.1, cbs=cbs,
                     cb_funcs=[DistributedCallback])
     learn.logger = lambda *a: None
-    learn.fit(epochs, resume=per_rank(resume))
+    learn.fit(epochs, resume=None if resume is None else rank_path(resume))
     return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
 
 
@@ -367,6 +367,12 @@ def test_two_processes_killed_mid_epoch_and_resumed_end_bit_identical(tmp_path):
     with pytest.raises(DistributedError, match='rank 1 of 2 died first, killed by signal SIGKILL'):
         launch(fit_dropout_learner, 2, epochs=2, ckpt=ck, kill=True, timeout=TIMEOUT)
     assert [load_checkpoint(f'{ck}.rank{r}')['iter'] for r in (0, 1)] == [4, 4]
+    before = (tmp_path / 'ck.pt.rank0').read_bytes()
     res = launch(fit_dropout_learner, 2, epochs=2, ckpt=ck, resume=ck, timeout=TIMEOUT)
+    (tmp_path / 'ck.pt.rank0').write_bytes(before)   # rank 0's file from the killed run again
     for r in (0, 1): assert max_diff(res[r], ref[r]) == 0, f'rank {r}'
     assert max_diff(res[0], res[1]) == 0   # DDP: the ranks step together
+    # checkpoints of two different steps (rank 1's from the end of the run) are refused
+    with pytest.raises(DistributedError, match=r'different points, \(epoch, batch\) by rank: '
+                                               r'\[\(1, 4\), \(2, 0\)\]'):
+        launch(fit_dropout_learner, 2, epochs=2, resume=ck, timeout=TIMEOUT)
