@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.lab-installed
 LAB_ARGS ?=
 
-.PHONY: test run export check prose lint bench lab clean-venv
+.PHONY: test run export check prose lint bench lab clean-venv gpu-check gpu-bundle
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,3 +64,15 @@ lab: $(STAMP) $(LAB_STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The GPU check (gpu_check.py): at most 5 minutes of CUDA tests and notebooks on one GPU, with the
+# torch that GPU_PYTHON finds; without a GPU, one line says it skipped. It does not set up .venv:
+# a GPU machine may have no network (install gpu-bundle.tar.xz there first: see the README).
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) gpu_check.py
+
+# What the GPU check needs but torch, for a machine without network: wheels and the data caches in
+# gpu-bundle.tar.xz (pip downloads the wheels: run it where PyPI can be reached).
+gpu-bundle: $(STAMP)
+	$(PY) gpu_check.py bundle

@@ -9,7 +9,8 @@ setup(
     version='0.1.0',
     description='Deep learning from the foundations, one notebook at a time',
     packages=['exp'],
-    py_modules=['notebook2script', 'run_notebook', 'nbio', 'prose_numbers', 'dist_launch'],
+    py_modules=['notebook2script', 'run_notebook', 'nbio', 'prose_numbers', 'dist_launch',
+                'gpu_check'],
     python_requires='>=3.10',
     install_requires=requirements,
 )
