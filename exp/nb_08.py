@@ -4,7 +4,7 @@
 
 from exp.nb_07a import *
 import collections, concurrent.futures.process, contextlib, math, mimetypes, multiprocessing
-import os, warnings
+import os, random, warnings
 from pathlib import Path
 import numpy as np
 import PIL.Image
@@ -249,10 +249,25 @@ def _init_worker(ds, collate_fn, busy, n_started):
     global _WORKER
     _WORKER = ds, collate_fn, busy, slot
 
-def _make_batch(k, idxs):
-    "Batch `k` for the indices `idxs`, made in a worker and packed to travel; `busy` shows which."
+def draw_seed():
+    "A seed drawn from torch's random state in this process (so `torch.manual_seed` fixes it)."
+    return torch.empty((), dtype=torch.int64).random_().item()
+
+def batch_seed(base, k):
+    "The seed of batch `k` in a pass whose base seed is `base`: one per batch, whoever makes it."
+    return (base + k) % 2**63
+
+def seed_worker(seed):
+    """Seed torch's CPU generator, Python's `random` and NumPy's global one with `seed`. Not CUDA's:
+    a forked worker cannot use CUDA, and `torch.manual_seed`, which seeds it too, is much slower."""
+    torch.default_generator.manual_seed(seed); random.seed(seed); np.random.seed(seed % 2**32)
+
+def _make_batch(k, idxs, seed):
+    """Batch `k` for the indices `idxs`, made in a worker from the random state `seed` and packed
+    to travel; `busy` shows which worker makes it."""
     ds, collate_fn, busy, slot = _WORKER
     busy[slot] = k
+    seed_worker(seed)
     b = _pack(_batch(ds, collate_fn, k, idxs))
     busy[slot] = -1
     return b
@@ -326,13 +341,14 @@ def _result(pending, busy):
             'DataLoader: a worker process died (killed, out of memory, or crashed outside Python) '
             f"while making {' or '.join(made) or 'no batch'} of this pass") from e
 
-def _parallel_batches(ds, collate_fn, batch_sampler, n_workers):
-    "Yield the batches for `batch_sampler`'s index lists, in order, made by `n_workers` processes."
+def _parallel_batches(ds, collate_fn, seeded, n_workers):
+    """Yield the batches for the (number, index list, seed) triples of `seeded`, in order, made by
+    `n_workers` processes."""
     (pool, busy), pending = _pool(n_workers, ds, collate_fn), collections.deque()
     try:
-        for k, idxs in enumerate(batch_sampler):
+        for k, idxs, seed in seeded:
             idxs = torch.as_tensor(idxs).tolist()
-            pending.append((k, idxs, pool.submit(_make_batch, k, idxs)))
+            pending.append((k, idxs, pool.submit(_make_batch, k, idxs, seed)))
             if len(pending) > 2 * n_workers: yield _result(pending, busy)
         while pending: yield _result(pending, busy)
     finally: pool.shutdown(wait=True, cancel_futures=True)
@@ -366,8 +382,11 @@ def _pinned(batches):
         for b in batches: yield _tree_map(lambda t: t.pin_memory(), b)
 
 class DataLoader(DataLoader):
-    """03's DataLoader plus `num_workers`: that many processes make the batches, in the same order;
-    and `pin_memory`: batches in page-locked memory when CUDA is there."""
+    """03's DataLoader plus `num_workers`: that many processes make the batches, in the same order,
+    each from its own seed (the pass's `pass_seed` and the batch's number); and `pin_memory`:
+    batches in page-locked memory when CUDA is there."""
+    pass_seed = None   # the base seed of the latest pass made by workers
+    _resume = None     # (base seed, first batch's number) for the next pass, from `resume_pass`
     def __init__(self, ds, bs=None, shuffle=False, sampler=None, collate_fn=None, drop_last=False,
                  *, num_workers=0, pin_memory=False, **kwargs):
         check_num_workers(num_workers)
@@ -375,10 +394,25 @@ class DataLoader(DataLoader):
             raise ValueError(f'DataLoader: pin_memory must be True or False, got {pin_memory!r}')
         super().__init__(ds, bs, shuffle, sampler, collate_fn, drop_last, **kwargs)
         self.num_workers, self.pin_memory = num_workers, pin_memory
+    def resume_pass(self, seed, first):
+        """Make the next pass go on from batch number `first` of a pass whose base seed was `seed`
+        (its batch sampler then yields the batches from there on: 09b's resume)."""
+        if self.num_workers == 0:
+            raise ValueError('DataLoader.resume_pass: this DataLoader has no workers; its items '
+                             "draw from the main process's random state, which a checkpoint keeps")
+        self._resume = seed, first
+    def _seeded(self, seed, first):
+        "This pass's (number, index list, seed) triples, numbered from `first`."
+        for k, idxs in enumerate(self.batch_sampler, first):
+            if seed is None: seed = draw_seed()   # after the order: the order of 0 workers
+            self.pass_seed = seed
+            yield k, idxs, batch_seed(seed, k)
     def __iter__(self):
         if self.num_workers == 0: batches = super().__iter__()
-        else: batches = _parallel_batches(self.ds, self.collate_fn, self.batch_sampler,
-                                          self.num_workers)
+        else:
+            (seed, first), self._resume = self._resume or (None, 0), None
+            batches = _parallel_batches(self.ds, self.collate_fn, self._seeded(seed, first),
+                                        self.num_workers)
         return _pinned(batches) if self.pin_memory and torch.cuda.is_available() else batches
 
 
@@ -486,9 +520,9 @@ __all__ = _all_nb_07a + [
     'from_palette', 'open_image', 'image_channels', 'ImageList', 'Transform', 'make_rgb',
     'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'grandparent_splitter', 'split_by_func',
     'SplitData', 'uniqueify', 'Processor', 'CategoryProcessor', 'parent_labeler', 'LabeledData',
-    'label_by_func', 'WORKERS_PER_CPU', 'usable_cpus', 'check_num_workers', 'DataLoader',
-    'collate', 'DataBunch', 'databunchify', 'show_image', 'show_batch', 'normalize_chan',
-    'channel_stats', 'prev_pow_2', 'get_cnn_layers', 'get_cnn_model', 'get_learn_run',
-    'get_batch', 'model_summary'
+    'label_by_func', 'draw_seed', 'batch_seed', 'seed_worker', 'WORKERS_PER_CPU', 'usable_cpus',
+    'check_num_workers', 'DataLoader', 'collate', 'DataBunch', 'databunchify', 'show_image',
+    'show_batch', 'normalize_chan', 'channel_stats', 'prev_pow_2', 'get_cnn_layers',
+    'get_cnn_model', 'get_learn_run', 'get_batch', 'model_summary'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

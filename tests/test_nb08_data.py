@@ -3,6 +3,7 @@ batches as without), and the model helpers. Small stand-in data: 00a's image fol
 few random images (conftest.py), never from the real Fashion-MNIST."""
 import multiprocessing
 import os
+import random
 import re
 import signal
 from pathlib import Path
@@ -282,6 +283,57 @@ def test_workers_with_a_custom_collate():
     serial, par = all_batches(dl(0)), all_batches(dl(2))
     assert all(torch.equal(s['x'], p['x']) and torch.equal(s['y'], p['y'])
                for s, p in zip(serial, par))
+
+
+class Draws:
+    """Item i -> (one draw each from torch, Python's random and NumPy, i): what a random item
+    transform sees where the item is made."""
+    def __len__(self): return 64
+    def __getitem__(self, i):
+        return torch.tensor([torch.rand(()).item(), random.random(), np.random.rand()]), i
+
+
+def draws(workers, seed=3, bs=8):
+    return all_batches(DataLoader(Draws(), bs, shuffle=True, collate_fn=collate,
+                                  num_workers=workers), seed)
+
+
+def test_workers_draw_differently_for_every_batch():
+    x = torch.cat([xb for xb, _ in draws(2)])
+    # forked copies of one random state would repeat draws across workers
+    for source in range(3): assert len(set(x[:, source].tolist())) == 64
+
+
+def test_workers_draws_repeat_with_the_seed_whichever_worker_makes_a_batch(monkeypatch):
+    monkeypatch.setattr(nb_08, 'usable_cpus', lambda: 3)   # no warning about 3 workers on 2 CPUs
+    first, again, three = draws(2), draws(2), draws(3)
+    for a, b, c in zip(first, again, three):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    other = draws(2, seed=4)
+    assert not torch.equal(first[0][0], other[0][0])
+
+
+def test_a_pass_resumed_with_its_seed_makes_the_same_batches():
+    dl = DataLoader(Draws(), 8, collate_fn=collate, num_workers=2)
+    torch.manual_seed(5)
+    whole, seed = list(dl), dl.pass_seed
+    torch.manual_seed(6)   # another main-process state: the resumed pass must not draw from it
+    state = torch.get_rng_state()
+    dl.batch_sampler = [list(range(8 * k, 8 * k + 8)) for k in range(3, 8)]   # batches 3 on
+    dl.resume_pass(seed, 3)
+    rest = list(dl)
+    assert torch.equal(torch.get_rng_state(), state) and dl.pass_seed == seed
+    assert len(rest) == 5 and all(torch.equal(a[0], b[0]) for a, b in zip(whole[3:], rest))
+
+
+def test_zero_workers_draw_in_the_main_process_as_before():
+    "No base seed is drawn: the items draw from the main process's state, in order."
+    torch.manual_seed(3); random.seed(3); np.random.seed(3)
+    serial = torch.cat([xb for xb, _ in DataLoader(Draws(), 8, collate_fn=collate)])
+    torch.manual_seed(3); random.seed(3); np.random.seed(3)
+    assert torch.equal(serial, torch.stack([Draws()[i][0] for i in range(64)]))
+    with pytest.raises(ValueError, match='resume_pass: this DataLoader has no workers'):
+        DataLoader(Draws(), 8).resume_pass(1, 0)
 
 
 # --- devices, pinned memory, worker limits -------------------------------------------------------
