@@ -134,8 +134,9 @@ def missing_data():
 def test_files(tests=REPO / 'tests'):
     """(whole files, files whose CUDA tests alone run): paths relative to the repo."""
     full = sorted({p for pattern in FULL_TESTS for p in tests.glob(pattern)})
-    cuda = [p for p in sorted(tests.glob('test_*.py'))
-            if p not in full and 'torch.cuda' in p.read_text(encoding='utf-8')]
+    cuda = [p for p in sorted(tests.glob('test_*.py'))   # not this script's own tests
+            if p not in full and p.name != 'test_gpu_check.py'
+            and 'torch.cuda' in p.read_text(encoding='utf-8')]
     def rel(ps): return [str(p.relative_to(REPO)) for p in ps]
     return rel(full), rel(cuda)
 

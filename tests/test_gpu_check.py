@@ -65,6 +65,7 @@ def test_the_check_runs_the_gpu_tests_and_three_notebooks_without_saving():
     assert 'tests/test_nb11a_transfer.py' not in full and 'tests/test_nb07a_lsuv.py' not in full
     assert {'tests/test_nb01_matmul.py', 'tests/test_nb02_gradients.py',
             'tests/test_nb09_optimizers.py'} <= set(cuda) and not set(full) & set(cuda)
+    assert 'tests/test_gpu_check.py' not in cuda   # -k would select all of it by its file name
     steps = gpu_check.steps('py')
     nbs = steps['notebooks']
     assert nbs[:2] == ['py', 'run_notebook.py'] and '--save' not in nbs
