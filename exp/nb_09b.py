@@ -175,7 +175,7 @@ def save_checkpoint(state, path):
     return path
 
 CHECKPOINT_KEYS = ('model', 'opt', 'epochs', 'epoch', 'iter', 'n_iter', 'n_epochs', 'batches',
-                   'rng')
+                   'worker_seed', 'rng')
 
 def load_checkpoint(path, who='resume'):
     """What `CheckpointCallback` saved at `path`, read with `weights_only=True`: tensors, numbers
@@ -198,14 +198,27 @@ def unwrap_model(model):
     wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
     return model.module if isinstance(model, wrappers) else model
 
-def checkpoint_state(run, epoch, iter, batches):
+def checkpoint_state(run, epoch, iter, batches, worker_seed=None):
     """All an exact resume needs, as tensors and numbers: the weights, the optimizer's state and
     hyper-parameters, where to go on (batch `iter` of epoch `epoch`), the schedule's position
-    (`n_epochs`, `n_iter`), the epoch's `batches` of indices (empty at an epoch's end) and every
-    random state."""
+    (`n_epochs`, `n_iter`), the epoch's `batches` of indices (empty at an epoch's end), the base
+    seed of the loader workers' pass (`worker_seed`; None at an epoch's end or without workers)
+    and every random state."""
     return {'model': unwrap_model(run.model).state_dict(), 'opt': run.opt.state_dict(),
             'epochs': run.epochs, 'epoch': epoch, 'iter': iter, 'n_iter': run.n_iter,
-            'n_epochs': run.n_epochs, 'batches': batches, 'rng': get_rng_states()}
+            'n_epochs': run.n_epochs, 'batches': batches, 'worker_seed': worker_seed,
+            'rng': get_rng_states()}
+
+def resume_worker_seed(dl, seed, first, path):
+    """Give the loader `dl` the saved base `seed` of the pass resumed at batch `first`, or refuse
+    a loader with workers where the saved one had none (`seed` None), and the other way round."""
+    workers = getattr(dl, 'num_workers', 0)
+    if (seed is None) != (workers == 0):
+        saved,want = ('without','no workers') if seed is None else ('with','workers')
+        raise ValueError(f"resume: {path} was saved mid-epoch by a loader {saved} worker "
+                         f"processes, and this one has num_workers={workers}: the items' random "
+                         f"draws would differ; resume with {want}")
+    if seed is not None: dl.resume_pass(seed, first)
 
 class CheckpointCallback(Callback):
     """Saves to `path`, after every epoch and (given `every`) every `every` training batches, all
@@ -227,7 +240,8 @@ class CheckpointCallback(Callback):
     def save(self, epoch, iter):
         "Save the checkpoint of a run whose next batch is batch `iter` of epoch `epoch`."
         batches = self.batch_order.batches if iter else []
-        save_checkpoint(checkpoint_state(self.run, epoch, iter, batches), self.path)
+        seed = getattr(self._dl, 'pass_seed', None) if iter else None
+        save_checkpoint(checkpoint_state(self.run, epoch, iter, batches, seed), self.path)
 
 class ResumeCallback(Callback):
     """Added by `fit(epochs, resume=path)`: puts back what `CheckpointCallback` saved at `path`,
@@ -252,6 +266,7 @@ class ResumeCallback(Callback):
         if s['iter']:
             self._dl = self.data.train_dl
             track_batch_order(self._dl, 'resume').replay(s['batches'], s['iter'])
+            resume_worker_seed(self._dl, s['worker_seed'], s['iter'], self.path)
         else: self.state = None   # at an epoch's start: TrainEvalCallback sets n_epochs to it
         set_rng_states(s['rng'])   # last: the epoch's first batch draws from here on
     def begin_batch(self):
@@ -269,7 +284,7 @@ __all__ = _all_nb_09 + [
     'param_getter', 'Learner', 'format_time', 'AvgStatsCallback', 'get_learner',
     'get_rng_states', 'set_rng_states', 'BatchOrder', 'track_batch_order',
     'untrack_batch_order', 'Path', 'remove_stale_temps', 'save_checkpoint', 'CHECKPOINT_KEYS',
-    'load_checkpoint', 'unwrap_model', 'checkpoint_state', 'CheckpointCallback',
-    'ResumeCallback'
+    'load_checkpoint', 'unwrap_model', 'checkpoint_state', 'resume_worker_seed',
+    'CheckpointCallback', 'ResumeCallback'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

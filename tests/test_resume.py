@@ -1,7 +1,8 @@
 """09b's exact resume: a fit killed with SIGKILL mid-epoch and resumed from its last checkpoint ends
 with the weights of the fit that never stopped, bit for bit (Adam, the one-cycle schedule, dropout
-and random draws from torch, Python and NumPy in every batch included), with 0 and 2 loader
-workers; and the checkpoint files are written atomically and read with weights_only=True.
+and random draws from torch, Python and NumPy in every batch and in every item, where the loader
+makes it, included), with 0 and 2 loader workers; and the checkpoint files are written atomically
+and read with weights_only=True.
 
 Run as a script, this file is the child process that trains and gets killed (see `child`)."""
 import contextlib
@@ -38,6 +39,18 @@ class Noise(Callback):
         scale = 1 + 0.1*random.random() + 0.1*float(np.random.rand())
         self.run.xb = self.xb*scale + 0.1*torch.randn_like(self.xb)
 
+class Jittered:
+    """The examples of `ds`, each scaled by draws from torch, Python's random and NumPy made where
+    the item is made (in a loader worker, given workers): a random item transform."""
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, idxs):
+        x, y = self.ds[idxs]
+        n = len(x)
+        py = torch.tensor([random.random() for _ in range(n)])
+        scale = 1 + 0.1*torch.rand(n) + 0.1*py + 0.1*torch.from_numpy(np.random.rand(n)).float()
+        return x * scale[:, None, None, None], y
+
 class Kill(Callback):
     "SIGKILL to its own process at KILL_AT: no clean-up, no after_fit, as a crash."
     _order = 99   # after CheckpointCallback has had its turn at this batch
@@ -52,10 +65,10 @@ class Crash(Callback):
 
 
 def learner(tiny_data, workers, seed):
-    """A dropout MLP on tiny 1x8x8 images with Adam, its loader with `workers` processes; weights
-    and every random state from `seed`."""
+    """A dropout MLP on tiny 1x8x8 images, jittered as they are loaded, with Adam, its loader with
+    `workers` processes; weights and every random state from `seed`."""
     data = tiny_data(n_train=96, n_valid=32, bs=16, shape=(1, 8, 8))
-    data = DataBunch(DataLoader(data.train_ds, 16, shuffle=True, num_workers=workers),
+    data = DataBunch(DataLoader(Jittered(data.train_ds), 16, shuffle=True, num_workers=workers),
                      data.valid_dl, c_in=1, c_out=2)
     torch.manual_seed(seed); random.seed(seed); np.random.seed(seed)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.2),
@@ -115,20 +128,20 @@ def test_a_fit_killed_mid_epoch_resumes_to_the_same_weights(make_tiny_data, tmp_
     assert (done['epoch'], done['iter'], done['n_iter']) == (EPOCHS, 0, 6 * EPOCHS)
 
 
-def crash_and_resume(tiny_data, ckpt, every=EVERY, cbs=None):
+def crash_and_resume(tiny_data, ckpt, every=EVERY, cbs=None, workers=(0, 0)):
     """The fit crashed at KILL_AT in this process, then resumed by a new learner (with `cbs`
-    instead of the schedule alone): that learner."""
+    instead of the schedule alone): that learner. `workers`: the loader's, crashed and resumed."""
     with one_thread_kept_rng():
-        run = learner(tiny_data, 0, seed=0)
+        run = learner(tiny_data, workers[0], seed=0)
         with pytest.raises(RuntimeError, match='crash'):
             run.fit(EPOCHS, cbs=[sched(), CheckpointCallback(ckpt, every=every), Crash()])
-        run = learner(tiny_data, 0, seed=1)
+        run = learner(tiny_data, workers[1], seed=1)
         run.fit(EPOCHS, cbs=cbs or sched(), resume=ckpt)
     return run
 
-def reference(tiny_data, cbs=None):
+def reference(tiny_data, cbs=None, workers=0):
     with one_thread_kept_rng():
-        ref = learner(tiny_data, 0, seed=0)
+        ref = learner(tiny_data, workers, seed=0)
         ref.fit(EPOCHS, cbs=cbs or sched())
     return ref.model.state_dict()
 
@@ -150,6 +163,24 @@ def test_resuming_mid_epoch_or_from_an_epoch_end_is_exact(make_tiny_data, tmp_pa
     # the schedule's position is the float the uninterrupted run had, not one recomputed
     start = (1, KILL_AT[1] if every else 0)
     assert pos.seen == [p for p in ref_pos.seen if p[:2] >= start]
+
+@pytest.mark.parametrize('workers', [(0, 2), (2, 0)])
+def test_a_mid_epoch_resume_with_or_without_workers_as_saved(make_tiny_data, tmp_path, workers):
+    "Items drawn in the main process or in workers: a resume that changes that is refused."
+    with pytest.raises(ValueError, match='loader (with|without) worker processes') as info:
+        crash_and_resume(make_tiny_data, tmp_path / 'run.pt', workers=workers)
+    assert f'num_workers={workers[1]}' in str(info.value) and 'run.pt' in str(info.value)
+
+def test_the_workers_base_seed_is_needed(make_tiny_data, tmp_path, monkeypatch):
+    "Without the pass's base seed, the items made by workers after the resume go elsewhere."
+    load = nb_09b.load_checkpoint
+    def spoiled(path, who='resume'):
+        state = load(path, who)
+        state['worker_seed'] += 1
+        return state
+    monkeypatch.setattr(nb_09b, 'load_checkpoint', spoiled)
+    run = crash_and_resume(make_tiny_data, tmp_path / 'run.pt', workers=(2, 2))
+    assert not same_weights(reference(make_tiny_data, workers=2), run.model.state_dict())
 
 @pytest.mark.parametrize('dropped', ['torch', 'python', 'numpy', 'batches'])
 def test_each_saved_piece_is_needed(make_tiny_data, tmp_path, monkeypatch, dropped):
