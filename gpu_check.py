@@ -11,9 +11,9 @@ is the machine's, never replaced):
   (`FULL_TESTS`), the chapters whose code a GPU changes;
 - from every other test file that mentions `torch.cuda`, the tests whose name or parameters say
   cuda or gpu (pytest -k): the ones that skip, or are not even generated, without a GPU;
-- notebooks 04, 05b and 10c through run_notebook.py (nothing saved), beside the tests.
-Each step gets what is left of the 5 minutes and is stopped when they run out. On a machine without
-a CUDA GPU it prints one line saying it skipped, and exits 0.
+- notebooks 04, 05b and 10c through run_notebook.py (nothing saved).
+The three steps run side by side, and any still running when the 5 minutes are up is stopped.
+On a machine without a CUDA GPU it prints one line saying it skipped, and exits 0.
 
 A GPU machine may have no network, so `bundle` gathers the rest on a machine that has one, in
 one xz-compressed tar, gpu-bundle.tar.xz (54 MB here; refused over 60 MB): the MNIST and
@@ -38,8 +38,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import zipfile
 import time
+import zipfile
 from pathlib import Path
 
 try:   # nbio reads notebooks with nbformat, which a GPU machine lacks until `install` has run
@@ -131,7 +131,7 @@ def missing_data():
             if not (cache_dir() / df.name).is_file()]
 
 
-def test_files(tests=REPO / 'tests'):
+def chosen_tests(tests=REPO / 'tests'):
     """(whole files, files whose CUDA tests alone run): paths relative to the repo."""
     full = sorted({p for pattern in FULL_TESTS for p in tests.glob(pattern)})
     cuda = [p for p in sorted(tests.glob('test_*.py'))   # not this script's own tests
@@ -143,7 +143,7 @@ def test_files(tests=REPO / 'tests'):
 
 def steps(python=sys.executable):
     "name -> command line of each step of the check (run from the repo's root)."
-    full, cuda = test_files()
+    full, cuda = chosen_tests()
     pytest = [python, '-m', 'pytest', '-q', '--tb=line', '-o', 'addopts=', '-rfE',
               '-p', 'no:cacheprovider']
     return {'notebooks': [python, 'run_notebook.py', *(f'nbs/{n}.ipynb' for n in NOTEBOOKS),
@@ -186,10 +186,12 @@ def check(budget=BUDGET_S):
     absent = missing_data()
     if absent: raise ToolError(f'no data file {", ".join(absent)}: install the bundle first')
     t0 = time.monotonic()
-    deadline, cmds = t0 + budget, steps()
-    notebooks = start(cmds.pop('notebooks'))   # beside the tests: the machine has the cores
-    results = {name: finish(start(cmd), deadline) for name, cmd in cmds.items()}
-    results['notebooks'] = finish(notebooks, deadline)
+    deadline = t0 + budget
+    procs = {name: start(cmd) for name, cmd in steps().items()}   # side by side, one GPU
+    try: results = {name: finish(proc, deadline) for name, proc in procs.items()}
+    finally:   # Ctrl-C too: the steps run in sessions of their own, which it does not reach
+        for proc in procs.values():
+            if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
     ok = True
     for name, (status, out) in results.items():
         print(f'--- {name}: ' + ('passed' if status == 0 else 'FAILED' if status is not None

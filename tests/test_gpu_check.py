@@ -5,6 +5,7 @@ import io
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_a_bad_command_line_is_refused_in_one_line(args, message):
 
 
 def test_the_check_runs_the_gpu_tests_and_three_notebooks_without_saving():
-    full, cuda = gpu_check.test_files()
+    full, cuda = gpu_check.chosen_tests()
     for name in ['test_device_rule.py', 'test_nb04_callbacks.py', 'test_nb05b_early_stopping.py',
                  'test_nb06_conv.py', 'test_nb07_norm.py', 'test_nb09b_learner.py',
                  'test_nb10c_mixed_precision.py', 'test_nb11_xresnet.py',
@@ -75,7 +76,7 @@ def test_the_check_runs_the_gpu_tests_and_three_notebooks_without_saving():
 
 
 def test_the_keyword_selects_the_tests_that_skip_without_a_gpu():
-    _, cuda = gpu_check.test_files()
+    _, cuda = gpu_check.chosen_tests()
     cmd = gpu_check.steps()['CUDA tests'] + ['--collect-only']
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300).stdout
     for name in ['test_matmul_on_gpu_stays_there_and_refuses_mixed_devices[matmul_loops]',
@@ -147,3 +148,37 @@ def test_a_bundle_over_the_limit_is_refused_and_nothing_is_left(parts, tmp_path,
 
 def test_members_needs_wheels(tmp_path):
     with pytest.raises(ToolError, match='no wheels in'): gpu_check.members(tmp_path, [])
+
+
+def test_the_steps_run_side_by_side_and_one_past_the_budget_is_stopped(monkeypatch, capsys):
+    # the check's own machinery, on the CPU: a GPU and its steps simulated
+    monkeypatch.setattr(gpu_check, 'gpu_or_skip', lambda: 'torch')
+    monkeypatch.setattr(gpu_check, 'describe', lambda torch: ['device: a simulated GPU'])
+    monkeypatch.setattr(gpu_check, 'missing_packages', lambda: [])
+    monkeypatch.setattr(gpu_check, 'missing_data', lambda: [])
+    py = sys.executable
+    monkeypatch.setattr(gpu_check, 'steps', lambda: {
+        'passes': [py, '-c', 'print("all good")'],
+        'fails': [py, '-c', 'import sys; print("1 failed"); sys.exit(1)'],
+        'hangs': [py, '-c', 'import time; print("started", flush=True); time.sleep(60)']})
+    start = time.monotonic()
+    assert gpu_check.check(budget=3) is False
+    assert time.monotonic() - start < 20
+    out = capsys.readouterr().out.splitlines()
+    assert out[:7] == ['device: a simulated GPU', '--- passes: passed', 'all good',
+                       '--- fails: FAILED', '1 failed',
+                       '--- hangs: stopped: still running after 3 s', 'started']
+    assert out[7].startswith('gpu_check: FAILED in ') and len(out) == 8
+
+
+def test_a_missing_package_or_data_file_stops_the_check_before_it_runs(monkeypatch):
+    monkeypatch.setattr(gpu_check, 'gpu_or_skip', lambda: 'torch')
+    monkeypatch.setattr(gpu_check, 'describe', lambda torch: [])
+    monkeypatch.setattr(gpu_check, 'steps', lambda: pytest.fail('ran'))
+    monkeypatch.setattr(gpu_check, 'missing_packages', lambda: ['fire', 'nbclient'])
+    with pytest.raises(ToolError, match='lacks fire, nbclient: install the bundle first'):
+        gpu_check.check()
+    monkeypatch.setattr(gpu_check, 'missing_packages', lambda: [])
+    monkeypatch.setattr(gpu_check, 'missing_data', lambda: ['/c/mnist.pkl.gz'])
+    with pytest.raises(ToolError, match='no data file /c/mnist.pkl.gz: install the bundle'):
+        gpu_check.check()
