@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from nbio import UsageError
 
@@ -69,3 +70,12 @@ def test_it_prints_each_seed_then_the_spread(monkeypatch, capsys):
         ['seed', f'{s}:', 'accuracy', f'{0.99 + s / 1e4:.4f}'] for s in (1, 2, 3)]
     assert out[-1] == ('nb07: mean 0.9902, standard deviation 0.0001, min 0.9901, max 0.9903 '
                        'over 3 seeds; mean - 3 sd = 0.9899')
+
+
+@pytest.mark.parametrize('run', ['nb11_mnist', 'nb11_fashion'])
+def test_an_nb11_run_trains_with_the_notebooks_settings_and_scores_the_test_images(run):
+    # the real runs take about 10 minutes per seed each: a few random images stand in here
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(24, 1, 28, 28, generator=g), torch.randint(0, 10, (24,), generator=g)
+    acc = spread.nb11_run(run, (x, y, x[:8], y[:8], x[8:16], y[8:16]), seed=1)
+    assert 0 <= acc <= 1 and acc * 8 == round(acc * 8)   # a share of the 8 test images
