@@ -10,13 +10,14 @@ minimum and the maximum. The last line gives the bound mean - 3 standard deviati
 
 Runs (`--run`), each with the notebook's own settings (tests/test_bench_seed_spread.py checks
 that they still match the notebook's cell):
-  nb07          07's "99% on MNIST in 3 epochs" (validation accuracy, 10,000 images): about
-                110 s per seed on one CPU thread, the notebook's thread count.
+  nb07          07's "99% on MNIST in 3 epochs" (validation accuracy, 10,000 images): 30 s per
+                seed on one thread of a quiet 2-core machine, up to 4 min beside other work.
   nb11_mnist    11's five-epoch XResNet on all 60,000 labelled MNIST images, test accuracy:
-                about 10 min per seed on two CPU threads (11's count).
-  nb11_fashion  the same for Fashion-MNIST (flips): about 11 min per seed on two threads.
-Notebook 11's two runs take about 21 minutes per seed together: 5 seeds of both is about
-1 h 45 min of both cores.
+                about 6 to 9 min per seed on two threads, 11's own count (9.3 in its last run).
+  nb11_fashion  the same for Fashion-MNIST (flips): about 10 min per seed on two threads.
+Notebook 11's two asserted runs take about 20 minutes per seed together, so 5 seeds of both are
+about 1 h 40 min of both cores: not run so far. 11's thresholds would be set from them as 07's
+was: the mean minus 3 standard deviations.
 """
 import contextlib
 import io
