@@ -156,11 +156,91 @@ def random_erase_batch(x, p=0.5, area=(0.02, 0.4), ratio=0.3, fill=(0., 1.)):
     return torch.where(mask, torch.empty_like(x).uniform_(*fill), x)
 
 
+def _crop_theta(cx, cy, sw, sh):
+    """(N, 2, 3) matrices that read each output image from the box centred at (`cx`, `cy`) with
+    half-sides `sw`, `sh`, all in the [-1, 1] coordinates of the input."""
+    zero = torch.zeros_like(cx)
+    return torch.stack([torch.stack([sw, zero, cx], 1), torch.stack([zero, sh, cy], 1)], 1)
+
+def crop_theta(top, left, h, w, size):
+    """Matrices for `affine_grid` reading the pixel boxes rows `top`..`top+h-1`, columns
+    `left`..`left+w-1` (float tensors (N,)) of images of `size` (H, W): box edge to output edge."""
+    H, W = size
+    return _crop_theta((2*left + w)/W - 1, (2*top + h)/H - 1, w/W, h/H)
+
+def _out_size(size, H, W):
+    "The output (h, w): the input's for None, (size, size) for an int."
+    if size is None: return H, W
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+class RandomResizedCrop():
+    """A box of a random share `scale` of the image's area and a random aspect ratio (width over
+    height, log-uniform in `ratio`) at a random place, resized to `size` (None: the input's);
+    one box per image, read with `affine_grid` and `grid_sample`."""
+    def __init__(self, size=None, scale=(0.08, 1.0), ratio=(3/4, 4/3)):
+        if not (0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]):
+            raise ValueError(f'RandomResizedCrop: need 0 < scale[0] <= scale[1] <= 1 and '
+                             f'0 < ratio[0] <= ratio[1], got scale={scale}, ratio={ratio}')
+        self.size,self.scale,self.ratio = size,scale,ratio
+    def theta(self, n, like):
+        "`n` random crop matrices, on the device and in the dtype of `like`."
+        area = _uniform(n, *self.scale, like)
+        r = _uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), like).exp()
+        # half-sides in units of the image's half-sides; clipped so that the box fits
+        sw, sh = (area * r).sqrt().clamp(max=1), (area / r).sqrt().clamp(max=1)
+        cx, cy = _uniform(n, -1, 1, like) * (1 - sw), _uniform(n, -1, 1, like) * (1 - sh)
+        return _crop_theta(cx, cy, sw, sh)
+    def __call__(self, x):
+        _check_images(x, 'RandomResizedCrop')
+        N, C, H, W = x.shape
+        return grid_sample(x, affine_grid(self.theta(N, x), (N, C, *_out_size(self.size, H, W))))
+
+
+CORNERS = ((-1., -1.), (1., -1.), (1., 1.), (-1., 1.))   # the output's corners, clockwise
+
+def homography(src):
+    """(N, 3, 3) homographies H (last entry 1) mapping the output's `CORNERS` onto the points
+    `src` (N, 4, 2) of the input: solves the 8 linear equations the 4 pairs of points give."""
+    N = len(src)
+    xy = src.new_tensor(CORNERS).expand(N, 4, 2)
+    x, y, u, v = xy[..., 0], xy[..., 1], src[..., 0], src[..., 1]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    # u (g x + h y + 1) = a x + b y + c, and the same for v with d, e, f
+    rows_u = torch.stack([x, y, one, zero, zero, zero, -x*u, -y*u], -1)
+    rows_v = torch.stack([zero, zero, zero, x, y, one, -x*v, -y*v], -1)
+    coeffs = torch.linalg.solve(torch.cat([rows_u, rows_v], 1), torch.cat([u, v], 1))
+    return torch.cat([coeffs, torch.ones_like(coeffs[:, :1])], 1).view(N, 3, 3)
+
+def homography_grid(hom, size):
+    """As `affine_grid`, for homographies `hom` (N, 3, 3): each output pixel's (x, y, 1) times
+    `hom`, divided by the third coordinate."""
+    N, _, H, W = size
+    ys, xs = torch.meshgrid(_centres(H, hom), _centres(W, hom), indexing='ij')
+    pts = hom @ torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()])
+    return (pts[:, :2] / pts[:, 2:]).transpose(1, 2).reshape(N, H, W, 2)
+
+class PerspectiveWarp():
+    """Each image seen from a random viewpoint: the input's four corners each moved by up to
+    `magnitude` (in units of half the image) in x and y, and the output read through the
+    homography that maps its corners onto them."""
+    def __init__(self, magnitude=0.2):
+        if not 0 <= magnitude < 0.5:   # beyond, the moved corners can fold the image over
+            raise ValueError(f'PerspectiveWarp: magnitude must be in [0, 0.5), got {magnitude!r}')
+        self.magnitude = magnitude
+    def corners(self, n, like):
+        "Where each image's corners are read from: `CORNERS` moved at random, (n, 4, 2)."
+        moves = _uniform(n * 8, -self.magnitude, self.magnitude, like).view(n, 4, 2)
+        return like.new_tensor(CORNERS) + moves
+    def __call__(self, x):
+        _check_images(x, 'PerspectiveWarp')
+        return grid_sample(x, homography_grid(homography(self.corners(len(x), x)), x.shape))
+
+
 class AugmentCallback(Callback):
     """Passes each training batch through the batch transforms `tfms` (see `compose`); validation
     batches stay as they are."""
-    # after DeviceCallback (0) put the batch on the device, before BatchTransformXCallback's
-    # normalizing (2)
+    # the Runner has put the batch on the model's device already; before
+    # BatchTransformXCallback's normalizing (2)
     _order = 1
     def __init__(self, tfms): self.tfms = listify(tfms)
     def begin_batch(self):
@@ -188,7 +268,8 @@ class EpochHistory(Callback):
 from exp.nb_09c import __all__ as _all_nb_09c
 __all__ = _all_nb_09c + [
     'math', 'fashion_databunch', 'flip_batch', 'pad_crop_batch', 'affine_grid', 'grid_sample',
-    'rand_affine', 'affine_batch', 'rand_affine_batch', 'random_erase_batch', 'AugmentCallback',
-    'EpochHistory'
+    'rand_affine', 'affine_batch', 'rand_affine_batch', 'random_erase_batch', 'crop_theta',
+    'RandomResizedCrop', 'CORNERS', 'homography', 'homography_grid', 'PerspectiveWarp',
+    'AugmentCallback', 'EpochHistory'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exp.nb_10 import (AugmentCallback, AvgStatsCallback, Callback, EpochHistory, Learner, accuracy,
-                       affine_batch, affine_grid, fashion_databunch, flip_batch, grid_sample,
-                       pad_crop_batch, rand_affine, rand_affine_batch, random_erase_batch)
+from exp.nb_10 import (CORNERS, AugmentCallback, AvgStatsCallback, Callback, EpochHistory, Learner,
+                       PerspectiveWarp, RandomResizedCrop, accuracy, affine_batch, affine_grid,
+                       crop_theta, fashion_databunch, flip_batch, grid_sample, homography,
+                       homography_grid, pad_crop_batch, rand_affine, rand_affine_batch,
+                       random_erase_batch)
 
 F64 = torch.float64
 
@@ -201,3 +203,83 @@ def test_an_empty_batch_comes_back_empty(f):
     x = torch.zeros(0, 2, 9, 13)
     out = f(x)
     assert out.shape == x.shape and out.dtype == x.dtype
+
+
+# RandomResizedCrop and PerspectiveWarp, the course's per-image transforms as batch transforms
+
+def test_a_whole_image_crop_and_an_unmoved_warp_give_the_images_back():
+    x = images()
+    torch.testing.assert_close(RandomResizedCrop(scale=(1, 1), ratio=(1, 1))(x), x,
+                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(PerspectiveWarp(0.)(x), x, rtol=0, atol=1e-12)
+
+@pytest.mark.parametrize('top,left,h,w', [(0, 0, 5, 6), (2, 3, 7, 10), (4, 7, 5, 6)])
+def test_a_known_crop_is_slicing_and_bilinear_resizing(top, left, h, w):
+    x = images(h=9, w=13)
+    box = lambda v: torch.full((len(x),), float(v), dtype=F64)
+    out = grid_sample(x, affine_grid(crop_theta(box(top), box(left), box(h), box(w), (9, 13)),
+                                     (len(x), 2, 2*h, 2*w)))
+    sliced = F.interpolate(x[:, :, top:top+h, left:left+w], size=(2*h, 2*w), mode='bilinear',
+                           align_corners=False)
+    # F.interpolate repeats the slice's edge; the grid reads the pixels beyond it: the inside agrees
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], sliced[..., 1:-1, 1:-1], rtol=0, atol=1e-12)
+
+def test_random_resized_crop_boxes_fit_and_follow_scale_and_ratio():
+    torch.manual_seed(0)
+    like = torch.empty(0, dtype=F64)
+    theta = RandomResizedCrop(scale=(0.2, 0.6), ratio=(0.5, 2.)).theta(2000, like)
+    sw, sh, cx, cy = theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2]
+    assert (theta[:, 0, 1] == 0).all() and (theta[:, 1, 0] == 0).all()     # no rotation
+    assert (cx.abs() + sw <= 1 + 1e-12).all() and (cy.abs() + sh <= 1 + 1e-12).all()
+    # a side longer than the image is clipped (sqrt(0.6 * 2) > 1): the others keep area and ratio
+    kept = (sw < 1) & (sh < 1)
+    area, ratio = (sw * sh)[kept], (sw / sh)[kept]
+    assert area.min() >= 0.2 - 1e-9 and area.max() <= 0.6 + 1e-9
+    assert ratio.min() >= 0.5 - 1e-9 and ratio.max() <= 2 + 1e-9
+    assert 0.9 < (ratio > 1).float().mean() / (ratio < 1).float().mean() < 1.1   # log-uniform
+
+def test_random_resized_crop_output_size():
+    x = images()
+    assert RandomResizedCrop(size=5)(x).shape == (len(x), 2, 5, 5)
+    assert RandomResizedCrop(size=(4, 11))(x).shape == (len(x), 2, 4, 11)
+
+def test_homography_sends_the_corners_onto_the_drawn_points():
+    torch.manual_seed(1)
+    like = torch.empty(0, dtype=F64)
+    src = PerspectiveWarp(0.4).corners(50, like)
+    assert (src - torch.tensor(CORNERS, dtype=F64)).abs().max() <= 0.4
+    hom = homography(src)
+    corners = torch.cat([torch.tensor(CORNERS, dtype=F64), torch.ones(4, 1, dtype=F64)], 1)
+    mapped = hom @ corners.T
+    torch.testing.assert_close((mapped[:, :2] / mapped[:, 2:]).transpose(1, 2), src,
+                               rtol=0, atol=1e-12)
+
+def test_an_affine_homography_is_the_affine_map():
+    x = images()
+    torch.manual_seed(2)
+    theta = rand_affine(len(x), degrees=25, scale=(0.7, 1.3), shift=0.2, like=x)
+    corners = torch.tensor(CORNERS, dtype=F64)
+    hom = homography((theta[:, :, :2] @ corners.T + theta[:, :, 2:]).transpose(1, 2))
+    torch.testing.assert_close(hom[:, :2], theta, rtol=0, atol=1e-12)
+    torch.testing.assert_close(homography_grid(hom, x.shape), affine_grid(theta, x.shape),
+                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(grid_sample(x, homography_grid(hom, x.shape)),
+                               affine_batch(x, theta), rtol=0, atol=1e-12)
+
+def test_bad_crop_and_warp_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match='RandomResizedCrop: .*scale'):
+        RandomResizedCrop(scale=(0, 1))
+    with pytest.raises(ValueError, match='RandomResizedCrop: .*ratio'):
+        RandomResizedCrop(ratio=(2, 1))
+    with pytest.raises(ValueError, match='PerspectiveWarp: magnitude'): PerspectiveWarp(0.5)
+    for f in [RandomResizedCrop(), PerspectiveWarp()]:
+        name = type(f).__name__
+        with pytest.raises(ValueError, match=name): f(torch.zeros(3, 28, 28))
+        assert f(torch.zeros(0, 2, 9, 13)).shape == (0, 2, 9, 13)   # an empty batch comes back
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no GPU here')
+def test_crop_and_warp_run_on_cuda():
+    x = images(dtype=torch.float32).cuda()
+    for f in [RandomResizedCrop(), PerspectiveWarp()]:
+        y = f(x)
+        assert y.is_cuda and y.shape == x.shape
