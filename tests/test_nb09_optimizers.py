@@ -247,3 +247,37 @@ def test_zero_grad_can_still_zero():
     p = torch.nn.Parameter(torch.ones(2)); p.grad = torch.ones(2)
     sgd_opt([p], lr=0.1).zero_grad(set_to_none=False)
     assert torch.equal(p.grad, torch.zeros(2))
+
+
+def test_debiased_running_average_of_a_constant_is_exact_from_the_first_step():
+    from exp.nb_09 import debias
+    for dampening in (True, False):
+        stat,p = AverageGrad(dampening),torch.zeros(1)
+        state = stat.init_state(p)
+        for t in range(1, 6):
+            p.grad = torch.tensor([3.])
+            state = stat.update(p, state, mom=0.9)
+            assert state['grad_avg'].item() < 3 or not dampening   # pulled towards its start, 0
+            got = state['grad_avg'] / debias(0.9, state['mom_damp'], t)
+            torch.testing.assert_close(got, torch.tensor([3.]))
+
+
+def bowl_path(opt_func, n=40):
+    "Points of `n` steps on 0.5*(w0^2 + 50*w1^2) from (-4, 1): a valley 50x steeper across."
+    curv = torch.tensor([1., 50.])
+    w = torch.tensor([-4., 1.], requires_grad=True)
+    opt,points = opt_func([w]),[w.detach().clone()]
+    for _ in range(n):
+        (0.5 * (curv * w**2).sum()).backward(); opt.step(); opt.zero_grad()
+        points.append(w.detach().clone())
+    return torch.stack(points), lambda v: 0.5 * (curv * v**2).sum().item()
+
+def test_momentum_and_adam_get_further_than_sgd_along_a_narrow_valley():
+    sgd,loss = bowl_path(lambda ps: sgd_opt(ps, lr=0.035))
+    mom,_ = bowl_path(lambda ps: sgd_mom_opt(ps, lr=0.01, mom=0.9, wd=0.))
+    adam,_ = bowl_path(adam_opt(lr=0.2, mom=0.9, sqr_mom=0.99))
+    # SGD removes lr of the distance along the valley per step, no more
+    torch.testing.assert_close(sgd[:, 0], -4 * (1 - 0.035)**torch.arange(41.))
+    # Adam's first step is about lr in each coordinate, whatever the curvature
+    torch.testing.assert_close(adam[1] - adam[0], torch.tensor([0.2, -0.2]), atol=1e-4, rtol=0)
+    assert loss(mom[-1]) < loss(sgd[-1]) / 2 and loss(adam[-1]) < loss(sgd[-1]) / 2
