@@ -21,7 +21,8 @@ from exp.nb_12 import (Callback, CheckpointCallback, DistributedCallback, Distri
                        DistributedSampler, Learner, SyncBatchNorm, check_port, dist_setup,
                        first_failure, fit_toy_learner, free_port, init_distributed, launch,
                        launch_main, load_checkpoint, pick_backend, rank_device, rank_distrib,
-                       rank_path, toy_databunch, train_toy, under_torchrun)
+                       rank_path, time_dp_steps, toy_databunch, train_toy,
+                       under_torchrun)
 from exp.nb_12 import _fail_on_rank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +220,33 @@ def test_learner_callback_alone_restores_the_learner():
     learn.logger = lambda *a: None
     learn.fit(1)
     assert learn.model is model and (data.train_dl, data.valid_dl) == dls
+
+
+# --- what a step costs: time_dp_steps (notebook 12's chart and bench/distributed.py) -------------
+
+def _median(xs): return sorted(xs)[len(xs)//2]
+
+
+def test_time_dp_steps_times_the_all_reduce_apart_from_the_step():
+    alone = time_dp_steps(steps=4, bs=8, nh=16, warmup=1)   # no process group: no all-reduce
+    two = launch(time_dp_steps, 2, 4, 8, 16, 'scratch', timeout=TIMEOUT)
+    ddp = launch(time_dp_steps, 2, 4, 8, 16, 'ddp', timeout=TIMEOUT)
+    for res in [alone], two, ddp:
+        for rank in res:
+            assert len(rank) == 4 and all(s > 0 and 0 <= c < s for s, c in rank)
+    assert all(c == 0 for rank in ddp for _, c in rank)   # DDP's all-reduce is inside backward
+    # six gradients sent over loopback take far longer than the no-op of one process
+    comm_alone = _median([c for _, c in alone])
+    assert all(_median([c for _, c in rank]) > 10 * comm_alone for rank in two)
+
+
+def test_time_dp_steps_refuses_bad_arguments():
+    with pytest.raises(ValueError, match=r"mode must be one of \('scratch', 'ddp'\), got 'none'"):
+        time_dp_steps(mode='none')
+    with pytest.raises(ValueError, match='steps must be a whole number >= 1, got 0'):
+        time_dp_steps(steps=0)
+    with pytest.raises(DistributedError, match='the global batch bs=7 must split evenly over 2'):
+        launch(time_dp_steps, 2, 2, 7, 16, timeout=TIMEOUT)
 
 
 # --- faults ---------------------------------------------------------------------------------------
