@@ -239,7 +239,7 @@ def test_model_summary_prints_each_layer(fashion_folder, capsys):
     assert before and all(torch.equal(a, b) for a, b in zip(before, learn.model.buffers()))
     assert learn.model.training
     out = capsys.readouterr().out
-    assert '-> (16, 8, 28, 28)' in out and '-> (16, 10)' in out
+    assert '-> (16, 8, 28, 28)' in out and '-> (16, 10) ' in out
     assert out.count('->') == len(learn.model)
     model_summary(run, learn, data, find_all=True)
     assert 'Conv2d(1, 8' in capsys.readouterr().out
@@ -481,3 +481,23 @@ def test_a_worker_that_dies_is_named_with_its_batch(workers):
     with pytest.raises(BrokenProcessPool, match=r'worker process died.*batch 4\b'):
         list(DataLoader(DiesAt(64, 37), 8, collate_fn=collate, num_workers=workers))
     assert multiprocessing.active_children() == []
+
+
+def test_model_summary_lists_a_shared_module_once(capsys):
+    # notebook 11's XResNet reuses one ReLU object after every convolution: the summary must name
+    # it once (with how often it ran), not once per place per run, and stay within a screen
+    from exp.nb_11 import act_fn, adam_opt, cnn_learner, images_databunch, xresnet18
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    data = images_databunch(x, y, x, y, bs=4)
+    learn = cnn_learner(xresnet18, data, F.cross_entropy, adam_opt(), width=16,
+                        stem_strides=(1, 2, 1), stem_pool=False, cuda=False)
+    model_summary(learn, learn, data, find_all=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 60
+    relu = [ln for ln in lines if 'ReLU' in ln]
+    places = [n for n, m in learn.model.named_modules(remove_duplicate=False) if m is act_fn]
+    assert len(places) > 10 and len(relu) == 1 and re.search(r'ran \d+ times', relu[0])
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in learn.model.modules())
+    assert sum('Conv2d(' in ln for ln in lines) == n_convs
+    assert lines[-1].endswith('input (8, 1, 28, 28)')
