@@ -371,3 +371,22 @@ def test_autocast_runs_where_the_model_is(learner, monkeypatch):
                lambda: MixedPrecision(dtype=torch.bfloat16)):
         learn = learner([cb])
         with pytest.raises(ValueError, match=r'bfloat16.*cuda:0.*float16'): learn.fit(1)
+
+
+# --- what it saves in memory ----------------------------------------------------------------------
+
+def test_saved_bytes_counts_each_saved_tensor_once_and_halves_in_float16():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    x, y = torch.randn(5, 8), torch.randint(0, 4, (5,))
+    s32 = nb10c.saved_bytes(m, x, y)
+    # the second linear's weight, the one parameter whose gradient path needs it saved
+    assert s32['params'] == 16 * 4 * 4
+    # the input and the ReLU's output (saved by the ReLU and by the second linear: counted once)
+    inp, hidden = 5 * 8 * 4, 5 * 16 * 4
+    assert inp + hidden <= s32[torch.float32] < inp + 2 * hidden
+    s16 = nb10c.saved_bytes(model_to_half(m), x.half(), y)
+    assert s16[torch.float16] < 0.6 * s32[torch.float32]
+    sbf = nb10c.saved_bytes(model_to_float(m), x, y, autocast=torch.bfloat16)
+    assert sbf[torch.bfloat16] > 0 and 'params' not in sbf   # autocast saves half copies
+    assert sum(p.numel() * 4 for p in m.parameters()) == nb10c.param_bytes(m)
