@@ -312,8 +312,14 @@ def get_data(test=False, path=None, verify=True):
     return tuple(out if test else out[:4])
 
 
+_OTHER_DATA = ("the course's image data, Imagenette, cannot be fetched here; this project's "
+               'offline substitute is Fashion-MNIST written out as a folder of PNG files, '
+               '`fashion_image_folder()` (notebook 00a), which notebook 08 (08_data_block) and '
+               'the later chapters use')
+
 class _Datasets:
-    "Stand-in for `fastai.datasets`: `download_data` serves the MNIST file through `find_file`."
+    """Stand-in for `fastai.datasets`: `download_data` serves the MNIST file through `find_file`;
+    fastai's other names (`URLs`, `untar_data`, ...) are errors naming the offline substitute."""
     def download_data(self, url, ext='.gz'):
         "Path of the verified, cached file at `url + ext`; only the MNIST file is known."
         known = {MNIST_URL + '.gz', MNIST_URL.replace('http:', 'https:') + '.gz'} | \
@@ -321,8 +327,13 @@ class _Datasets:
         if url + ext not in known:
             raise ValueError(f'datasets.download_data serves only MNIST (url + ext one of '
                              f'{sorted(known)}); got {url + ext!r}. For other data, describe it '
-                             'with DataFile and call find_file.')
+                             f'with DataFile and call find_file; {_OTHER_DATA}.')
         return find_file(MNIST)
+    def __getattr__(self, name):   # only for names the class lacks
+        if name.startswith('_'):   # Python's own look-ups (__deepcopy__, ...): the plain error
+            raise AttributeError(f'{type(self).__name__!r} object has no attribute {name!r}')
+        raise AttributeError(f'datasets.{name} is not in this stand-in for fastai.datasets, '
+                             f'which serves MNIST only; {_OTHER_DATA}')
     def __repr__(self): return '<datasets: stand-in for fastai.datasets, serves MNIST only>'
 
 datasets = _Datasets()

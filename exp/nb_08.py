@@ -8,6 +8,7 @@ import os, random, warnings
 from pathlib import Path
 import numpy as np
 import PIL.Image
+PIL = PIL   # an assignment, so `from exp.nb_08 import *` gives `PIL`, as the course uses it
 import matplotlib.pyplot as plt
 
 
@@ -535,13 +536,14 @@ def model_summary(run, learn, data, find_all=False):
 # a name bound only in a branch not taken is left out).
 from exp.nb_07a import __all__ as _all_nb_07a
 __all__ = _all_nb_07a + [
-    'math', 'Path', 'plt', 'image_extensions', 'setify', 'get_files', 'compose', 'ItemList',
-    'from_palette', 'open_image', 'image_channels', 'ImageList', 'Transform', 'make_rgb',
-    'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'grandparent_splitter', 'split_by_func',
-    'SplitData', 'uniqueify', 'Processor', 'CategoryProcessor', 'parent_labeler', 'LabeledData',
-    'label_by_func', 'draw_seed', 'batch_seed', 'seed_worker', 'WORKERS_PER_CPU', 'usable_cpus',
-    'check_num_workers', 'DataLoader', 'collate', 'DataBunch', 'databunchify', 'show_image',
-    'show_batch', 'normalize_chan', 'channel_stats', 'prev_pow_2', 'get_cnn_layers',
-    'get_cnn_model', 'get_learn_run', 'get_batch', 'n_params', 'layer_line', 'model_summary'
+    'math', 'Path', 'PIL', 'plt', 'image_extensions', 'setify', 'get_files', 'compose',
+    'ItemList', 'from_palette', 'open_image', 'image_channels', 'ImageList', 'Transform',
+    'make_rgb', 'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'grandparent_splitter',
+    'split_by_func', 'SplitData', 'uniqueify', 'Processor', 'CategoryProcessor',
+    'parent_labeler', 'LabeledData', 'label_by_func', 'draw_seed', 'batch_seed', 'seed_worker',
+    'WORKERS_PER_CPU', 'usable_cpus', 'check_num_workers', 'DataLoader', 'collate', 'DataBunch',
+    'databunchify', 'show_image', 'show_batch', 'normalize_chan', 'channel_stats', 'prev_pow_2',
+    'get_cnn_layers', 'get_cnn_model', 'get_learn_run', 'get_batch', 'n_params', 'layer_line',
+    'model_summary'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

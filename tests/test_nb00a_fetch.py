@@ -529,3 +529,12 @@ def test_missing_apt_get_is_a_failed_source(tmp_path, monkeypatch):
     failed = r'apt-get download thing: OSError: apt-get not found'
     with pytest.raises(FileNotFoundError, match=failed):
         find_file(df)
+
+
+@pytest.mark.parametrize('name', ['URLs', 'untar_data', 'Config'])
+def test_datasets_names_the_offline_substitute_for_other_data(name):
+    # the course's Imagenette calls (datasets.untar_data(datasets.URLs.IMAGENETTE_160)) cannot
+    # fetch here: the error must name the project's substitute and the chapter that uses it
+    with pytest.raises(AttributeError, match=f'datasets.{name}.*fashion_image_folder.*08'):
+        getattr(nb.datasets, name)
+    assert not hasattr(nb.datasets, '__deepcopy__')   # Python's own lookups get the plain error

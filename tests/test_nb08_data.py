@@ -501,3 +501,10 @@ def test_model_summary_lists_a_shared_module_once(capsys):
     n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in learn.model.modules())
     assert sum('Conv2d(' in ln for ln in lines) == n_convs
     assert lines[-1].endswith('input (8, 1, 28, 28)')
+
+
+def test_star_import_gives_pil_as_the_course_uses_it():
+    # the course's 08 (and later chapters) write PIL.Image.open after `from exp.nb_08 import *`
+    names = {}
+    exec('from exp.nb_08 import *', names)
+    assert names['PIL'].Image.open is PIL.Image.open
