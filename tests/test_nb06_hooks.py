@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from exp.nb_06 import (AvgStatsCallback, BatchTransformXCallback, Callback, CudaCallback,
                        DeviceCallback, GeneralRelu, Hook, Hooks, Lambda, ListContainer, accuracy,
                        append_stats, children, conv_layer, flatten, get_cnn_layers, get_cnn_model,
-                       get_hist, get_learn_run, get_min, get_runner, init_cnn, mnist_resize,
-                       mnist_view, near_zero_share, view_tfm)
+                       append_inactive, get_hist, get_learn_run, get_min, get_runner,
+                       inactive_share, init_cnn, mnist_resize, mnist_view, near_zero_share,
+                       normalize_to, view_tfm)
 
 
 @pytest.fixture
@@ -151,6 +152,41 @@ def test_append_stats_values_and_eval_mode_ignored():
     # -0.2, 0 and 0.2 are within 0.35 of zero
     torch.testing.assert_close(near_zero_share(h), torch.tensor([3 / 5]))
     assert get_min is near_zero_share   # the course's name
+
+
+def test_inactive_share_counts_the_floor_whatever_its_value():
+    """A shifted leaky ReLU puts its inactive units at about -sub, outside |a| < 0.35: the
+    inactive share still counts them, the near-zero window does not."""
+    act = GeneralRelu(leak=0.1, sub=0.4)
+    x = torch.tensor([[-3., -1., -0.1, 0., 0.05, 2.]])      # four inputs <= 0
+    with Hook(act, append_inactive) as h, Hook(act, append_stats) as hs:
+        act(x); act.eval(); act(-x)                          # the eval-mode call is not recorded
+    torch.testing.assert_close(inactive_share(h), torch.tensor([4 / 6]))
+    # outputs: -0.7, -0.5, -0.41, -0.4, -0.35, 1.6: none strictly inside (-0.35, 0.35)
+    assert near_zero_share(hs).item() < 1 / 6 + 1e-6
+
+
+def test_inactive_share_of_relu_is_its_share_of_zeros():
+    act = nn.ReLU()
+    x = torch.randn(1000)
+    with Hook(act, append_inactive) as h: act(x)
+    torch.testing.assert_close(inactive_share(h), (act(x) == 0).float().mean()[None])
+
+
+def test_inactive_share_without_records_says_what_to_do():
+    act = nn.ReLU().eval()
+    with Hook(act, append_inactive) as h: act(torch.randn(3))
+    with pytest.raises(ValueError, match='append_inactive to an activation module and train'):
+        inactive_share(h)
+
+
+def test_normalize_to_uses_the_training_statistics():
+    torch.manual_seed(0)
+    train, valid = torch.randn(500, 7) * 3 + 2, torch.randn(200, 7) * 5 - 1
+    nt, nv = normalize_to(train, valid)
+    torch.testing.assert_close(nt.mean(), torch.tensor(0.), atol=1e-5, rtol=0)
+    torch.testing.assert_close(nt.std(), torch.tensor(1.))
+    torch.testing.assert_close(nv, (valid - train.mean()) / train.std())   # not valid's own stats
 
 
 # ---------------------------------------------------------------- callbacks and runners
