@@ -86,6 +86,10 @@ def atomic_open(dest, mode='wb', check=None, encoding=None):
         text = {} if 'b' in mode else {'encoding': encoding or 'utf-8', 'newline': ''}
         with os.fdopen(fd, mode, **text) as f:
             yield f
+            # on the disk before the rename: a machine that goes down just after it must not
+            # leave an empty or partial file under dest's name
+            f.flush()
+            os.fsync(f.fileno())
         if check is not None:
             check(tmp)
         os.chmod(tmp, _new_mode(dest))
@@ -94,6 +98,15 @@ def atomic_open(dest, mode='wb', check=None, encoding=None):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def temp_files(dest):
+    """The temporary files atomic_open made for `dest` and a killed write left behind: only dest's
+    own (`.ck.pt.<random>.tmp`), not another file's whose name starts the same
+    (`.ck.pt.rank1.<random>.tmp`, which may be in the middle of its write)."""
+    dest = Path(dest)
+    own = re.compile(rf'\.{re.escape(dest.name)}\.[a-z0-9_]+\.tmp')   # mkstemp's random part
+    return sorted(p for p in dest.parent.iterdir() if own.fullmatch(p.name))
 
 
 def atomic_write(dest, data, encoding='utf-8'):

@@ -94,11 +94,13 @@ import random, sys
 
 def get_rng_states():
     """Every random state a run draws from, as tensors and numbers: torch's (CPU), each CUDA
-    device's where there is CUDA, Python's `random`, and NumPy's global one if NumPy is loaded."""
+    device's where CUDA is in use, Python's `random`, and NumPy's global one if NumPy is loaded."""
     version,mt,gauss = random.getstate()
     states = {'torch': torch.get_rng_state(),
               'python': {'version': version, 'state': torch.tensor(mt), 'gauss': gauss}}
-    if torch.cuda.is_available(): states['cuda'] = torch.cuda.get_rng_state_all()
+    # only where CUDA is in use already: reading its states would start it, and a process that
+    # started CUDA cannot fork loader workers that use it
+    if torch.cuda.is_initialized(): states['cuda'] = torch.cuda.get_rng_state_all()
     np = sys.modules.get('numpy')
     if np is not None:
         _,keys,pos,has_gauss,cached = np.random.get_state()
@@ -111,7 +113,7 @@ def set_rng_states(states):
     torch.set_rng_state(states['torch'])
     py = states['python']
     random.setstate((py['version'], tuple(py['state'].tolist()), py['gauss']))
-    if 'cuda' in states and torch.cuda.is_available():
+    if 'cuda' in states and torch.cuda.is_available():   # set when CUDA starts, not before
         for i,s in enumerate(states['cuda'][:torch.cuda.device_count()]):
             torch.cuda.set_rng_state(s, i)
     if 'numpy' in states:
@@ -156,14 +158,13 @@ def untrack_batch_order(dl):
     if isinstance(order, BatchOrder): dl.batch_sampler = order.inner
 
 
-import nbio
+import nbio, pickle
 from pathlib import Path
 
 def remove_stale_temps(path):
-    """Delete the temporary files (nbio.atomic_open's `.<name>.*.tmp`) that writes to `path`
-    killed before their end left beside it."""
-    path = Path(path)
-    for tmp in path.parent.glob(f'.{path.name}.*.tmp'): tmp.unlink(missing_ok=True)
+    """Delete the temporary files of writes to `path` that were killed before their end (only
+    `path`'s own: another file's, such as 12's `ck.pt.rank1` beside `ck.pt`, may be in use)."""
+    for tmp in nbio.temp_files(path): tmp.unlink(missing_ok=True)
 
 def save_checkpoint(state, path):
     """`torch.save(state)` to `path`, atomically: the file is the old one or the whole new one.
@@ -175,17 +176,45 @@ def save_checkpoint(state, path):
     return path
 
 CHECKPOINT_KEYS = ('model', 'opt', 'epochs', 'epoch', 'iter', 'n_iter', 'n_epochs', 'batches',
-                   'worker_seed', 'rng')
+                   'worker_seed', 'rng', 'cbs')
+
+def os_error_like(e, msg):
+    """An error of the OSError `e`'s type and errno that says `msg` (raise it `from e`, which
+    names the file the system refused)."""
+    return type(e)(msg) if e.errno is None else type(e)(e.errno, msg)
+
+def unreadable_reason(path, e, kind):
+    "What is wrong, in words, with the file at `path`, whose torch.load raised `e`."
+    if isinstance(e, pickle.UnpicklingError) and 'weights only' in str(e).lower():
+        return ('holds Python objects, not only tensors and numbers (a whole model saved with '
+                'torch.save(model)?)')
+    with open(path, 'rb') as f: zipped = f.read(4) == b'PK\x03\x04'   # how torch.save starts
+    if zipped: return "is truncated or damaged: torch.save's zip archive in it cannot be read"
+    return f'is not a {kind}: torch.load cannot read it'
+
+def load_torch_file(path, who, kind):
+    """`torch.load(path)` onto the CPU with `weights_only=True` (tensors, numbers and containers:
+    nothing in the file can run code), or an error starting with `who` that names `path` and what
+    is wrong: missing, a folder, empty, refused by the system (its OSError, errno kept), or not
+    readable as the `kind` of file wanted."""
+    path = Path(path)
+    if path.is_dir(): raise FileNotFoundError(f'{who}: {path} is a folder, not a {kind}')
+    if not path.is_file(): raise FileNotFoundError(f'{who}: no {kind} {path}')
+    size = path.stat().st_size
+    if size == 0: raise ValueError(f'{who}: {path} is empty (0 bytes), not a {kind}')
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except OSError as e:   # no permission, a disk error: the file may be fine
+        raise os_error_like(e, f'{who}: cannot read {path} ({e.strerror or e})') from e
+    except Exception as e:
+        # torch's message for a file of Python objects advises weights_only=False, which would
+        # let the file run code: that error is not chained, so its advice is never shown
+        cause = None if 'weights_only' in str(e) else e
+        raise ValueError(f'{who}: {path} ({size:,} bytes) {unreadable_reason(path, e, kind)}'
+                         ) from cause
 
 def load_checkpoint(path, who='resume'):
-    """What `CheckpointCallback` saved at `path`, read with `weights_only=True`: tensors, numbers
-    and containers only, so nothing in the file can run code."""
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{who}: no checkpoint file {path}")
-    try: state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{who}: {path} is not a readable checkpoint (truncated, empty or another "
-                         f"kind of file: {type(e).__name__})") from None
+    "What `CheckpointCallback` saved at `path` (read by `load_torch_file`)."
+    state = load_torch_file(path, who, 'checkpoint file')
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{who}: {path} is not a CheckpointCallback checkpoint: "
@@ -207,7 +236,32 @@ def checkpoint_state(run, epoch, iter, batches, worker_seed=None):
     return {'model': unwrap_model(run.model).state_dict(), 'opt': run.opt.state_dict(),
             'epochs': run.epochs, 'epoch': epoch, 'iter': iter, 'n_iter': run.n_iter,
             'n_epochs': run.n_epochs, 'batches': batches, 'worker_seed': worker_seed,
-            'rng': get_rng_states()}
+            'rng': get_rng_states(), 'cbs': callback_states(run)}
+
+def callback_states(run):
+    """name -> `state_dict()` of each of `run`'s callbacks that keeps training state of its own
+    and offers it as torch's objects do (`state_dict()`/`load_state_dict(sd)`), so that a resume
+    puts it back: 10c's float32 master weights and loss scale, for instance."""
+    return {cb.name: cb.state_dict() for cb in run.cbs if hasattr(cb, 'load_state_dict')}
+
+def check_resumable(run, who):
+    """Refuse a fit with a callback that declares (`resumable = False`) training state it cannot
+    save: resumed, that fit would go on from elsewhere."""
+    bad = [type(cb).__name__ for cb in run.cbs if getattr(cb, 'resumable', True) is False]
+    if bad:
+        raise ValueError(f"{who}: {', '.join(bad)} keeps training state that a checkpoint cannot "
+                         "hold (resumable = False), so a resumed fit would not go on as this "
+                         "one: fit without it, or without checkpoints")
+
+def load_callback_states(run, states, path):
+    """Give each stateful callback of `run` its saved state from `states`; refuse a fit whose
+    stateful callbacks are not those of the saved one."""
+    cbs = {cb.name: cb for cb in run.cbs if hasattr(cb, 'load_state_dict')}
+    if set(cbs) != set(states):
+        raise ValueError(f"resume: {path} holds the state of the callbacks {sorted(states)}, and "
+                         f"this fit's callbacks with a state are {sorted(cbs)}: resume with the "
+                         "same callbacks")
+    for name,cb in cbs.items(): cb.load_state_dict(states[name])
 
 def resume_worker_seed(dl, seed, first, path):
     """Give the loader `dl` the saved base `seed` of the pass resumed at batch `first`, or refuse
@@ -228,6 +282,7 @@ class CheckpointCallback(Callback):
         if every is not None: check_count('CheckpointCallback', every=every)
         self.path,self.every = Path(path),every
     def begin_fit(self):
+        check_resumable(self.run, 'CheckpointCallback')
         self._dl = self.data.train_dl   # 12's DistributedCallback may swap it back at the end
         self.batch_order = track_batch_order(self._dl, 'CheckpointCallback')
     def after_batch(self):
@@ -262,6 +317,8 @@ class ResumeCallback(Callback):
     def begin_epoch(self):
         s = self.state
         if s is None: return
+        # here, not at begin_fit: every callback has set itself up (10c's masters are made then)
+        load_callback_states(self.run, s['cbs'], self.path)
         self.run.n_iter = s['n_iter']
         if s['iter']:
             self._dl = self.data.train_dl
@@ -284,7 +341,8 @@ __all__ = _all_nb_09 + [
     'param_getter', 'Learner', 'format_time', 'AvgStatsCallback', 'get_learner',
     'get_rng_states', 'set_rng_states', 'BatchOrder', 'track_batch_order',
     'untrack_batch_order', 'Path', 'remove_stale_temps', 'save_checkpoint', 'CHECKPOINT_KEYS',
-    'load_checkpoint', 'unwrap_model', 'checkpoint_state', 'resume_worker_seed',
-    'CheckpointCallback', 'ResumeCallback'
+    'os_error_like', 'unreadable_reason', 'load_torch_file', 'load_checkpoint', 'unwrap_model',
+    'checkpoint_state', 'callback_states', 'check_resumable', 'load_callback_states',
+    'resume_worker_seed', 'CheckpointCallback', 'ResumeCallback'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

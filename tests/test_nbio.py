@@ -277,3 +277,32 @@ def test_run_cli_refuses_before_main_runs_and_reports_errors_in_one_line(tmp_pat
     assert result.stdout == "ran ('bad',) True\n"
     assert run_script(tmp_path, body, 'usage').returncode == 2
     assert run_script(tmp_path, body, 'a', 'b').stdout == "ran ('a', 'b') False\n"
+
+
+def test_the_temp_file_reaches_the_disk_before_it_is_renamed(tmp_path, monkeypatch):
+    "A machine crash after the rename must not leave an empty or partial file under the name."
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    def fsync(fd):
+        calls.append(('fsync', os.fstat(fd).st_size))
+        real_fsync(fd)
+    def replace(src, dst):
+        calls.append(('replace', Path(dst).name))
+        real_replace(src, dst)
+    monkeypatch.setattr(nbio.os, 'fsync', fsync)
+    monkeypatch.setattr(nbio.os, 'replace', replace)
+    with atomic_open(tmp_path / 'f.bin') as f:
+        f.write(b'12345')   # still in Python's buffer: flushed before the fsync
+    assert calls == [('fsync', 5), ('replace', 'f.bin')]
+
+
+def test_temp_files_are_only_this_names_own(tmp_path):
+    "Another file's in-flight temp (a longer name with the same start) is not this file's."
+    own = tmp_path / '.ck.pt.ab_c1234.tmp'
+    other = tmp_path / '.ck.pt.rank1.ab_c1234.tmp'
+    odd = tmp_path / '.c[k].pt.x1y2z3w4.tmp'   # glob's special characters in the name
+    for p in (own, other, odd, tmp_path / 'ck.pt'):
+        p.write_bytes(b'')
+    assert nbio.temp_files(tmp_path / 'ck.pt') == [own]
+    assert nbio.temp_files(tmp_path / 'c[k].pt') == [odd]
+    assert nbio.temp_files(tmp_path / 'ck.pt.rank1') == [other]

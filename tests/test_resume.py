@@ -11,7 +11,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 # each epoch and at its end; the kill comes after batch 4 of epoch 1 (counted from 0), so the
 # last checkpoint goes on at batch 4 of epoch 1 and that batch is done again
 EPOCHS, EVERY, KILL_AT = 3, 2, (1, 4)
-BIG = 2**26   # floats in the checkpoint a child writes again and again (256 MB): long writes
 
 
 class Noise(Callback):
@@ -128,13 +126,15 @@ def test_a_fit_killed_mid_epoch_resumes_to_the_same_weights(make_tiny_data, tmp_
     assert (done['epoch'], done['iter'], done['n_iter']) == (EPOCHS, 0, 6 * EPOCHS)
 
 
-def crash_and_resume(tiny_data, ckpt, every=EVERY, cbs=None, workers=(0, 0)):
-    """The fit crashed at KILL_AT in this process, then resumed by a new learner (with `cbs`
-    instead of the schedule alone): that learner. `workers`: the loader's, crashed and resumed."""
+def crash_and_resume(tiny_data, ckpt, every=EVERY, cbs=None, workers=(0, 0), crash_cbs=()):
+    """The fit crashed at KILL_AT in this process (with `crash_cbs` too), then resumed by a new
+    learner (with `cbs` instead of the schedule alone): that learner. `workers`: the loader's,
+    crashed and resumed."""
     with one_thread_kept_rng():
         run = learner(tiny_data, workers[0], seed=0)
         with pytest.raises(RuntimeError, match='crash'):
-            run.fit(EPOCHS, cbs=[sched(), CheckpointCallback(ckpt, every=every), Crash()])
+            run.fit(EPOCHS, cbs=[sched(), CheckpointCallback(ckpt, every=every), Crash(),
+                                 *crash_cbs])
         run = learner(tiny_data, workers[1], seed=1)
         run.fit(EPOCHS, cbs=cbs or sched(), resume=ckpt)
     return run
@@ -197,6 +197,64 @@ def test_each_saved_piece_is_needed(make_tiny_data, tmp_path, monkeypatch, dropp
     run = crash_and_resume(make_tiny_data, ckpt)
     assert not same_weights(reference(make_tiny_data), run.model.state_dict())
 
+class Drift(Callback):
+    """Training state of a callback's own, made at begin_fit (as 10c's master weights are): the
+    sum of the training losses so far, which scales each loss. Saved as torch's objects are."""
+    def begin_fit(self): self.total = torch.zeros(())
+    def after_loss(self):
+        if not self.in_train: return
+        self.total += self.loss.detach()
+        self.run.loss = self.loss * (1 + 0.01 * self.total)
+    def state_dict(self): return {'total': self.total.clone()}
+    def load_state_dict(self, sd): self.total = sd['total'].clone()
+
+def test_a_callbacks_own_state_is_saved_and_put_back_after_its_begin_fit(make_tiny_data,
+                                                                         tmp_path):
+    ckpt = tmp_path / 'run.pt'
+    run = crash_and_resume(make_tiny_data, ckpt, cbs=[sched(), Drift()], crash_cbs=[Drift()])
+    assert same_weights(reference(make_tiny_data, cbs=[sched(), Drift()]), run.model.state_dict())
+    assert torch.is_tensor(torch.load(ckpt, weights_only=True)['cbs']['drift']['total'])
+    # the saved run's callbacks with a state, and no others
+    with pytest.raises(ValueError, match=r"state of the callbacks \['drift'\].*are \[\]"):
+        crash_and_resume(make_tiny_data, ckpt, crash_cbs=[Drift()])
+
+def test_a_callback_whose_state_cannot_be_saved_is_refused_by_name(make_tiny_learner, tmp_path):
+    class Hidden(Callback): resumable = False
+    learn = make_tiny_learner(quiet=True)
+    with pytest.raises(ValueError, match='CheckpointCallback: Hidden keeps training state'):
+        learn.fit(1, cbs=[CheckpointCallback(tmp_path / 'c.pt'), Hidden()])
+    assert not (tmp_path / 'c.pt').exists()
+
+def test_cuda_states_are_saved_only_where_cuda_is_in_use(monkeypatch):
+    "Reading CUDA's random states would start CUDA in a CPU run (its loader workers then fork)."
+    read = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_rng_state_all', lambda: read.append(1) or [])
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: False)
+    assert 'cuda' not in nb_09b.get_rng_states() and not read
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: True)
+    assert nb_09b.get_rng_states()['cuda'] == [] and read == [1]
+
+def test_an_unreadable_checkpoint_is_named_as_refused_not_as_damaged(make_tiny_learner, tmp_path,
+                                                                     monkeypatch):
+    learn = make_tiny_learner(quiet=True)
+    ckpt = tmp_path / 'c.pt'
+    learn.fit(1, cbs=CheckpointCallback(ckpt))
+    def refused(path, **kwargs): raise PermissionError(13, 'Permission denied', str(path))
+    monkeypatch.setattr(torch, 'load', refused)
+    with pytest.raises(PermissionError, match=f'resume: cannot read {ckpt} .Permission denied.'
+                       ) as info:
+        learn.fit(1, resume=ckpt)
+    assert info.value.errno == 13 and info.value.__cause__.filename == str(ckpt)
+
+def test_a_save_leaves_another_files_temp_alone(tmp_path):
+    "12's per-rank checkpoints sit beside each other: ck.pt's save must not take ck.pt.rank1's."
+    other = tmp_path / '.ck.pt.rank1.abcd1234.tmp'
+    stale = tmp_path / '.ck.pt.abcd1234.tmp'
+    other.write_bytes(b'in flight'); stale.write_bytes(b'stale')
+    save_checkpoint({'x': torch.zeros(1)}, tmp_path / 'ck.pt')
+    assert other.exists() and not stale.exists()
+
 def test_the_resumed_epoch_loads_only_the_batches_not_done(make_tiny_data, tmp_path):
     seen = []
     class Where(Callback):
@@ -225,8 +283,8 @@ def test_bad_checkpoints_and_arguments_are_named(make_tiny_learner, tmp_path):
     learn.fit(1, cbs=CheckpointCallback(short))
     short.write_bytes(short.read_bytes()[:200]); empty.write_bytes(b'')
     torch.save(learn.model.state_dict(), weights)
-    for path in (empty, short):
-        with pytest.raises(ValueError, match='not a readable checkpoint') as info:
+    for path, words in ((empty, 'is empty'), (short, 'is truncated or damaged')):
+        with pytest.raises(ValueError, match=words) as info:
             learn.fit(1, resume=path)
         assert str(path) in str(info.value) and 'weights_only' not in str(info.value)
     with pytest.raises(ValueError, match='not a CheckpointCallback checkpoint: no model, opt'):
@@ -244,32 +302,30 @@ def test_bad_checkpoints_and_arguments_are_named(make_tiny_learner, tmp_path):
 def test_a_write_killed_midway_leaves_a_whole_checkpoint_and_no_temp_for_long(tmp_path):
     dest = tmp_path / 'big.pt'
     save_checkpoint({'x': torch.zeros(3)}, dest)
-    def partial_temps():
-        "The temp files with bytes in them (one may be renamed between the listing and the size)."
-        found = []
-        for tmp in tmp_path.glob('.big.pt.*.tmp'):
-            with contextlib.suppress(FileNotFoundError):
-                if tmp.stat().st_size: found.append(tmp)
-        return found
-    proc = subprocess.Popen([sys.executable, __file__, 'write', str(dest)], cwd=REPO,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not partial_temps() and proc.poll() is None:   # wait for bytes being written
-            assert time.monotonic() < deadline, 'the child never started writing'
-            time.sleep(0.001)
-    finally: proc.kill()
-    assert proc.wait() == -signal.SIGKILL, proc.stderr.read()
-    assert partial_temps(), 'no write was under way when killed'
-    # the old file, or a whole new one if the child got through a write first
-    assert torch.load(dest, weights_only=True)['x'].shape in ((3,), (BIG,))
+    # the child's torch.save writes half of the new file's bytes, then the child kills itself
+    proc = subprocess.run([sys.executable, __file__, 'write', str(dest)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    temps = list(tmp_path.glob('.big.pt.*.tmp'))
+    assert len(temps) == 1 and temps[0].stat().st_size > 0, 'no write was under way when killed'
+    assert torch.equal(torch.load(dest, weights_only=True)['x'], torch.zeros(3))   # the old file
     save_checkpoint({'x': torch.ones(3)}, dest)
-    assert not list(tmp_path.glob('.big.pt.*.tmp'))
+    assert [p.name for p in tmp_path.iterdir()] == ['big.pt']
     assert torch.equal(torch.load(dest, weights_only=True)['x'], torch.ones(3))
+
+def write_half_then_die(dest):
+    "save_checkpoint, its torch.save cut short: half of the bytes reach the file, then a kill -9."
+    import io
+    def dying_save(obj, f):
+        buf = io.BytesIO()
+        torch_save(obj, buf)
+        f.write(buf.getvalue()[:len(buf.getvalue()) // 2]); f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    torch_save, torch.save = torch.save, dying_save
+    save_checkpoint({'x': torch.randn(1000)}, dest)
 
 
 if __name__ == '__main__':
     torch.set_num_threads(1)
-    if sys.argv[1] == 'write':   # write a big checkpoint again and again, until killed
-        while True: save_checkpoint({'x': torch.randn(BIG)}, sys.argv[2])
+    if sys.argv[1] == 'write': write_half_then_die(sys.argv[2])
     child(int(sys.argv[1]), *sys.argv[2:])
