@@ -4,7 +4,6 @@
 
 from exp.nb_11 import *
 import nbio
-import pickle
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,9 +52,9 @@ def save_model(model, path, overwrite=False):
         path.parent.mkdir(parents=True, exist_ok=True)
         with nbio.atomic_open(path) as f:   # the file at `path` is the old one or the whole new one
             torch.save(model.state_dict(), f)
-    except OSError as e:   # a read-only folder, a full disk: the error names the temporary file
-        raise type(e)(f'save_model: cannot write {path} ({e.strerror or e}); any file already '
-                      'there is unchanged') from None
+    except OSError as e:   # a read-only folder, a full disk: its error names the temporary file
+        raise os_error_like(e, f'save_model: cannot write {path} ({e.strerror or e}); any '
+                            'file already there is unchanged') from e
     return path
 
 def load_model(model, path):
@@ -71,16 +70,9 @@ def load_model(model, path):
 
 
 def _read_weights(path):
-    """The state_dict in the file at `path`, read with `weights_only=True`. A file that holds
+    """The state_dict in the file at `path`, read as 09b reads checkpoints. A file that holds
     something else raises an error naming it and saying what it holds."""
-    if path.is_dir(): raise FileNotFoundError(f'load_model: {path} is a folder, not a file')
-    if not path.is_file(): raise FileNotFoundError(f'load_model: no file {path}')
-    size = path.stat().st_size
-    if size == 0: raise ValueError(f'load_model: {path} is empty (0 bytes), not a weights file')
-    try: state = torch.load(path, map_location='cpu', weights_only=True)
-    except OSError as e: raise type(e)(f'load_model: cannot read {path} ({e.strerror})') from None
-    except Exception as e:   # torch's own message may advise weights_only=False: never that
-        raise ValueError(f'load_model: {path} ({size:,} bytes) {_unreadable(path, e)}') from None
+    state = load_torch_file(path, 'load_model', 'weights file')   # 09b's
     if not isinstance(state, dict):
         raise ValueError(f'load_model: {path} holds a {type(state).__name__}, not a state_dict '
                          '(a dict of named tensors, as save_model writes)')
@@ -89,15 +81,6 @@ def _read_weights(path):
         raise ValueError(f"load_model: {path} holds a dict with entries that are not tensors: "
                          f"{', '.join(bad[:3])}; a checkpoint of more than weights?")
     return state
-
-def _unreadable(path, e):
-    "What is wrong with the file at `path`, whose reading by torch.load raised `e`, in words."
-    if isinstance(e, pickle.UnpicklingError) and 'weights only' in str(e).lower():
-        return ('holds Python objects, not only tensors (a whole model saved with '
-                'torch.save(model)?); load_model reads the state_dict that save_model writes')
-    with open(path, 'rb') as f: zipped = f.read(4) == b'PK\x03\x04'   # how torch.save starts
-    if zipped: return 'is truncated or damaged: torch.save\'s zip archive in it cannot be read'
-    return 'is not a weights file: torch.load cannot read it'
 
 
 class AdaptiveConcatPool2d(nn.Module):
