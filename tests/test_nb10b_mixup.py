@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from exp.nb_10b import (AvgStatsCallback, Callback, LabelSmoothingCrossEntropy, MixUp,
-                        NoneReduce, accuracy, lin_comb, reduce_loss, unsqueeze)
+                        NoneReduce, accuracy, calibration_bins, expected_calibration_error,
+                        lin_comb, reduce_loss, unsqueeze)
 
 F64 = torch.float64
 
@@ -173,3 +174,35 @@ def test_mixup_refuses_a_loss_that_ignores_reduction(learner):
     learn = learner(_ignores_reduction, [MixUp(0.4)])
     with pytest.raises(ValueError, match=r"_ignores_reduction.*one loss per item.*\(8,\).*\(\)"):
         learn.fit(1)
+
+
+# calibration: the reliability diagram's bins and the expected calibration error
+
+def test_a_sure_model_right_half_the_time_is_off_by_one_half():
+    probs = torch.zeros(10, 3, dtype=F64); probs[:, 0] = 1
+    y = torch.tensor([0] * 5 + [2] * 5)
+    count, conf, acc = calibration_bins(probs, y, n_bins=10)
+    assert count[-1] == 10 and count[:-1].sum() == 0 and conf[-1] == 1 and acc[-1] == 0.5
+    assert expected_calibration_error(probs, y, n_bins=10) == 0.5
+
+def test_ece_is_the_count_weighted_gap_of_the_bins():
+    # confidence 0.55 (bin 5 of 10): 2 images, 1 right; 0.95 (bin 9): 3 images, 2 right
+    top = torch.tensor([0.55, 0.55, 0.95, 0.95, 0.95], dtype=F64)
+    probs = torch.stack([top, 1 - top], 1)
+    y = torch.tensor([0, 1, 0, 0, 1])
+    count, conf, acc = calibration_bins(probs, y, n_bins=10)
+    assert count[5] == 2 and count[9] == 3 and count.sum() == 5 and conf[5].item() == 0.55
+    assert acc[5] == 0.5 and abs(acc[9].item() - 2/3) < 1e-12
+    expected = 2/5 * abs(0.5 - 0.55) + 3/5 * abs(2/3 - 0.95)
+    assert abs(expected_calibration_error(probs, y, n_bins=10) - expected) < 1e-12
+
+def test_a_calibrated_model_has_a_small_ece():
+    torch.manual_seed(0)
+    conf = torch.rand(100_000, dtype=F64) * 0.5 + 0.5        # top probability in [0.5, 1)
+    right = torch.rand(100_000, dtype=F64) < conf            # right as often as it says
+    y = torch.where(right, 0, 1)
+    assert expected_calibration_error(torch.stack([conf, 1 - conf], 1), y) < 0.01
+
+def test_calibration_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match=r'calibration_bins: .*\(4, 3\) and \(5,\)'):
+        calibration_bins(torch.rand(4, 3), torch.zeros(5, dtype=torch.long))
