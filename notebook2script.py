@@ -53,7 +53,7 @@ HEADER_RE = re.compile(r'# Generated from (.+) by notebook2script\.py:'
 PREFIX_RULE = re.compile(r'[A-Za-z0-9]+')
 PREV_MODULE = re.compile(r'exp\.(nb_[A-Za-z0-9]+)')
 # modules the course uses by name: `import torch` in an export cell exports `torch`
-LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'optim', 'plt', 'mpl')
+LESSON_MODULES = ('torch', 'math', 'nn', 'F', 'init', 'optim', 'plt', 'mpl', 'PIL')
 FUTURE_RULE = ("a `from __future__` import may go only at the top of the notebook's first export "
                'cell, since the export cells become one module')
 

@@ -444,9 +444,9 @@ def fashion_image_folder(dest=None):
 # a name bound only in a branch not taken is left out).
 from exp.nb_00 import __all__ as _all_nb_00
 __all__ = _all_nb_00 + [
-    'math', 'Path', 'cache_dir', 'sha256_of', 'restricted_load', 'UrlSource', 'WheelSource',
-    'DebSource', 'DataFile', 'find_file', 'MNIST_URL', 'MNIST', 'get_data', 'datasets',
-    'FASHION_PACKAGE', 'FASHION_MNIST', 'read_idx', 'FASHION_CLASSES', 'get_fashion_mnist',
-    'fashion_image_folder'
+    'math', 'Path', 'PIL', 'cache_dir', 'sha256_of', 'restricted_load', 'UrlSource',
+    'WheelSource', 'DebSource', 'DataFile', 'find_file', 'MNIST_URL', 'MNIST', 'get_data',
+    'datasets', 'FASHION_PACKAGE', 'FASHION_MNIST', 'read_idx', 'FASHION_CLASSES',
+    'get_fashion_mnist', 'fashion_image_folder'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -8,7 +8,6 @@ import os, random, warnings
 from pathlib import Path
 import numpy as np
 import PIL.Image
-PIL = PIL   # an assignment, so `from exp.nb_08 import *` gives `PIL`, as the course uses it
 import matplotlib.pyplot as plt
 
 

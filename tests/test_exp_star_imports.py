@@ -3,7 +3,7 @@
 notebook2script.py generates each module's `__all__`: the previous module's `__all__` plus the
 public names the notebook's export cells bind. So a star import brings no helper (a name starting
 with '_') and no module object other than the lesson modules (torch, math, nn, F, init, optim, plt,
-mpl); os, sys, gzip ... are imported by each cell that uses them.
+mpl, PIL); os, sys, gzip ... are imported by each cell that uses them.
 """
 import importlib
 import types
