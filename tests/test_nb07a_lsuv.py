@@ -98,3 +98,15 @@ def test_lsuv_constant_output_is_an_error():
     with pytest.raises(ValueError, match="ConvLayer's output on xb is constant"):
         lsuv_module(model, model[0], torch.randn(8, 1, 28, 28))
     assert not model[0]._forward_hooks
+
+
+def test_get_batch_is_the_first_batch_after_begin_batch():
+    "get_batch returns the loader's first batch with the runner's begin_batch transforms applied."
+    from exp.nb_07a import (BatchTransformXCallback, DataBunch, DataLoader, Dataset, get_batch,
+                            get_runner)
+    x, y = torch.arange(24.).view(6, 4), torch.arange(6)
+    data = DataBunch(DataLoader(Dataset(x, y), 4), DataLoader(Dataset(x, y), 4), c=6)
+    _, run = get_runner(nn.Linear(4, 6), data, cbs=[BatchTransformXCallback(lambda t: -t)])
+    xb, yb = get_batch(data.train_dl, run)
+    assert torch.equal(xb, -x[:4]) and torch.equal(yb, y[:4])
+    assert run.xb is xb and run.yb is yb
