@@ -73,9 +73,9 @@ def _check_create_args(expansion, layers, c_in, c_out, width, stem_strides):
 
 class XResNet(nn.Sequential):
     """The bag of tricks' ResNet: ResNet-C stem, groups of ResBlocks (ResNet-B/D, zero-init last
-    BN), pool, linear. One made by `create` refuses images without `c_in` channels or with a side
-    under `min_size`."""
-    c_in = min_size = None   # set by `create`; a slice such as m[:-3] checks nothing
+    BN), pool, linear. One made by `create` refuses images without `c_in` channels, and says which
+    images and batch were too small when training's BatchNorm gets one value per channel."""
+    c_in = None   # set by `create`; a slice such as m[:-3] checks nothing
     @classmethod
     def create(cls, expansion, layers, c_in=3, c_out=1000, width=64, stem_strides=(2, 1, 1),
                stem_pool=True):
@@ -90,9 +90,7 @@ class XResNet(nn.Sequential):
         res = cls(*stem, *groups, nn.AdaptiveAvgPool2d(1), Flatten(),
                   nn.Linear(nfs[-1]*expansion, c_out))
         init_cnn(res)
-        # every stride divides the side: a smaller image is down to one pixel before the end
         res.c_in = c_in
-        res.min_size = math.prod(stem_strides) * (2 if stem_pool else 1) * 2**(len(layers) - 1)
         return res
 
     @staticmethod
@@ -103,8 +101,25 @@ class XResNet(nn.Sequential):
                                for i in range(n_blocks)])
 
     def forward(self, x):
-        if self.c_in is not None: self.check_images(x)
-        return super().forward(x)
+        if self.c_in is None: return super().forward(x)
+        self.check_images(x)
+        out = x
+        for i,layer in enumerate(self):   # nn.Sequential's loop, knowing the maps' size
+            try: out = layer(out)
+            except ValueError as e:
+                if 'value per channel' not in str(e): raise
+                raise self.too_small(x, out, i) from e
+        return out
+
+    def too_small(self, x, out, i):
+        """The error for images `x` whose maps (`out`, entering layer `i`) shrink to one value per
+        channel in training: each stride-2 conv rounds up, so maps never vanish, but BatchNorm in
+        training needs more than one value per channel."""
+        (h,w),(mh,mw) = x.shape[2:],out.shape[2:]
+        return ValueError(f'XResNet: a training batch of {len(x)} image(s) of {h}x{w} reaches '
+                          f'layer {i} as {mh}x{mw} maps and leaves BatchNorm one value per channel;'
+                          ' train with more images per batch or larger ones (or smaller '
+                          'stem_strides, no stem_pool, fewer groups)')
 
     def check_images(self, x):
         "Raise a ValueError naming the batch's shape if this network cannot take the images `x`."
@@ -115,11 +130,6 @@ class XResNet(nn.Sequential):
             raise ValueError(f'XResNet: the images have {x.shape[1]} channels (batch '
                              f'{tuple(x.shape)}), but this network was made with c_in='
                              f'{self.c_in}; make it with c_in={x.shape[1]} for them')
-        h, w, m = *x.shape[2:], self.min_size
-        if min(h, w) < m:
-            raise ValueError(f'XResNet: images of {h}x{w} are too small: its strides (stem and '
-                             f'groups) divide each side by {m}, so it needs at least {m}x{m} '
-                             '(or smaller stem_strides, no stem_pool, fewer groups)')
 
 
 def _xresnet(name, expansion, layers):

@@ -213,23 +213,21 @@ def test_debug_callback_fires_only_at_its_event(adapted):
     assert set(vars(cb_types)) == set(Learner.events)
 
 
-def test_on_11s_xresnet_round_trip_adapt_freeze_and_split(make_tiny_data, tmp_path):
+def test_on_11s_xresnet_round_trip_adapt_freeze_and_split(make_data, tmp_path):
     from exp.nb_11a import xresnet18
     def make(seed):
         torch.manual_seed(seed)
         return xresnet18(c_in=1, c_out=3, width=8, stem_strides=(1, 2, 1), stem_pool=False)
-    # 16x16 images: the smallest this network takes (its strides divide a side by 16)
-    data = make_tiny_data(shape=(1, 16, 16), n_classes=3)
+    data = make_data(c_out=3)
     learn = trained(make(0), data)
     path = save_model(learn.model, tmp_path/'x.pth')
-    learn2 = Learner(load_model(make(1), path),
-                     make_tiny_data(shape=(1, 16, 16), n_classes=4, seed=1), F.cross_entropy,
+    learn2 = Learner(load_model(make(1), path), make_data(c_out=4, seed=1), F.cross_entropy,
                      opt_func=adam_opt(), lr=1e-2)
     for k, v in learn.model.state_dict().items():
         assert torch.equal(v, learn2.model.state_dict()[k]), k
     adapt_model(learn2, learn2.data)
     m = learn2.model
-    assert m(torch.randn(2, 1, 16, 16)).shape == (2, 4)
+    assert m(torch.randn(2, 1, 8, 8)).shape == (2, 4)
     freeze(m)
     body, rest = bn_splitter(m)
     assert body and not any(p.requires_grad for p in body)
