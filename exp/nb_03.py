@@ -16,6 +16,12 @@ def model_device(model):
     for t in model.buffers(): return t.device
     return def_device
 
+def to_device(t, device):
+    """`t` copied to `device`. Without waiting for the copy (`non_blocking`) only from pinned
+    (page-locked) memory, which 08's loader gives where there is CUDA: the one source a GPU copies
+    from while the CPU goes on; from ordinary memory it would gain nothing."""
+    return t.to(device, non_blocking=t.is_pinned())
+
 def sync(device):
     """Wait until the work queued on `device` (a torch.device, a string or a tensor) is done:
     `torch.cuda.synchronize` on a CUDA device, nothing on any other."""
@@ -223,7 +229,7 @@ def train_epoch(model, loss_func, opt, dl):
     model.train()
     device = model_device(model)   # the data goes where the model is
     for xb, yb in dl:
-        xb, yb = xb.to(device), yb.to(device)
+        xb, yb = to_device(xb, device), to_device(yb, device)
         loss_func(model(xb), yb).backward()
         opt.step()
         opt.zero_grad()
@@ -235,7 +241,7 @@ def evaluate(model, loss_func, dl):
     device = model_device(model)
     with torch.no_grad():
         for xb, yb in dl:
-            xb, yb = xb.to(device), yb.to(device)
+            xb, yb = to_device(xb, device), to_device(yb, device)
             pred, nb = model(xb), len(xb)   # weight each batch's means by its size
             tot_loss += loss_func(pred, yb).item() * nb
             tot_acc += accuracy(pred, yb).item() * nb
@@ -265,8 +271,8 @@ def get_dls(train_ds, valid_ds, bs, **kwargs):
 # a name bound only in a branch not taken is left out).
 from exp.nb_02 import __all__ as _all_nb_02
 __all__ = _all_nb_02 + [
-    'optim', 'def_device', 'model_device', 'sync', 'logsumexp', 'log_softmax', 'nll',
-    'accuracy', 'Optimizer', 'Dataset', 'Sampler', 'collate', 'DataLoader', 'SequentialSampler',
-    'RandomSampler', 'train_epoch', 'evaluate', 'fit', 'get_dls'
+    'optim', 'def_device', 'model_device', 'to_device', 'sync', 'logsumexp', 'log_softmax',
+    'nll', 'accuracy', 'Optimizer', 'Dataset', 'Sampler', 'collate', 'DataLoader',
+    'SequentialSampler', 'RandomSampler', 'train_epoch', 'evaluate', 'fit', 'get_dls'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

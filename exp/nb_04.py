@@ -255,7 +255,7 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
     what True does."""
     def one_batch(self, xb, yb):
         device = model_device(self.model)   # the data goes where the model is, now
-        self.xb,self.yb = xb.to(device),yb.to(device)   # the one place batches move
+        self.xb,self.yb = to_device(xb, device),to_device(yb, device)   # the one place batches move
         if self('begin_batch'): return
         self.pred = self.model(self.xb)
         if self('after_pred'): return

@@ -98,3 +98,22 @@ def test_device_callback_moves_the_model_before_other_callbacks_start():
     with pytest.raises(Seen): run.fit(1, learn)
     assert run.fit_start_device.device == META
     assert run.batch_devices.seen == [(META, META)] and model.devices == [META]
+
+
+@pytest.mark.parametrize('pinned', [True, False])
+def test_batches_copy_without_waiting_only_from_pinned_memory(monkeypatch, pinned):
+    "A pinned batch (as 08's loader makes where CUDA is) asks for non_blocking; others don't."
+    copies, to = [], torch.Tensor.to
+    def spy(self, *args, **kwargs):
+        if args and args[0] == META: copies.append(kwargs.get('non_blocking', False))
+        return to(self, *args, **kwargs)
+    monkeypatch.setattr(torch.Tensor, 'is_pinned', lambda self: pinned)
+    monkeypatch.setattr(torch.Tensor, 'to', spy)
+    model = Probe('meta')
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(Seen): train_epoch(model, F.cross_entropy, opt, cpu_data().train_dl)
+    with pytest.raises(Seen): evaluate(model, F.cross_entropy, cpu_data().valid_dl)
+    for Runner in (Runner04, Runner05b):
+        with pytest.raises(Seen):
+            Runner().fit(1, Learner(model, opt, F.cross_entropy, cpu_data()))
+    assert copies == [pinned] * 8   # inputs and targets, in each of the four loops
