@@ -4,7 +4,7 @@
     python gpu_check.py bundle [PATH]        # on a CPU machine with network (make gpu-bundle)
     python gpu_check.py install [PATH]       # on the GPU machine, offline: the bundle installed
 
-The check prints the device, its compute capability, the CUDA and cuDNN versions, bfloat16 support
+The check prints the device, its compute capability, the CUDA and cuDNN versions, bfloat16 (native)
 and the TF32 settings, then runs, with the torch this Python finds (2.11 or later; its CUDA build
 is the machine's, never replaced):
 - whole test files: the device rule's and those of chapters 04, 05b, 06, 07, 09b, 10c, 11 and 12
@@ -105,7 +105,8 @@ def describe(torch):
             f'compute capability {props.major}.{props.minor}',
             f'torch {torch.__version__}, CUDA {torch.version.cuda}, '
             f'cuDNN {torch.backends.cudnn.version()}, Python {sys.version.split()[0]}',
-            f'bfloat16 supported: {torch.cuda.is_bf16_supported()}; TF32 for matmul '
+            'bfloat16 native (not emulated): '
+            f'{torch.cuda.is_bf16_supported(including_emulation=False)}; TF32 for matmul '
             f'{torch.backends.cuda.matmul.allow_tf32}, for cuDNN convolutions '
             f'{torch.backends.cudnn.allow_tf32} (float32 matmul precision '
             f'{torch.get_float32_matmul_precision()!r})']

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import torch
 from torch.utils import benchmark
 
+from exp.nb_03 import sync as sync_device
 from exp.nb_05b import check_count
 from nbio import UsageError
 
@@ -41,8 +42,9 @@ def set_threads(threads):
 
 
 def sync():
-    "Wait for the work queued on the GPU, if CUDA is in use: a clock read before it would miss it."
-    if torch.cuda.is_available() and torch.cuda.is_initialized(): torch.cuda.synchronize()
+    """Wait for the work queued on the current GPU (03's `sync`), only once CUDA is in use: a clock
+    read before it would miss it, and a CPU run must not start CUDA for it."""
+    if torch.cuda.is_initialized(): sync_device('cuda')
 
 
 def tf32_setting():

@@ -56,9 +56,9 @@ def test_clock_waits_for_the_gpu_when_cuda_is_in_use(monkeypatch, initialized, s
     calls = []
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: initialized)
-    monkeypatch.setattr(torch.cuda, 'synchronize', lambda: calls.append('sync'))
-    with timing.clock(): calls.append('work')
-    assert calls == (['sync', 'work', 'sync'] if syncs else ['work'])
+    monkeypatch.setattr(torch.cuda, 'synchronize', lambda d: calls.append(f'sync {d}'))
+    with timing.clock(): calls.append('work')   # through 03's sync, on the current device
+    assert calls == (['sync cuda', 'work', 'sync cuda'] if syncs else ['work'])
 
 
 def test_time_op_runs_on_the_threads_this_process_uses():

@@ -182,3 +182,21 @@ def test_a_missing_package_or_data_file_stops_the_check_before_it_runs(monkeypat
     monkeypatch.setattr(gpu_check, 'missing_data', lambda: ['/c/mnist.pkl.gz'])
     with pytest.raises(ToolError, match='no data file /c/mnist.pkl.gz: install the bundle'):
         gpu_check.check()
+
+
+def test_describe_says_whether_bfloat16_is_native_not_emulated():
+    "PyTorch's plain is_bf16_supported() also says True where bfloat16 is only emulated (slow)."
+    from types import SimpleNamespace as NS
+    asked = []
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return including_emulation
+    props = NS(name='a simulated GPU', total_memory=2**34, major=7, minor=5)
+    cuda = NS(current_device=lambda: 0, get_device_properties=lambda d: props,
+              is_bf16_supported=is_bf16_supported)
+    fake = NS(cuda=cuda, __version__='2.11', version=NS(cuda='12.8'),
+              backends=NS(cudnn=NS(version=lambda: 90000, allow_tf32=True),
+                          cuda=NS(matmul=NS(allow_tf32=False))),
+              get_float32_matmul_precision=lambda: 'highest')
+    lines = gpu_check.describe(fake)
+    assert asked == [False] and 'bfloat16 native (not emulated): False' in lines[2]
