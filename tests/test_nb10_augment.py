@@ -1,5 +1,6 @@
 """10: batch augmentation from scratch: affine grid and bilinear sampling checked against PyTorch
-in float64; flips, padded crops and random erasing do what they say per image; AugmentCallback
+in float64; flips, padded crops and random erasing do what they say per image; RandomResizedCrop
+and PerspectiveWarp against slicing + F.interpolate, the identity and affine maps; AugmentCallback
 touches training batches only."""
 import math
 
