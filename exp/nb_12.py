@@ -20,16 +20,18 @@ def rank_distrib():
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 def is_loopback(host):
-    "Whether every address `host` (a name or an IP address) resolves to is this machine's loopback."
-    try: infos = socket.getaddrinfo(host, None)
-    except (socket.gaierror, UnicodeError): return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split('%')[0]).is_loopback
-                               for i in infos)
+    """Whether `host` is written as a loopback address: 'localhost', or an IP address in
+    127.0.0.0/8 or ::1. A host name is never looked up: torchrun's c10d rendezvous gives rank 0's
+    host name, which resolves to 127.0.1.1 on Debian-style machines even when the nodes are
+    several machines, and they would then disagree on the backend (and hang)."""
+    if host.strip('[]').lower() == 'localhost': return True
+    try: return ipaddress.ip_address(host.strip('[]').split('%')[0]).is_loopback
+    except ValueError: return False
 
 def local_processes():
     """(how many ranks run on this machine, this one's index among them), from the environment
-    `launch` and torchrun set. When rank 0 is reached on a loopback address every rank is on this
-    machine, whatever LOCAL_WORLD_SIZE says (torchrun's two "nodes" on one host: 1 each)."""
+    `launch` and torchrun set. When MASTER_ADDR is a loopback address (`is_loopback`) every rank is
+    on this machine, whatever LOCAL_WORLD_SIZE says (torchrun's two "nodes" on one host: 1 each)."""
     rank,world = int(os.environ['RANK']),int(os.environ['WORLD_SIZE'])
     if is_loopback(os.environ['MASTER_ADDR']): return world,rank
     return (int(os.environ.get('LOCAL_WORLD_SIZE', world)),
@@ -52,10 +54,6 @@ def dist_setup():
     return pick_backend(torch.cuda.device_count(), *local_processes(),
                         nccl=dist.is_nccl_available())
 
-def rank_device():
-    "The device this rank trains on (`init_distributed` chose it); `def_device` outside a group."
-    return dist_setup()[1] if dist.is_available() and dist.is_initialized() else def_device
-
 
 _ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 
@@ -67,10 +65,18 @@ def init_distributed(timeout=60):
     missing = [k for k in _ENV if k not in os.environ]
     if missing: raise RuntimeError(f"init_distributed: environment variable(s) {missing} not set: "
                                    "start this code with `launch(...)` or torchrun")
+    global _rank_device
     backend,device = dist_setup()
     if device.type == 'cuda': torch.cuda.set_device(device)   # 'cuda' now means this rank's GPU
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+    _rank_device = device
     return dist.get_rank(), dist.get_world_size()
+
+_rank_device = None   # the device `init_distributed` chose, kept: choosing again looks things up
+
+def rank_device():
+    "The device this rank trains on (`init_distributed` chose it); `def_device` outside a group."
+    return _rank_device if dist.is_available() and dist.is_initialized() else def_device
 
 
 def broadcast_params(model, src=0):
@@ -380,7 +386,9 @@ def _shard_loader(dl, world, rank, shuffle, pad, seed):
         raise ValueError(f"DistributedCallback: the batch size {bs} must split evenly "
                          f"over {world} ranks")
     sampler = DistributedSampler(ds, world, rank, shuffle=shuffle, seed=seed, pad=pad)
-    return DataLoader(ds, bs//world, sampler=sampler, collate_fn=getattr(dl, 'collate_fn', None))
+    return DataLoader(ds, bs//world, sampler=sampler, collate_fn=getattr(dl, 'collate_fn', None),
+                      num_workers=getattr(dl, 'num_workers', 0),
+                      pin_memory=getattr(dl, 'pin_memory', False))
 
 def _silent(*args, **kwargs): pass
 
@@ -605,7 +613,7 @@ def time_dp_steps(steps=20, bs=256, nh=512, mode='scratch', warmup=3):
 from exp.nb_11a import __all__ as _all_nb_11a
 __all__ = _all_nb_11a + [
     'wait_any', 'Path', 'DistributedDataParallel', 'num_distrib', 'rank_distrib', 'is_loopback',
-    'local_processes', 'pick_backend', 'dist_setup', 'rank_device', 'init_distributed',
+    'local_processes', 'pick_backend', 'dist_setup', 'init_distributed', 'rank_device',
     'broadcast_params', 'average_gradients', 'toy_data', 'toy_model', 'train_toy', 'free_port',
     'check_port', 'DistributedError', 'exit_without_teardown', 'recorded_errors',
     'first_failure', 'rank_error', 'wait_ranks', 'launch', 'all_reduce_sum', 'SyncBatchNorm',

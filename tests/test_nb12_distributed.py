@@ -68,7 +68,7 @@ def _torchrun_env(monkeypatch, master, rank, local_world=1):
     monkeypatch.setattr(dist, 'is_nccl_available', lambda: True)
 
 
-@pytest.mark.parametrize('master', ['127.0.0.1', 'localhost'])
+@pytest.mark.parametrize('master', ['127.0.0.1', '127.0.1.1', '::1', 'localhost'])
 def test_two_nodes_on_one_machine_do_not_share_a_gpu_through_nccl(monkeypatch, master):
     # torchrun's two "nodes" meeting on loopback: LOCAL_WORLD_SIZE is 1 in each, yet both run here
     for rank in (0, 1):
@@ -80,6 +80,34 @@ def test_two_nodes_on_two_machines_each_take_their_gpu(monkeypatch):
     for rank in (0, 1):
         _torchrun_env(monkeypatch, '10.0.0.1', rank)   # rank 0 on another machine
         assert dist_setup() == ('nccl', torch.device('cuda', 0))
+
+
+def test_a_host_name_that_resolves_to_loopback_is_not_one_machine(monkeypatch):
+    # torchrun's c10d rendezvous gives rank 0's host name, which resolves to 127.0.1.1 on
+    # Debian-style hosts: the nodes may be on other machines, and all of them must pick NCCL
+    loop = [(socket.AF_INET, socket.SOCK_STREAM, 6, '', ('127.0.1.1', 0))]
+    monkeypatch.setattr(socket, 'getaddrinfo', lambda *args, **kwargs: loop)
+    for rank in (0, 1):
+        _torchrun_env(monkeypatch, 'node0', rank)
+        assert dist_setup() == ('nccl', torch.device('cuda', 0))
+
+
+def test_the_device_is_chosen_once_when_the_group_starts(monkeypatch):
+    env = dict(RANK=0, WORLD_SIZE=1, MASTER_ADDR='127.0.0.1', MASTER_PORT=free_port())
+    for k, v in env.items(): monkeypatch.setenv(k, str(v))
+    calls, setup = [], nb12.dist_setup
+    monkeypatch.setattr(nb12, 'dist_setup', lambda: calls.append(1) or setup())
+    init_distributed(TIMEOUT)
+    try: devices = [rank_device() for _ in range(3)]
+    finally: dist.destroy_process_group()
+    assert len(calls) == 1 and devices == [setup()[1]] * 3
+
+
+def test_a_sharded_loader_keeps_the_workers_and_pinning_of_the_original():
+    ds = toy_databunch(32).train_dl.dataset
+    dl = nb12.DataLoader(ds, 32, shuffle=True, num_workers=2, pin_memory=True)
+    shard = nb12._shard_loader(dl, 2, 1, shuffle=True, pad=True, seed=0)
+    assert (shard.batch_size, shard.num_workers, shard.pin_memory) == (16, 2, True)
 
 
 def test_outside_a_process_group_the_device_is_the_default_one():
