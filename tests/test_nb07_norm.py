@@ -210,3 +210,13 @@ def test_conv_layer_bn():
     assert isinstance(conv, nn.Conv2d) and conv.bias is None and isinstance(with_bn[-1], BatchNorm)
     assert without[0].bias is not None and not any(isinstance(l, BatchNorm) for l in without)
     assert with_bn(torch.randn(2, 3, 8, 8)).shape == (2, 8, 4, 4)
+
+
+def test_instance_norm_of_a_1x1_map_is_its_shift():
+    "On a 1x1 map each value is its own mean: InstanceNorm returns `adds` whatever the input."
+    norm = InstanceNorm(3)
+    with torch.no_grad(): norm.adds.copy_(torch.tensor([1., -2., 3.]).view(3, 1, 1))
+    x = torch.randn(5, 3, 1, 1) * 100
+    assert torch.equal(norm(x), norm.adds.expand(5, 3, 1, 1))
+    y = norm(torch.randn(5, 3, 2, 2))   # a larger map keeps each image's pattern
+    assert y.std(0).min() > 0.1
