@@ -21,11 +21,14 @@ same options: the weights end as if the run had never stopped, bit for bit on a 
 as far as its kernels are deterministic; the time reported is then the resumed part's).
   .venv/bin/python bench/train.py --checkpoint ~/train.pt --every 100
   .venv/bin/python bench/train.py --checkpoint ~/train.pt --every 100 --resume"""
+import json
+from pathlib import Path
+
 import torch
 
 from exp.nb_11 import (CheckpointCallback, eval_accuracy, fashion_splits, fit_xresnet, flip_batch,
                        load_checkpoint, mnist_splits, shifts, with_valid_in_train)
-from nbio import ToolError, UsageError, run_cli
+from nbio import ToolError, UsageError, atomic_write, run_cli
 from timing import check_counts, clock
 
 TFMS = {'flips': [flip_batch], 'shifts': [shifts], 'flips+shifts': [flip_batch, shifts]}
@@ -43,20 +46,41 @@ def _stem(stem):
     return tuple(int(c) for c in s)
 
 
-def _checkpointing(checkpoint, every, resume, epochs):
+def options_file(checkpoint):
+    "Where the options of the run saving to `checkpoint` are kept: beside it, in JSON."
+    return Path(f'{checkpoint}.options.json')
+
+def _same_options(checkpoint, options):
+    "Refuse a resume whose options are not those the checkpointed run was started with."
+    path = options_file(checkpoint)
+    try: saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ToolError(f"--resume: cannot read the options of the run saved in {checkpoint} "
+                        f"({path}: {e})") from e
+    diff = [f"{k} is {options[k]!r}, the saved run's {saved.get(k)!r}" for k in options
+            if saved.get(k) != options[k]]
+    if diff:
+        raise UsageError(f"{'; '.join(diff)} ({path}): resume with the same options")
+
+def _checkpointing(checkpoint, every, resume, options):
     """The callbacks that save the run to `checkpoint`, and the file to resume from (checked now,
-    before the data is read: its fit must be of `epochs` epochs)."""
+    before the data is read: its run must have had these `options`, epochs first)."""
     if every is not None: check_counts(every=every)
     if checkpoint is None:
         if resume or every is not None:
             raise UsageError(f"{'resume' if resume else 'every'} needs --checkpoint PATH")
         return [], None
-    if not resume: return [CheckpointCallback(checkpoint, every)], None
+    if not resume:
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(options_file(checkpoint), json.dumps(options, indent=1) + '\n')
+        return [CheckpointCallback(checkpoint, every)], None
     try: saved = load_checkpoint(checkpoint, who='--resume')
     except (OSError, ValueError) as e: raise ToolError(str(e)) from None
+    epochs = options['epochs']
     if saved['epochs'] != epochs:
         raise UsageError(f"epochs is {epochs}, but {checkpoint} was saved by a run of "
                          f"{saved['epochs']} epochs: resume with the same options")
+    _same_options(checkpoint, options)
     print(f"resuming from {checkpoint}: epoch {saved['epoch']}, batch {saved['iter']}")
     return [CheckpointCallback(checkpoint, every)], checkpoint
 
@@ -68,7 +92,10 @@ def main(dataset='fashion', epochs=20, width=16, stem='111', tfms='flips+shifts'
     if n_train is not None: check_counts(n_train=n_train)
     _choice('dataset', dataset, DATASETS); _choice('tfms', tfms, TFMS)
     stem_strides = _stem(stem)
-    cbs, resume_from = _checkpointing(checkpoint, every, resume, epochs)
+    options = dict(dataset=dataset, epochs=epochs, width=width, stem=list(stem_strides),
+                   tfms=tfms, bs=bs, lr=lr, wd=wd, valid_in_train=valid_in_train,
+                   n_train=n_train, seed=seed)   # a resume must repeat them all
+    cbs, resume_from = _checkpointing(checkpoint, every, resume, options)
     splits = DATASETS[dataset]()
     if valid_in_train: splits = with_valid_in_train(splits)
     splits = (splits[0][:n_train], splits[1][:n_train]) + tuple(splits[2:])

@@ -97,3 +97,19 @@ def test_resuming_with_other_epochs_is_refused(tmp_path, make_tiny_learner):
     with pytest.raises(UsageError, match=f'^epochs is 3, but {tmp_path}/c.pt was saved by a run '
                                          'of 2 epochs'):
         train.main(epochs=3, checkpoint=tmp_path / 'c.pt', resume=True)
+
+
+def test_resuming_with_other_options_is_refused_naming_them(monkeypatch, tmp_path):
+    "Only --epochs was compared: a resume with another lr or data went on as if the same run."
+    monkeypatch.setitem(train.DATASETS, 'fashion', tiny_splits)
+    args = dict(epochs=1, width=8, stem='121', bs=8, valid_in_train=False)
+    ckpt = tmp_path / 'run.pt'
+    train.main(**args, checkpoint=ckpt)
+    monkeypatch.setitem(train.DATASETS, 'fashion', lambda: pytest.fail('the data was read'))
+    with pytest.raises(UsageError, match=r"^bs is 4, the saved run's 8; lr is 0.02, the saved "
+                                         r"run's 0.01 \(.*run.pt.options.json\)"):
+        train.main(**dict(args, bs=4), lr=0.02, checkpoint=ckpt, resume=True)
+    options_file = train.options_file(ckpt)
+    options_file.unlink()
+    with pytest.raises(ToolError, match='cannot read the options of the run saved in'):
+        train.main(**args, checkpoint=ckpt, resume=True)
