@@ -493,13 +493,6 @@ def get_learn_run(nfs, data, lr, layer, **kwargs):
     return _get_learn_run_06(nfs, data, lr, layer, model_func=get_cnn_model, **kwargs)
 
 
-def get_batch(dl, run):
-    "One batch of `dl`, after the runner's callbacks' `begin_batch` (on the device, transformed)."
-    run.xb, run.yb = next(iter(dl))
-    for cb in run.cbs: cb.set_runner(run)
-    run('begin_batch')
-    return run.xb, run.yb
-
 def n_params(m):
     "The number of parameters of the module `m`, its sub-modules' included."
     return sum(p.numel() for p in m.parameters())
@@ -542,7 +535,7 @@ __all__ = _all_nb_07a + [
     'parent_labeler', 'LabeledData', 'label_by_func', 'draw_seed', 'batch_seed', 'seed_worker',
     'WORKERS_PER_CPU', 'usable_cpus', 'check_num_workers', 'DataLoader', 'collate', 'DataBunch',
     'databunchify', 'show_image', 'show_batch', 'normalize_chan', 'channel_stats', 'prev_pow_2',
-    'get_cnn_layers', 'get_cnn_model', 'get_learn_run', 'get_batch', 'n_params', 'layer_line',
+    'get_cnn_layers', 'get_cnn_model', 'get_learn_run', 'n_params', 'layer_line',
     'model_summary'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
