@@ -253,6 +253,8 @@ class _RunnerEvents:
 class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
     """The training loop. At each event it calls the callbacks, in `_order`; see the table above for
     what True does."""
+    # where the loops start: past 0 only in a fit that resumes an interrupted one (09b)
+    start_epoch = start_iter = 0
     def one_batch(self, xb, yb):
         device = model_device(self.model)   # the data goes where the model is, now
         self.xb,self.yb = to_device(xb, device),to_device(yb, device)   # the one place batches move
@@ -268,8 +270,9 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
         self.opt.zero_grad()
 
     def all_batches(self, dl):
-        self.iters = len(dl)
-        for self.iter,(xb,yb) in enumerate(dl):
+        self.iters,first = len(dl),(self.start_iter if self.in_train else 0)
+        if self.in_train: self.start_iter = 0   # only the resumed epoch starts past batch 0
+        for self.iter,(xb,yb) in enumerate(dl, first):
             self.one_batch(xb, yb)
             if self('after_batch'): break
 
@@ -282,7 +285,7 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
 
     def do_fit(self):
         if self('begin_fit'): return
-        for self.epoch in range(self.epochs):
+        for self.epoch in range(self.start_epoch, self.epochs):
             self.do_epoch()
             if self('after_epoch'): break
 
@@ -295,7 +298,9 @@ class Runner(_RunnerCallbacks, _RunnerShortcuts, _RunnerEvents):
         self._handlers = {}
         learn.opt.zero_grad()   # no stale gradients left by an earlier, interrupted fit
         try: self.do_fit()
-        finally: self('after_fit')
+        finally:
+            self('after_fit')
+            self.start_epoch = self.start_iter = 0
 
 
 def add_weighted(total, x, n):

@@ -15,8 +15,6 @@ class Learner(Runner):
     training (05b's Runner)."""
     # the Runner's properties read these from a learner: here they are our own
     model = opt = loss_func = data = None
-    # where the loops start: past 0 only in a fit resumed from a checkpoint (see the end)
-    start_epoch = start_iter = 0
     def __init__(self, model, data, loss_func, opt_func=sgd_opt, lr=1e-2, splitter=param_getter,
                  cbs=None, cb_funcs=None):
         self.model,self.data,self.loss_func = model,data,loss_func
@@ -34,26 +32,7 @@ class Learner(Runner):
             if reset_opt or self.opt is None:
                 self.opt = self.opt_func(self.splitter(self.model), lr=self.lr)
             super().fit(epochs, self)
-        finally:
-            self.remove_cbs(cbs)
-            self.start_epoch = self.start_iter = 0
-
-    def do_fit(self):
-        "05b's `do_fit`, its epochs counted from `start_epoch`."
-        try:
-            if self('begin_fit'): return
-            for self.epoch in range(self.start_epoch, self.epochs):
-                self.do_epoch()
-                if self('after_epoch'): break
-        except CancelTrainException: self('after_cancel_train')
-
-    def all_batches(self, dl):
-        "04's loop over the batches of `dl`, counted from `start_iter` in the first training pass."
-        self.iters,start = len(dl),(self.start_iter if self.in_train else 0)
-        if self.in_train: self.start_iter = 0
-        for self.iter,(xb,yb) in enumerate(dl, start):
-            self.one_batch(xb, yb)
-            if self('after_batch'): break
+        finally: self.remove_cbs(cbs)
 
 
 def format_time(t):

@@ -84,6 +84,20 @@ def test_exact_event_sequence_two_epochs_three_batches():
     assert run.event_log.events == EXPECTED_2_EPOCHS
 
 
+def test_the_loops_start_where_a_callback_sets_them_then_at_zero_again():
+    """09b's resume sets start_epoch and start_iter at begin_fit: the epochs, and the batches of
+    that fit's first training pass, are counted from them (09b's loader gives only the batches
+    not done; this one gives all three)."""
+    seen = []
+    class Start(Callback):
+        def begin_fit(self): self.run.start_epoch, self.run.start_iter = 1, 2
+        def begin_batch(self): seen.append((self.epoch, self.iter, self.in_train))
+    run, _ = fit_events(epochs=3, cbs=[Start()])
+    assert [s[:2] for s in seen if s[2]] == [(1, 2), (1, 3), (1, 4), (2, 0), (2, 1), (2, 2)]
+    assert [s[:2] for s in seen if not s[2]] == [(e, i) for e in (1, 2) for i in range(2)]
+    assert run.start_epoch == run.start_iter == 0   # the next fit starts at the beginning
+
+
 def test_callbacks_run_in_order_of_their__order_attribute():
     calls = []
     def make(name, order):
