@@ -145,7 +145,7 @@ def check_half_dtype(dtype, device, who):
     """Refuse bfloat16 on a CUDA device without native support for it (compute capability below
     8.0), where PyTorch emulates it slowly or fails."""
     if dtype != torch.bfloat16 or torch.device(device).type != 'cuda': return
-    if not torch.cuda.is_bf16_supported(including_emulation=False):
+    if torch.cuda.get_device_capability(device) < (8, 0):   # this GPU's, not the current one's
         raise ValueError(f"{who}: dtype=torch.bfloat16, but the model's GPU ({device}) has no "
                          "native bfloat16; use dtype=torch.float16 (with its loss scaling)")
 

@@ -335,9 +335,23 @@ def test_every_step_skipped_stops_the_fit_naming_epoch_batch_and_scale(learner, 
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
     assert not isinstance(learn.opt, nb10c.GatedOptimizer)
 
-def test_start_up_skips_from_2_24_are_allowed():
-    # from 2**24, 24 halvings bring the scale to 1: the limit leaves room for all of them
-    assert nb10c.MAX_SKIPS > 24
+def _longest_run(flags):
+    "The most True values in a row in `flags`."
+    best = n = 0
+    for f in flags: n = n + 1 if f else 0; best = max(best, n)
+    return best
+
+def test_start_up_skips_from_2_24_are_allowed(learner):
+    # a fit from 2**24 overflows for its first steps in a row, and finishes under the default limit
+    learn = learner([lambda: MixedPrecision(max_loss_scale=2.**24)])
+    learn.fit(2)
+    start_up = _longest_run(learn.mixed_precision.skipped)
+    assert learn.mixed_precision.skipped[0] and 2 <= start_up < nb10c.MAX_SKIPS
+    # the limit counts skips in a row: set to that run's length, the same fit stops in its first
+    # epoch; one more and it finishes
+    with pytest.raises(RuntimeError, match=rf"MixedPrecision: {start_up} training steps in a row"):
+        learner([lambda: MixedPrecision(max_skips=start_up)]).fit(2)
+    learner([lambda: MixedPrecision(max_skips=start_up + 1)]).fit(2)
 
 @pytest.mark.parametrize('bad', [float('nan'), float('inf'), 0, -1.])
 def test_bad_loss_scales_are_refused(bad):
@@ -366,11 +380,14 @@ def test_autocast_runs_where_the_model_is(learner, monkeypatch):
     assert learn.autocast.dev == 'cpu'
     # a model on a CUDA device without bfloat16 (simulated): bfloat16 is refused before any work
     monkeypatch.setattr(nb10c, 'model_device', lambda m: torch.device('cuda', 0))
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: False)
+    asked = []   # a Volta-class GPU (7.0): no native bfloat16; the model's device is the one asked
+    def capability(d=None): asked.append(d); return (7, 0)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', capability)
     for cb in (lambda: AutocastCallback(dtype=torch.bfloat16),
                lambda: MixedPrecision(dtype=torch.bfloat16)):
         learn = learner([cb])
         with pytest.raises(ValueError, match=r'bfloat16.*cuda:0.*float16'): learn.fit(1)
+    assert asked and all(torch.device(d) == torch.device('cuda', 0) for d in asked)
 
 
 # --- what it saves in memory ----------------------------------------------------------------------
