@@ -206,6 +206,18 @@ class MixedPrecision(Callback):
         if not self.skipped[-1]: opt.step()
     def after_step(self): to_model_params(self.model_pgs, self.master_pgs)
 
+    def state_dict(self):
+        "What a checkpoint needs (09b): the float32 masters, the loss scale, its clean-step count."
+        return {'masters': [[mp.detach().clone() for mp in pg] for pg in self.master_pgs],
+                'scale': self.scaler.scale, 'count': self.scaler.count, 'skips': self.skip_limit.n}
+    def load_state_dict(self, sd):
+        "Put back what `state_dict` saved (after begin_fit has made the masters)."
+        with torch.no_grad():
+            for pg,saved in zip(self.master_pgs, sd['masters']):
+                for mp,s in zip(pg, saved): mp.copy_(s)
+        to_model_params(self.model_pgs, self.master_pgs)
+        self.scaler.scale,self.scaler.count,self.skip_limit.n = sd['scale'],sd['count'],sd['skips']
+
 
 def autocast_dtype(device_type):
     "The half dtype autocast uses by default here: float16 on CUDA (tensor cores), bfloat16 on CPU."
@@ -254,6 +266,16 @@ class AutocastCallback(Callback):
         self._leave()   # never left on after an error
         _ungate(self)
         _unhook_norms(self.model)
+
+    def state_dict(self):
+        "GradScaler's scale and growth count and the skips in a row (nothing without a scaler)."
+        if not self.scaler.is_enabled(): return {}
+        return {'scaler': self.scaler.state_dict(), 'skips': self.skip_limit.n}
+    def load_state_dict(self, sd):
+        "Put back what `state_dict` saved (after begin_fit has made the scaler)."
+        if not self.scaler.is_enabled(): return
+        self.scaler.load_state_dict(sd['scaler'])
+        self.last_scale,self.skip_limit.n = self.scaler.get_scale(),sd['skips']
 
 
 def saved_bytes(model, xb, yb, autocast=None):
