@@ -28,3 +28,9 @@ def test_course_06_opening_runs_against_exp():
     run.fit(1, learn)
     assert learn.loss_func is F.cross_entropy
     assert len(run.avg_stats.valid_stats.avg_stats) == 2
+
+
+def test_course_06_last_cell_says_how_to_export(capsys):
+    from exp.nb_06 import nb_auto_export
+    nb_auto_export()
+    assert 'notebook2script.py' in capsys.readouterr().out
