@@ -281,17 +281,17 @@ def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
 
 # ---- several at once (--jobs) -------------------------------------------------------
 
-# Seconds each notebook took in a quiet `make test` from a clean clone (tests/test_notebooks.py,
-# two at a time as scheduled here; the test run prints this line), on the 2-core AVX2 machine of
-# 2026-12-07. Only their order matters: the schedule starts the longest first. A notebook not
-# listed counts as the longest.
+# Seconds each notebook took in a quiet `run_notebook.py --all --save --jobs 2` (two at a time as
+# scheduled here, those in TIMES_THINGS alone; a test run prints the same line), on the 2-core
+# AVX2 machine of 2026-12-07. Only their order matters: the schedule starts the longest first.
+# A notebook not listed counts as the longest.
 SECONDS = {
-    '00_exports': 3, '00a_data': 5, '01_matmul': 42, '02_fully_connected': 17,
-    '03_minibatch_training': 24, '04_callbacks': 11, '05_anneal': 29, '05b_early_stopping': 10,
-    '06_cnn_hooks_init': 43, '07_batchnorm': 103, '07a_lsuv': 53, '08_data_block': 122,
-    '09_optimizers': 105, '09b_learner': 46, '09c_progress_bar': 150, '10_augmentation': 67,
-    '10b_mixup_label_smoothing': 88, '10c_mixed_precision': 205, '11_xresnet': 1249,
-    '11a_transfer_learning': 177, '12_distributed': 56,
+    '00_exports': 3, '00a_data': 5, '01_matmul': 41, '02_fully_connected': 18,
+    '03_minibatch_training': 25, '04_callbacks': 11, '05_anneal': 32, '05b_early_stopping': 9,
+    '06_cnn_hooks_init': 85, '07_batchnorm': 100, '07a_lsuv': 50, '08_data_block': 75,
+    '09_optimizers': 106, '09b_learner': 47, '09c_progress_bar': 139, '10_augmentation': 77,
+    '10b_mixup_label_smoothing': 85, '10c_mixed_precision': 196, '11_xresnet': 1063,
+    '11a_transfer_learning': 175, '12_distributed': 66,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
