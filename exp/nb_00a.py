@@ -440,6 +440,132 @@ def fashion_image_folder(dest=None):
     return dest
 
 
+AUSTEN_PACKAGE = 'r-cran-janeaustenr'
+_AUSTEN_SYSTEM = Path('/usr/lib/R/site-library/janeaustenr/data')   # where R would install it
+# title -> (the R object's name, sha256 of its lines joined by '\n', encoded as UTF-8)
+_AUSTEN = {
+    'Emma': ('emma', 'dd08b340a56ad4a0a00718d5682528a5a5886ae0aef91c9e0fa528074fa64b75'),
+    'Mansfield Park': ('mansfieldpark',
+                       'e0e9ef3863ea77f51f6070062ee0dd50ad9b933223880617629e4e4963ea40ff'),
+    'Northanger Abbey': ('northangerabbey',
+                         '8618a5acf5be50cc6e9b7680c7469fb6012649ab08c709dfc63c6367989fd31d'),
+    'Persuasion': ('persuasion',
+                   '726513a6c18bb678427bcbcf7c72d0d20816a67c25b0471b26ddcabf3ebac140'),
+    'Pride and Prejudice': ('prideprejudice',
+                            '2e44edaa4946d64ad541c68e0224f5d672f43bf3ce2a8a0b0637ad5e02fc6eb3'),
+    'Sense and Sensibility': ('sensesensibility',
+                              '0996d90842bbe8093f3b8142c1e77d1b20cff52d1d0615f3ed67733653e74e26')}
+AUSTEN_TITLES = tuple(sorted(_AUSTEN))
+
+
+def _r_object(raw, where):
+    "The R object serialized in `raw` (R's XDR format), parsed by the `rdata` package."
+    import rdata   # only here: it pulls in pandas and xarray, which nothing else needs
+    if raw[:2] != b'X\n':
+        raise ValueError(f'{where}: not an R object in XDR serialization (it starts with '
+                         f'{raw[:2]!r}, expected {b"X" + bytes([10])!r})')
+    try: return rdata.parser.parse_data(raw, extension='.rds')
+    except Exception as e:   # rdata raises many kinds on malformed input
+        raise ValueError(f'{where}: malformed R object: {type(e).__name__}: {e}') from None
+
+def _r_value(raw, where):
+    "The R object in `raw` converted to Python (a named list becomes a dict)."
+    import rdata
+    return rdata.conversion.convert(_r_object(raw, where))
+
+def _r_lines(raw, where):
+    "The R character vector serialized in `raw`, as a list of str (NA refused)."
+    import rdata
+    obj = _r_object(raw, where).object
+    if obj.info.type != rdata.parser.RObjectType.STR or obj.attributes is not None:
+        raise ValueError(f'{where}: holds an R {obj.info.type.name} object, not a plain '
+                         'character vector')
+    lines = rdata.conversion.convert(obj)
+    if any(s is None for s in lines):
+        raise ValueError(f'{where}: the character vector has missing values (NA)')
+    return [str(s) for s in lines]
+
+
+def _rdx_index(data, where):
+    "{name: (offset, length)} from the index `data` (an .rdx file's bytes) of a lazy-load database."
+    try: raw = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f'{where}: not a gzip-compressed R index: {e}') from None
+    index = _r_value(raw, where)
+    if not (isinstance(index, dict) and isinstance(index.get('variables'), dict)):
+        raise ValueError(f'{where}: not a lazy-load index (no list named "variables")')
+    if np.asarray(index.get('compressed')).tolist() != [True]:
+        raise ValueError(f'{where}: entries compressed with {index.get("compressed")!r}; '
+                         'only zlib (compressed = TRUE) is read here')
+    out = {str(k): tuple(int(i) for i in v) for k, v in index['variables'].items()}
+    if any(len(v) != 2 or min(v) < 0 for v in out.values()):
+        raise ValueError(f'{where}: an entry is not a (offset, length) pair: {out}')
+    return out
+
+def _rdb_entry(db, offset, length, where):
+    "The serialized object at `db[offset:offset+length]`: a 4-byte big-endian size, then zlib."
+    if length < 4 or offset + length > len(db):
+        raise ValueError(f'{where}: the entry at bytes {offset}-{offset + length} is cut short '
+                         f'(the file has {len(db)} bytes)')
+    size, = struct.unpack('>I', db[offset:offset + 4])
+    unzip = zlib.decompressobj()
+    try: raw = unzip.decompress(db[offset + 4:offset + length])
+    except zlib.error as e:
+        raise ValueError(f'{where}: the entry at byte {offset} is not a zlib stream: {e}') from None
+    if not unzip.eof or len(raw) != size:
+        raise ValueError(f'{where}: the entry at byte {offset} is cut short or corrupt: '
+                         f'{len(raw)} bytes decompressed, its header says {size}')
+    return raw
+
+def _lazyload_lines(index, db, name, index_where, db_where):
+    "The lines of the character vector `name`, from an .rdx's and an .rdb's bytes."
+    entries = _rdx_index(index, index_where)
+    if name not in entries:
+        raise KeyError(f'{index_where}: no object named {name!r} (it has {", ".join(entries)})')
+    return _r_lines(_rdb_entry(db, *entries[name], db_where), f'{db_where} ({name})')
+
+
+def _read_source(src, timeout):
+    "All the bytes `src` serves, and a name for them in messages (its member's path, or its str)."
+    with src.open(timeout) as (f, size): data = f.read()
+    where = getattr(src, 'member', None) or str(src)
+    if size is not None and len(data) != size:
+        raise OSError(f'{where}: cut short: {len(data)} of {size} bytes')
+    return data, where
+
+@dataclasses.dataclass(frozen=True)
+class RLazyLoadSource:
+    "One character vector of an R lazy-load database, served as UTF-8 text, a line per element."
+    rdx: object    # a source of the index file (.rdx), e.g. a DebSource
+    rdb: object    # a source of the data file (.rdb)
+    name: str      # the object's name in the index
+    gunzip = False   # (not a field) the text is served as it is checked
+    def __str__(self): return f'{self.name} in {self.rdb}'
+
+    @contextlib.contextmanager
+    def open(self, timeout=10):
+        (index, index_where), (db, db_where) = (_read_source(s, timeout)
+                                                for s in (self.rdx, self.rdb))
+        text = '\n'.join(_lazyload_lines(index, db, self.name, index_where, db_where)).encode()
+        yield io.BytesIO(text), len(text)
+
+
+def _austen_file(rname, sha256):
+    "A novel's DataFile: R's installed package folder first, then Debian's package."
+    member = './usr/lib/R/site-library/janeaustenr/data/Rdata'
+    return DataFile(f'austen_{rname}.txt', sha256, (
+        RLazyLoadSource(UrlSource((_AUSTEN_SYSTEM/'Rdata.rdx').as_uri()),
+                        UrlSource((_AUSTEN_SYSTEM/'Rdata.rdb').as_uri()), rname),
+        RLazyLoadSource(DebSource(AUSTEN_PACKAGE, member + '.rdx'),
+                        DebSource(AUSTEN_PACKAGE, member + '.rdb'), rname)))
+
+AUSTEN_FILES = {title: _austen_file(*_AUSTEN[title]) for title in AUSTEN_TITLES}
+
+def austen_novels():
+    "{title: text} for the six novels, in alphabetical order of title; lines joined by '\\n'."
+    return {title: find_file(df).read_bytes().decode('utf-8') for title, df in AUSTEN_FILES.items()}
+
+
 # What `from exp.nb_00a import *` gives (generated by notebook2script.py;
 # a name bound only in a branch not taken is left out).
 from exp.nb_00 import __all__ as _all_nb_00
@@ -447,6 +573,7 @@ __all__ = _all_nb_00 + [
     'math', 'Path', 'PIL', 'cache_dir', 'sha256_of', 'restricted_load', 'UrlSource',
     'WheelSource', 'DebSource', 'DataFile', 'find_file', 'MNIST_URL', 'MNIST', 'get_data',
     'datasets', 'FASHION_PACKAGE', 'FASHION_MNIST', 'read_idx', 'FASHION_CLASSES',
-    'get_fashion_mnist', 'fashion_image_folder'
+    'get_fashion_mnist', 'fashion_image_folder', 'AUSTEN_PACKAGE', 'AUSTEN_TITLES',
+    'RLazyLoadSource', 'AUSTEN_FILES', 'austen_novels'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
