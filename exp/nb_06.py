@@ -222,24 +222,38 @@ def children(m):
 
 _HIST_BINS, _HIST_LO, _HIST_HI = 40, -7, 7   # activation histograms: 40 bins from -7 to 7
 
-def append_stats(hook, mod, inp, outp):
-    """Forward hook: in training, append the output's mean, std and histogram to `hook.stats`
-    (means, stds, hists)."""
-    if not hasattr(hook, 'stats'): hook.stats = ([], [], [])
-    if not mod.training: return
-    means,stds,hists = hook.stats
+def _record_mean_std(hook, mod, outp, n_lists):
+    "Start `hook.stats` as `n_lists` lists; in training, append the output's mean and std."
+    if not hasattr(hook, 'stats'): hook.stats = tuple([] for _ in range(n_lists))
+    if not mod.training: return None
     a = outp.detach()
-    means.append(a.mean().cpu()); stds.append(a.std().cpu())
-    hists.append(a.float().histc(_HIST_BINS, _HIST_LO, _HIST_HI).cpu())
+    hook.stats[0].append(a.mean().cpu()); hook.stats[1].append(a.std().cpu())
+    return a
+
+def append_stats(hook, mod, inp, outp):
+    "Forward hook: in training, append the output's mean and std to `hook.stats` = (means, stds)."
+    _record_mean_std(hook, mod, outp, 2)
+
+def append_hist_stats(hook, mod, inp, outp):
+    """`append_stats` plus the output's histogram: `hook.stats` = (means, stds, hists)."""
+    a = _record_mean_std(hook, mod, outp, 3)
+    if a is not None: hook.stats[2].append(a.float().histc(_HIST_BINS, _HIST_LO, _HIST_HI).cpu())
+
+def _hists(h, who):
+    "The histogram counts recorded on `h`: bins x batches."
+    if len(getattr(h, 'stats', ())) < 3:
+        raise ValueError(f"{who}: the hook keeps no histograms; hook the module with "
+                         "append_hist_stats instead of append_stats")
+    return torch.stack(h.stats[2]).t().float()
 
 def get_hist(h):
     "The hook's histograms as an image: bins x batches, log(1 + count) so sparse bins still show."
-    return torch.stack(h.stats[2]).t().float().log1p()
+    return _hists(h, 'get_hist').log1p()
 
 def near_zero_share(h):
     """Per batch, the share of activations in the two histogram bins next to 0 (|a| < 0.35):
     those that carry almost nothing."""
-    counts = torch.stack(h.stats[2]).t().float()
+    counts = _hists(h, 'near_zero_share')
     mid = _HIST_BINS // 2
     return counts[mid-1:mid+1].sum(0) / counts.sum(0)
 
@@ -276,15 +290,16 @@ def conv_layer(ni, nf, ks=3, stride=2, **kwargs):
     return nn.Sequential(nn.Conv2d(ni, nf, ks, padding=ks//2, stride=stride), GeneralRelu(**kwargs))
 
 
-def _init_convs(m, f):
+def init_cnn_(m, f):
+    "Initialise every conv weight in `m`, however deep, with `f(weight, a=0.1)`; zero its bias."
     if isinstance(m, nn.Conv2d):
         f(m.weight, a=0.1)
         if m.bias is not None: m.bias.data.zero_()
-    for l in m.children(): _init_convs(l, f)
+    for l in m.children(): init_cnn_(l, f)
 
 def init_cnn(m, uniform=False):
     "Kaiming init (He et al. 2015) of every conv in `m`, a=0.1 for GeneralRelu's leak; zero biases."
-    _init_convs(m, init.kaiming_uniform_ if uniform else init.kaiming_normal_)
+    init_cnn_(m, init.kaiming_uniform_ if uniform else init.kaiming_normal_)
 
 def get_learn_run(nfs, data, lr, layer, cbs=None, opt_func=None, uniform=False, model_func=None,
                   **kwargs):
@@ -314,8 +329,8 @@ __all__ = _all_nb_05b + [
     'optim', 'conv_out_size', 'Im2Col', 'unfold', 'conv2d', 'Lambda', 'flatten', 'mnist_resize',
     'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm', 'mnist_view',
     'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook', 'Hooks',
-    'children', 'append_stats', 'get_hist', 'near_zero_share', 'get_min', 'append_inactive',
-    'inactive_share', 'GeneralRelu', 'conv_layer', 'init_cnn', 'get_learn_run', 'normalize_to',
-    'nb_auto_export'
+    'children', 'append_stats', 'append_hist_stats', 'get_hist', 'near_zero_share', 'get_min',
+    'append_inactive', 'inactive_share', 'GeneralRelu', 'conv_layer', 'init_cnn_', 'init_cnn',
+    'get_learn_run', 'normalize_to', 'nb_auto_export'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 
 from exp.nb_06 import (AvgStatsCallback, BatchTransformXCallback, Callback, CudaCallback,
                        DeviceCallback, GeneralRelu, Hook, Hooks, Lambda, ListContainer, accuracy,
-                       append_stats, children, conv_layer, flatten, get_cnn_layers, get_cnn_model,
-                       append_inactive, get_hist, get_learn_run, get_min, get_runner,
-                       inactive_share, init_cnn, mnist_resize, mnist_view, near_zero_share,
-                       normalize_to, view_tfm)
+                       append_hist_stats, append_stats, children, conv_layer, flatten,
+                       get_cnn_layers, get_cnn_model, append_inactive, get_hist, get_learn_run,
+                       get_min, get_runner, inactive_share, init, init_cnn, init_cnn_,
+                       mnist_resize, mnist_view, near_zero_share, normalize_to, view_tfm)
 
 
 @pytest.fixture
@@ -87,6 +87,16 @@ def test_init_cnn_std_is_kaiming(uniform):
     assert torch.equal(m[2].weight, lin_before)   # only convolutions are touched
 
 
+def test_init_cnn_underscore_takes_the_init_function():
+    "The course's 07 name: `init_cnn_(m, f)` applies `f` (a=0.1) to every conv, nested too."
+    def make(): return nn.Sequential(conv_layer(3, 8), nn.Sequential(conv_layer(8, 8)))
+    a, b = make(), make()
+    torch.manual_seed(0); init_cnn(a, uniform=True)
+    torch.manual_seed(0); init_cnn_(b, init.kaiming_uniform_)
+    for pa, pb in zip(a.parameters(), b.parameters()): assert torch.equal(pa, pb)
+    assert torch.equal(b[1][0][0].bias, torch.zeros(8))
+
+
 # ---------------------------------------------------------------- ListContainer and hooks
 
 def test_list_container_indexing():
@@ -106,7 +116,7 @@ def _n_hooks(m): return len(m._forward_hooks)
 
 def test_hook_records_and_removes_itself():
     lin = nn.Linear(3, 4)
-    with Hook(lin, append_stats) as h:
+    with Hook(lin, append_hist_stats) as h:
         lin(torch.randn(8, 3)); lin(torch.randn(8, 3))
         assert _n_hooks(lin) == 1
     assert _n_hooks(lin) == 0
@@ -138,10 +148,23 @@ def test_hooks_on_something_that_is_not_a_module():
     assert _n_hooks(lin) == 0   # the Hook made for `lin` before the error removed itself
 
 
-def test_append_stats_values_and_eval_mode_ignored():
+def test_append_stats_keeps_the_courses_two_lists():
+    "The course's exported hook: `ms, ss = h.stats`, one mean and std per training batch."
+    m = nn.Identity()
+    x = torch.tensor([[-1., 0., 2., 5.]])
+    with Hook(m, append_stats) as h:
+        m(x); m(2 * x); m.eval(); m(x)
+    ms, ss = h.stats
+    torch.testing.assert_close(torch.stack(ms), torch.stack([x.mean(), 2 * x.mean()]))
+    torch.testing.assert_close(torch.stack(ss), torch.stack([x.std(), 2 * x.std()]))
+    with pytest.raises(ValueError, match='no histograms.*append_hist_stats'): get_hist(h)
+    with pytest.raises(ValueError, match='no histograms.*append_hist_stats'): near_zero_share(h)
+
+
+def test_append_hist_stats_values_and_eval_mode_ignored():
     m = nn.Identity()
     x = torch.tensor([[-10., -0.2, 0., 0.2, 1., 3.]])
-    with Hook(m, append_stats) as h:
+    with Hook(m, append_hist_stats) as h:
         m(x); m.eval(); m(x * 100)
     means, stds, hists = h.stats
     assert len(means) == 1                  # the eval-mode call is not recorded
@@ -159,7 +182,7 @@ def test_inactive_share_counts_the_floor_whatever_its_value():
     inactive share still counts them, the near-zero window does not."""
     act = GeneralRelu(leak=0.1, sub=0.4)
     x = torch.tensor([[-3., -1., -0.1, 0., 0.05, 2.]])      # four inputs <= 0
-    with Hook(act, append_inactive) as h, Hook(act, append_stats) as hs:
+    with Hook(act, append_inactive) as h, Hook(act, append_hist_stats) as hs:
         act(x); act.eval(); act(-x)                          # the eval-mode call is not recorded
     torch.testing.assert_close(inactive_share(h), torch.tensor([4 / 6]))
     # outputs: -0.7, -0.5, -0.41, -0.4, -0.35, 1.6: none strictly inside (-0.35, 0.35)
@@ -249,7 +272,8 @@ def test_course_06_calls_run_against_exp(data):
     model = get_cnn_model(data, [8, 16], conv_layer, leak=0.1, sub=0.4, maxv=6.)
     init_cnn(model)
     learn, run = get_runner(model, data, lr=0.9, cbs=cbfs)
-    with Hooks(model, append_stats) as hooks:
+    # the course types a histogram version of append_stats here; exp calls it append_hist_stats
+    with Hooks(model, append_hist_stats) as hooks:
         run.fit(1, learn)
         fig, (ax0, ax1) = plt.subplots(1, 2)
         for h in hooks:

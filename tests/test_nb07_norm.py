@@ -220,3 +220,22 @@ def test_instance_norm_of_a_1x1_map_is_its_shift():
     assert torch.equal(norm(x), norm.adds.expand(5, 3, 1, 1))
     y = norm(torch.randn(5, 3, 2, 2))   # a larger map keeps each image's pattern
     assert y.std(0).min() > 0.1
+
+
+def test_course_07_hook_loop_unpacks_two_lists(make_tiny_data):
+    """The course's 07 hooks its whole BatchNorm model with 06's `append_stats` and unpacks each
+    hook's record as `ms, ss = h.stats`, one mean and std per training batch."""
+    from functools import partial
+
+    from exp.nb_07 import (AvgStatsCallback, BatchTransformXCallback, CudaCallback, Hooks,
+                           Recorder, accuracy, append_stats, get_learn_run, mnist_view)
+    torch.manual_seed(0)
+    data = make_tiny_data(n_train=32, n_valid=16, bs=16, shape=(784,), n_classes=10)
+    cbfs = [Recorder, partial(AvgStatsCallback, accuracy), CudaCallback,
+            partial(BatchTransformXCallback, mnist_view)]
+    learn, run = get_learn_run([8, 16], data, 0.9, conv_layer, cbs=cbfs)
+    with Hooks(learn.model, append_stats) as hooks:
+        run.fit(1, learn)
+        for h in hooks[:-1]:
+            ms, ss = h.stats
+            assert len(ms) == len(ss) == len(data.train_dl)
