@@ -1,0 +1,326 @@
+# Generated from nbs/13_text.ipynb by notebook2script.py:
+# edit the notebook, not this file.
+
+
+from exp.nb_12 import *
+import collections, re
+
+
+CHAPTER_RE = re.compile(r'^(?:CHAPTER|Chapter) (?:[0-9]+|[IVXLC]+)\.?[ \t]*$', re.MULTILINE)
+
+def split_chapters(text, title='the text'):
+    """The chapters of a novel, each from its heading line on; whatever precedes the first heading
+    goes with the first."""
+    starts = [m.start() for m in CHAPTER_RE.finditer(text)]
+    if not starts:
+        raise ValueError("split_chapters: no chapter heading ('CHAPTER 1', 'Chapter I') "
+                         f"in {title}")
+    starts[0] = 0
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+
+
+SPLIT_CYCLE, VALID_AT, HELD_AT = 20, (10,), (5, 15)
+PARTS = ('train', 'valid', 'held')
+
+def chapter_part(i):
+    "The part chapter `i` (counting from 0) of a novel goes to: 'valid', 'held' or 'train'."
+    r = i % SPLIT_CYCLE
+    return 'valid' if r in VALID_AT else 'held' if r in HELD_AT else 'train'
+
+def join_chapters(chapters):
+    "Chapters as one text, each ending in a newline (a novel's last one has none of its own)."
+    return ''.join(c if c.endswith('\n') else c + '\n' for c in chapters)
+
+class NovelSplit:
+    """The chapters of each novel in three parts: `train[title]`, `valid[title]`, `held[title]` are
+    lists of chapter texts; `train_text` and `valid_text` join them, novels in title order."""
+    def __init__(self, novels):
+        if not novels: raise ValueError('NovelSplit: no novels given')
+        for p in PARTS: setattr(self, p, {})
+        for title in sorted(novels):
+            for i, ch in enumerate(split_chapters(novels[title], title)):
+                getattr(self, chapter_part(i)).setdefault(title, []).append(ch)
+    def text(self, part):
+        "The chapters of `part` ('train', 'valid' or 'held'), every novel's in turn, as one text."
+        if part not in PARTS:
+            raise ValueError(f'NovelSplit.text: part must be one of {PARTS}, got {part!r}')
+        return ''.join(join_chapters(chs) for chs in getattr(self, part).values())
+    train_text = property(lambda self: self.text('train'))
+    valid_text = property(lambda self: self.text('valid'))
+
+def split_novels(novels=None):
+    """The six novels (00a's `austen_novels()` unless given as {title: text}) split by chapter:
+    a `NovelSplit`."""
+    return NovelSplit(austen_novels() if novels is None else novels)
+
+
+UNK, PAD, BOS, EOS = 'xxunk', 'xxpad', 'xxbos', 'xxeos'
+TK_REP, TK_WREP, TK_UP, TK_MAJ = 'xxrep', 'xxwrep', 'xxup', 'xxmaj'
+default_spec_tok = [UNK, PAD, BOS, EOS, TK_REP, TK_WREP, TK_UP, TK_MAJ]
+
+class Vocab:
+    """Tokens `itos` and their ids `stoi`; tokens not in it map to `xxunk` (an error when the
+    vocabulary has none)."""
+    def __init__(self, itos):
+        self.itos = list(itos)
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            dup = [s for s, c in collections.Counter(self.itos).items() if c > 1]
+            raise ValueError(f'Vocab: tokens listed twice: {dup[:5]}')
+        self.unk = self.stoi.get(UNK)
+    @classmethod
+    def create(cls, tokens, max_vocab=60000, min_freq=2, special=default_spec_tok):
+        """From an iterable of tokens (a string gives its characters) or a Counter of them:
+        `special` first, then the tokens seen at least `min_freq` times, most frequent first
+        (ties in string order), `max_vocab` in all (None: no limit)."""
+        freq = tokens if isinstance(tokens, collections.Counter) else collections.Counter(tokens)
+        kept = sorted((t for t, c in freq.items() if c >= min_freq and t not in special),
+                      key=lambda t: (-freq[t], t))
+        n = None if max_vocab is None else max(max_vocab - len(special), 0)
+        return cls(list(special) + kept[:n])
+    def __len__(self): return len(self.itos)
+    def __repr__(self): return f'Vocab({len(self)} tokens: {self.itos[:10]}...)'
+    def numericalize(self, tokens):
+        "The ids of `tokens` (a string gives its characters) as an int64 tensor."
+        if self.unk is None:
+            missing = sorted(set(tokens) - self.stoi.keys())
+            if missing: raise ValueError(f'Vocab.numericalize: {missing[:5]} not in the '
+                                         f'vocabulary, which has no {UNK}')
+        if isinstance(tokens, str): return self._char_ids(tokens)
+        get = self.stoi.get
+        return torch.tensor([get(t, self.unk) for t in tokens], dtype=torch.long)
+    def _char_ids(self, text):
+        "A string's character ids through a table indexed by code point: one tensor lookup."
+        if not text: return torch.zeros(0, dtype=torch.long)
+        codes = torch.frombuffer(bytearray(text.encode('utf-32-le')), dtype=torch.int32).long()
+        chars = [s for s in self.stoi if len(s) == 1]
+        top = max([int(codes.max())] + [ord(s) for s in chars])
+        table = torch.full((top + 1,), -1 if self.unk is None else self.unk, dtype=torch.long)
+        for s, i in self.stoi.items():
+            if len(s) == 1: table[ord(s)] = i
+        return table[codes]
+    def textify(self, ids, sep=''):
+        "The tokens of `ids` joined by `sep` ('' for characters, ' ' for words)."
+        ids = ids.tolist() if torch.is_tensor(ids) else ids
+        return sep.join(self.itos[i] for i in ids)
+
+def char_vocab(text):
+    "Every character of `text`, most frequent first, after `xxunk`."
+    return Vocab.create(text, max_vocab=None, min_freq=1, special=[UNK])
+
+
+def _check_count(name, v, where):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f'{where}: {name} must be a positive integer, got {v!r}')
+
+def _as_pieces(ids, where):
+    "`ids` (a 1-d integer tensor or a list of them) as a list of 1-d int64 tensors."
+    pieces = [ids] if torch.is_tensor(ids) else list(ids)
+    for i, p in enumerate(pieces):
+        if not torch.is_tensor(p) or p.ndim != 1 or p.is_floating_point():
+            what = (f'{p.dtype} tensor of shape {tuple(p.shape)}' if torch.is_tensor(p)
+                    else type(p).__name__)
+            raise ValueError(f'{where}: piece {i} must be a 1-d tensor of token ids, got a {what}')
+    return [p.long() for p in pieces]
+
+class LM_PreLoader:
+    """A language model's items from token `ids`: `bs` streams read `bptt` tokens at a time.
+    Item i is (x, y), piece i // bs of stream i % bs, y the tokens one on from x's.
+    Read them in order, bs at a time."""
+    def __init__(self, ids, bs=64, bptt=70, shuffle=False):
+        _check_count('bs', bs, 'LM_PreLoader'); _check_count('bptt', bptt, 'LM_PreLoader')
+        self.pieces = _as_pieces(ids, 'LM_PreLoader')
+        if shuffle and len(self.pieces) < 2:
+            raise ValueError('LM_PreLoader: shuffle=True reorders a list of texts; '
+                             'pass ids as a list of tensors (chapters, say)')
+        self.bs, self.bptt, self.shuffle = bs, bptt, shuffle
+        n = sum(len(p) for p in self.pieces)
+        self.row_len = (n - 1) // bs   # tokens predicted in each stream
+        if self.row_len < 1:
+            raise ValueError(f'LM_PreLoader: {n} tokens are too few for {bs} streams')
+        self.n_steps = -(-self.row_len // bptt)   # batches in one pass, the last maybe shorter
+        self.batchify()
+
+    def __len__(self): return self.n_steps * self.bs
+
+    def batchify(self):
+        "Join the pieces (in a new order when shuffling); cut them into `bs` rows of row_len + 1."
+        pieces = self.pieces
+        if self.shuffle: pieces = [pieces[i] for i in torch.randperm(len(pieces)).tolist()]
+        stream, L = torch.cat(pieces), self.row_len
+        self.rows = stream[torch.arange(self.bs)[:, None] * L + torch.arange(L + 1)]
+        self._served = False
+
+    def __getitem__(self, idx):
+        idx = torch.as_tensor(idx)
+        if ((idx < 0) | (idx >= len(self))).any():
+            raise IndexError(f'LM_PreLoader: items go from 0 to {len(self) - 1}, '
+                             f'got {idx.tolist()}')
+        if self.shuffle and self._served and bool((idx == 0).any()): self.batchify()   # a new pass
+        self._served = True
+        row, start = idx % self.bs, (idx // self.bs) * self.bptt
+        lens = (self.row_len - start).clamp(max=self.bptt)
+        if (lens != lens.reshape(-1)[0]).any():
+            raise ValueError('LM_PreLoader: a batch mixes the short last piece with full ones; '
+                             f'read the items in order with a batch size of bs={self.bs}')
+        pos = start[..., None] + torch.arange(int(lens.reshape(-1)[0]))
+        return self.rows[row[..., None], pos], self.rows[row[..., None], pos + 1]
+
+    def predicted(self):
+        "Every target token of one pass, stream after stream (to count the characters they spell)."
+        return self.rows[:, 1:].reshape(-1)
+
+
+def get_lm_dls(train_ids, valid_ids, bs, bptt, **kwargs):
+    """Loaders of LM_PreLoader batches: training streams shuffled each pass when `train_ids` is a
+    list of tensors (chapters), validation read in order."""
+    shuffle = not torch.is_tensor(train_ids)
+    return (DataLoader(LM_PreLoader(train_ids, bs, bptt, shuffle=shuffle), bs, **kwargs),
+            DataLoader(LM_PreLoader(valid_ids, bs, bptt), bs, **kwargs))
+
+def lm_databunchify(train_ids, valid_ids, bs, bptt, vocab_size=None, **kwargs):
+    "A DataBunch for a language model; `c_out` is the vocabulary's size."
+    return DataBunch(*get_lm_dls(train_ids, valid_ids, bs, bptt, **kwargs), c_out=vocab_size)
+
+
+def bits_per_char(nats, n_tokens=None, n_chars=None):
+    """Bits per character of a text from the mean cross-entropy `nats` per token over `n_tokens`
+    tokens that spell `n_chars` characters (both None: one token per character)."""
+    if (n_tokens is None) != (n_chars is None):
+        raise ValueError('bits_per_char: give both n_tokens and n_chars, '
+                         'or neither (character tokens)')
+    if n_tokens is None: return float(nats) / math.log(2)
+    _check_count('n_tokens', n_tokens, 'bits_per_char')
+    _check_count('n_chars', n_chars, 'bits_per_char')
+    return float(nats) * n_tokens / n_chars / math.log(2)
+
+def cross_entropy_flat(input, target):
+    "Cross-entropy of (bs, seq_len, vocab) scores against (bs, seq_len) token ids, as one batch."
+    return F.cross_entropy(input.reshape(-1, input.shape[-1]), target.reshape(-1))
+
+
+def lm_nats(model, dl):
+    "(mean cross-entropy in nats per predicted token, number of tokens) of `model` over `dl`."
+    model.eval()
+    if hasattr(model, 'reset'): model.reset()
+    device, total, n = model_device(model), 0., 0
+    with torch.no_grad():
+        for xb, yb in dl:
+            out = model(to_device(xb, device))
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            total += F.cross_entropy(out.reshape(-1, out.shape[-1]).double(),
+                                     to_device(yb, device).reshape(-1), reduction='sum').item()
+            n += yb.numel()
+    if n == 0: raise ValueError('lm_nats: the DataLoader gave no batches')
+    return total / n, n
+
+
+def ngram_keys(ids, k, vocab_size):
+    """The k-gram starting at each position of the 1-d `ids` as one int64,
+    x_1 V^(k-1) + ... + x_k."""
+    if vocab_size ** k >= 2 ** 63:
+        raise ValueError(f'ngram_keys: {vocab_size}^{k} does not fit in int64')
+    n = len(ids) - k + 1
+    if n < 1: return torch.zeros(0, dtype=torch.long)
+    keys = torch.zeros(n, dtype=torch.long)
+    for i in range(k): keys = keys * vocab_size + ids[i:i + n]
+    return keys
+
+class _Level:
+    """One order of the Kneser-Ney model: sorted gram keys with their counts a_k, and the contexts
+    with their sums and numbers of types."""
+    def __init__(self, keys, counts, vocab_size):
+        self.keys, self.counts, self.V = keys, counts.double(), vocab_size
+        n1, n2 = int((counts == 1).sum()), int((counts == 2).sum())
+        self.D = n1 / (n1 + 2 * n2) if n1 else 0.5
+        self.ctx, inv = torch.unique_consecutive(keys // vocab_size, return_inverse=True)
+        self.ctx_sum = torch.zeros(len(self.ctx), dtype=torch.float64)
+        self.ctx_sum.index_add_(0, inv, self.counts)
+        self.ctx_types = torch.bincount(inv, minlength=len(self.ctx)).double()
+    def prob(self, grams, lower):
+        "p_k for the gram keys `grams`, given the next lower order's probabilities `lower` of them."
+        ctx = grams // self.V
+        a = _lookup(self.keys, self.counts, grams)
+        S, T = _lookup(self.ctx, self.ctx_sum, ctx), _lookup(self.ctx, self.ctx_types, ctx)
+        seen = S > 0
+        S1 = torch.where(seen, S, torch.ones_like(S))
+        return torch.where(seen, ((a - self.D).clamp(min=0) + self.D * T * lower) / S1, lower)
+
+def _lookup(keys, values, query):
+    "values[keys == q] for each q of `query` (0 where a key is missing); `keys` sorted."
+    if len(keys) == 0: return torch.zeros(query.shape, dtype=values.dtype)
+    i = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+    return torch.where(keys[i] == query, values[i], torch.zeros((), dtype=values.dtype))
+
+
+class KneserNey:
+    """Interpolated Kneser-Ney n-gram model of order `n` over token ids < `vocab_size`, counted on
+    the 1-d `ids`. `log_probs(ids)`: ln p of each token of a text given up to n-1 before it;
+    `probs(context)`: p over the vocabulary after a context."""
+    def __init__(self, ids, n, vocab_size):
+        _check_count('n', n, 'KneserNey'); _check_count('vocab_size', vocab_size, 'KneserNey')
+        ids = _as_pieces(ids, 'KneserNey')[0]
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise ValueError(f'KneserNey: ids must lie in [0, {vocab_size}), '
+                             f'got [{ids.min()}, {ids.max()}]')
+        self.n, self.V = n, vocab_size
+        self.levels = [self._level(ids, k, k == n) for k in range(1, n + 1)]
+
+    def _level(self, ids, k, top):
+        "Order k's counts: raw counts at the top order, numbers of distinct left neighbours below."
+        if top: keys, counts = torch.unique(ngram_keys(ids, k, self.V), return_counts=True)
+        else:
+            longer = torch.unique(ngram_keys(ids, k + 1, self.V))
+            keys, counts = torch.unique(longer % self.V ** k, return_counts=True)
+        return _Level(keys, counts, self.V)
+
+    def _probs(self, windows):
+        """p of the last column of each row of `windows` (n ids; -1: before the text's start)
+        given the others."""
+        p = torch.full((len(windows),), 1 / self.V, dtype=torch.float64)
+        for k, level in enumerate(self.levels, 1):
+            w = windows[:, self.n - k:]
+            known = (w >= 0).all(1)
+            keys = torch.zeros(len(w), dtype=torch.long)
+            for i in range(k): keys = keys * self.V + w[:, i].clamp(min=0)
+            p = torch.where(known, level.prob(keys, p), p)
+        return p
+
+    def log_probs(self, ids):
+        "ln p(x_t | up to n-1 tokens before it in `ids`) for every t, in float64."
+        ids = _as_pieces(ids, 'KneserNey.log_probs')[0]
+        padded = torch.cat([torch.full((self.n - 1,), -1, dtype=torch.long), ids])
+        return self._probs(padded.unfold(0, self.n, 1)).log()
+
+    def probs(self, context):
+        "p(w | context) for every token w, float64; the last n-1 ids of `context` count."
+        context = list(context)
+        ctx = torch.as_tensor(context[len(context) - self.n + 1:] if self.n > 1 else [],
+                              dtype=torch.long)
+        ctx = torch.cat([torch.full((self.n - 1 - len(ctx),), -1, dtype=torch.long), ctx])
+        return self._probs(torch.cat([ctx.expand(self.V, -1), torch.arange(self.V)[:, None]], 1))
+
+def ngram_ladder(train_ids, valid_ids, vocab_size, orders=(1, 2, 3, 4, 5)):
+    "Bits per token on `valid_ids` of a Kneser-Ney model of each order counted on `train_ids`."
+    return {n: -KneserNey(train_ids, n, vocab_size).log_probs(valid_ids).mean().item() / math.log(2)
+            for n in orders}
+
+def print_ladder(ladder, **marks):
+    """The ladder, one line per order, worst first, with other models' bits per character (`marks`,
+    name=bits) in their places."""
+    rows = [(f'{n}-gram', b) for n, b in ladder.items()] + list(marks.items())
+    for name, b in sorted(rows, key=lambda r: -r[1]):
+        print(f'{name:>14s}  {b:.3f} bits per character')
+
+
+# What `from exp.nb_13 import *` gives (generated by notebook2script.py;
+# a name bound only in a branch not taken is left out).
+from exp.nb_12 import __all__ as _all_nb_12
+__all__ = _all_nb_12 + [
+    'CHAPTER_RE', 'split_chapters', 'SPLIT_CYCLE', 'VALID_AT', 'HELD_AT', 'PARTS',
+    'chapter_part', 'join_chapters', 'NovelSplit', 'split_novels', 'UNK', 'PAD', 'BOS', 'EOS',
+    'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'default_spec_tok', 'Vocab', 'char_vocab',
+    'LM_PreLoader', 'get_lm_dls', 'lm_databunchify', 'bits_per_char', 'cross_entropy_flat',
+    'lm_nats', 'ngram_keys', 'KneserNey', 'ngram_ladder', 'print_ladder'
+]
+__all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
