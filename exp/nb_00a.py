@@ -462,8 +462,8 @@ def _r_object(raw, where):
     "The R object serialized in `raw` (R's XDR format), parsed by the `rdata` package."
     import rdata   # only here: it pulls in pandas and xarray, which nothing else needs
     if raw[:2] != b'X\n':
-        raise ValueError(f'{where}: not an R object in XDR serialization (it starts with '
-                         f'{raw[:2]!r}, expected {b"X" + bytes([10])!r})')
+        raise ValueError(f"{where}: not an R object in XDR serialization (it starts with "
+                         f"{raw[:2]!r}, not b'X\\n')")
     try: return rdata.parser.parse_data(raw, extension='.rds')
     except Exception as e:   # rdata raises many kinds on malformed input
         raise ValueError(f'{where}: malformed R object: {type(e).__name__}: {e}') from None
