@@ -27,10 +27,6 @@ def chapter_part(i):
     r = i % SPLIT_CYCLE
     return 'valid' if r in VALID_AT else 'held' if r in HELD_AT else 'train'
 
-def join_chapters(chapters):
-    "Chapters as one text, each ending in a newline (a novel's last one has none of its own)."
-    return ''.join(c if c.endswith('\n') else c + '\n' for c in chapters)
-
 class NovelSplit:
     """The chapters of each novel in three parts: `train[title]`, `valid[title]`, `held[title]` are
     lists of chapter texts; `train_text` and `valid_text` join them, novels in title order."""
@@ -40,11 +36,16 @@ class NovelSplit:
         for title in sorted(novels):
             for i, ch in enumerate(split_chapters(novels[title], title)):
                 getattr(self, chapter_part(i)).setdefault(title, []).append(ch)
-    def text(self, part):
-        "The chapters of `part` ('train', 'valid' or 'held'), every novel's in turn, as one text."
+    def chapters(self, part):
+        """The chapters of `part` ('train', 'valid' or 'held'), every novel's in turn, each
+        ending in a newline (a novel's last chapter has none of its own)."""
         if part not in PARTS:
-            raise ValueError(f'NovelSplit.text: part must be one of {PARTS}, got {part!r}')
-        return ''.join(join_chapters(chs) for chs in getattr(self, part).values())
+            raise ValueError(f'NovelSplit: part must be one of {PARTS}, got {part!r}')
+        chapters = [c for chs in getattr(self, part).values() for c in chs]
+        return [c if c.endswith('\n') else c + '\n' for c in chapters]
+    def text(self, part):
+        "The chapters of `part` as one text: `''.join(self.chapters(part))`."
+        return ''.join(self.chapters(part))
     train_text = property(lambda self: self.text('train'))
     valid_text = property(lambda self: self.text('valid'))
 
@@ -107,6 +108,15 @@ class Vocab:
 def char_vocab(text):
     "Every character of `text`, most frequent first, after `xxunk`."
     return Vocab.create(text, max_vocab=None, min_freq=1, special=[UNK])
+
+def char_data(split, by_chapter=False):
+    """(vocabulary, training ids, validation ids) of a `NovelSplit` as characters, the vocabulary
+    made on the training text. `by_chapter`: the training ids as one tensor per chapter, which
+    `LM_PreLoader(shuffle=True)` reorders each pass."""
+    vocab = char_vocab(split.train_text)
+    train = ([vocab.numericalize(c) for c in split.chapters('train')] if by_chapter
+             else vocab.numericalize(split.train_text))
+    return vocab, train, vocab.numericalize(split.valid_text)
 
 
 def _check_count(name, v, where):
@@ -215,6 +225,220 @@ def lm_nats(model, dl):
     return total / n, n
 
 
+_REP_RE = re.compile(r'(\S)\1{3,}')
+_WREP_RE = re.compile(r'\b(\w+)(?:\W+\1\b){3,}')
+_PUNCT_RE = re.compile(r"([^\w\s']|_|(?<!\w)'|'(?!\w))")
+_CLITIC_RE = re.compile(r"(?<=\w)(n't|'s|'ll|'re|'ve|'m|'d)\b", re.IGNORECASE)
+
+def replace_rep(t):
+    "A non-space character 4 or more times in a row, cccc, becomes ' xxrep 4 c '."
+    return _REP_RE.sub(lambda m: f' {TK_REP} {len(m.group(0))} {m.group(1)} ', t)
+
+def replace_wrep(t):
+    """A word 4 or more times in a row (anything but letters between), w, w, w, w, becomes
+    ' xxwrep 4 w '."""
+    def sub(m):
+        n = len(re.findall(rf'\b{re.escape(m.group(1))}\b', m.group(0)))
+        return f' {TK_WREP} {n} {m.group(1)} '
+    return _WREP_RE.sub(sub, t)
+
+def sep_punct(t):
+    "Spaces around every character but letters, digits and an apostrophe inside a word."
+    return _PUNCT_RE.sub(r' \1 ', t)
+
+def split_contractions(t):
+    "n't, 's, 'll, 're, 've, 'm and 'd after a word become tokens of their own: do n't, Darcy 's."
+    return _CLITIC_RE.sub(r' \1', t)
+
+def replace_all_caps(toks):
+    "A token of two or more letters all in capitals, WORD, becomes xxup word."
+    res = []
+    for t in toks:
+        if len(t) > 1 and t.isupper(): res += [TK_UP, t.lower()]
+        else: res.append(t)
+    return res
+
+def deal_caps(toks):
+    """A capitalised token (a capital, then lower case or nothing: Emma, I) becomes xxmaj emma,
+    xxmaj i."""
+    res = []
+    for t in toks:
+        if t[0].isupper() and (len(t) == 1 or t[1:].islower()): res += [TK_MAJ, t.lower()]
+        else: res.append(t)
+    return res
+
+def add_bos_eos(toks): return [BOS] + toks + [EOS]
+
+default_pre_rules = [replace_rep, replace_wrep, sep_punct, split_contractions]
+default_post_rules = [replace_all_caps, deal_caps, add_bos_eos]
+
+def tokenize_words(text, pre_rules=None, post_rules=None):
+    "The word tokens of `text`: the text rules, a split at whitespace, then the token rules."
+    text = compose(text, default_pre_rules if pre_rules is None else pre_rules)
+    return compose(text.split(), default_post_rules if post_rules is None else post_rules)
+
+
+class TokenizeProcessor(Processor):
+    "Texts to lists of word tokens by `tokenize_words` with these rules."
+    def __init__(self, pre_rules=None, post_rules=None):
+        self.pre_rules, self.post_rules = pre_rules, post_rules
+    def __call__(self, items): return [self.proc1(t) for t in items]
+    def proc1(self, item): return tokenize_words(item, self.pre_rules, self.post_rules)
+    def deprocess(self, toks): return [self.deproc1(t) for t in toks]
+    def deproc1(self, tok): return ' '.join(tok)
+
+class NumericalizeProcessor(Processor):
+    """Lists of tokens to id tensors; the `Vocab` (`max_vocab`, `min_freq`, special tokens first) is
+    made on the first call unless given."""
+    def __init__(self, vocab=None, max_vocab=60000, min_freq=2):
+        self.vocab, self.max_vocab, self.min_freq = vocab, max_vocab, min_freq
+    def __call__(self, items):
+        if self.vocab is None:
+            self.vocab = Vocab.create((t for o in items for t in o), self.max_vocab, self.min_freq)
+        return [self.proc1(o) for o in items]
+    def proc1(self, item): return self.vocab.numericalize(item)
+    def deprocess(self, idxs): return [self.deproc1(i) for i in idxs]
+    def deproc1(self, idx): return [self.vocab.itos[i] for i in idx.tolist()]
+
+
+import heapq
+PRETOK_RE = re.compile(r" ?[^\W\d_]+| ?\d+| ?_+| ?[^\s\w]+|\s+(?!\S)|\s+")
+
+def pretokenize(text):
+    """The chunks that merges stay inside: runs of letters, digits, underscores or other symbols,
+    each with the space before it, and runs of whitespace."""
+    return PRETOK_RE.findall(text)
+
+def _pairs(seq): return zip(seq, seq[1:])
+
+def _merge_seq(seq, pair, new):
+    "`seq` with each occurrence of `pair`, left to right, replaced by `new`."
+    out, i = [], 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair: out.append(new); i += 2
+        else: out.append(seq[i]); i += 1
+    return tuple(out)
+
+def learn_bpe(text, n_merges):
+    "The first `n_merges` merges (pairs of strings) of byte-pair encoding learned on `text`."
+    _check_count('n_merges', n_merges, 'learn_bpe')
+    chunks = collections.Counter(pretokenize(text))
+    seqs, freqs = [tuple(c) for c in chunks], list(chunks.values())
+    counts, where = collections.Counter(), collections.defaultdict(set)
+    for i, (s, f) in enumerate(zip(seqs, freqs)):
+        for p in _pairs(s): counts[p] += f; where[p].add(i)
+    heap = [(-c, p) for p, c in counts.items()]
+    heapq.heapify(heap)
+    merges = []
+    while heap and len(merges) < n_merges:
+        c, pair = heapq.heappop(heap)
+        if -c != counts.get(pair, 0) or c == 0: continue          # a stale entry
+        merges.append(pair)
+        new, touched = pair[0] + pair[1], set()
+        for i in where.pop(pair):
+            old = seqs[i]
+            if pair not in set(_pairs(old)): continue
+            for p in _pairs(old): counts[p] -= freqs[i]; touched.add(p)
+            seqs[i] = _merge_seq(old, pair, new)
+            for p in _pairs(seqs[i]): counts[p] += freqs[i]; where[p].add(i); touched.add(p)
+        del counts[pair]
+        for p in touched - {pair}:
+            if counts[p] > 0: heapq.heappush(heap, (-counts[p], p))
+    return merges
+
+
+class BPE:
+    """Byte-pair encoding from `merges` (pairs of strings, in the order learned) over the characters
+    of `alphabet`. Its tokens: the alphabet's characters, then one per merge (`vocab`: ids)."""
+    def __init__(self, merges, alphabet):
+        self.merges = [tuple(m) for m in merges]
+        self.rank = {m: i for i, m in enumerate(self.merges)}
+        chars = sorted(set(alphabet))
+        self.vocab = Vocab(chars + [a + b for a, b in self.merges])
+        self.lengths = torch.tensor([len(s) for s in self.vocab.itos])   # characters per token
+        self._cache = {}
+    @classmethod
+    def train(cls, text, n_merges):
+        "Learn `n_merges` merges on `text`; the alphabet is its characters."
+        return cls(learn_bpe(text, n_merges), text)
+    def __len__(self): return len(self.vocab)
+
+    def encode_chunk(self, chunk):
+        "One chunk's tokens: its characters, merged pair by pair in the order merges were learned."
+        if chunk in self._cache: return self._cache[chunk]
+        seq = tuple(chunk)
+        while len(seq) > 1:
+            best = min(_pairs(seq), key=lambda p: self.rank.get(p, math.inf))
+            if best not in self.rank: break
+            seq = _merge_seq(seq, best, best[0] + best[1])
+        self._cache[chunk] = seq
+        return seq
+
+    def tokenize(self, text):
+        "The BPE tokens (strings) of `text`; joined, they are the text."
+        return [t for c in pretokenize(text) for t in self.encode_chunk(c)]
+    def encode(self, text):
+        "The token ids of `text`; a character outside the alphabet is refused, naming it."
+        missing = sorted(set(text) - self.vocab.stoi.keys())
+        if missing:
+            raise ValueError(f'BPE.encode: characters {missing[:10]} are not in the alphabet')
+        stoi = self.vocab.stoi
+        return torch.tensor([stoi[t] for t in self.tokenize(text)], dtype=torch.long)
+    def decode(self, ids): return self.vocab.textify(ids)
+
+
+def pad_collate(samples, pad_idx=1, pad_first=False):
+    """(x, y) samples with 1-d token tensors x of any length as one batch: x padded with `pad_idx`
+    after the tokens (before them with `pad_first`) to the longest, and the labels y."""
+    xs, ys = zip(*samples)
+    res = torch.full((len(xs), max(len(x) for x in xs)), pad_idx, dtype=torch.long)
+    for i, x in enumerate(xs):
+        if len(x) == 0: continue
+        if pad_first: res[i, -len(x):] = torch.as_tensor(x)
+        else: res[i, :len(x)] = torch.as_tensor(x)
+    ys = torch.stack(ys) if torch.is_tensor(ys[0]) else torch.tensor(ys)
+    return res, ys
+
+class SortSampler:
+    "The indices of `data_source` by decreasing `key(i)` (a length): one at a time, for validation."
+    def __init__(self, data_source, key): self.data_source, self.key = data_source, key
+    def __len__(self): return len(self.data_source)
+    def __iter__(self):
+        return iter(sorted(range(len(self.data_source)), key=self.key, reverse=True))
+
+class SortishSampler:
+    """Batches of `bs` indices of items of similar `key(i)` (a length), drawn anew each pass:
+    megabatches of `mega` batches sorted by key; the batch with the largest item first, the last
+    (short) batch last, the others shuffled."""
+    def __init__(self, data_source, key, bs, mega=50):
+        _check_count('bs', bs, 'SortishSampler'); _check_count('mega', mega, 'SortishSampler')
+        self.data_source, self.key, self.bs, self.mega = data_source, key, bs, mega
+    def __len__(self): return -(-len(self.data_source) // self.bs)
+    def __iter__(self):
+        n, bs, size = len(self.data_source), self.bs, self.bs * self.mega
+        idxs = torch.randperm(n).tolist()
+        ordered = [i for m in range(0, n, size)
+                   for i in sorted(idxs[m:m + size], key=self.key, reverse=True)]
+        batches = [ordered[b:b + bs] for b in range(0, n, bs)]
+        top = max(range(len(batches)), key=lambda b: self.key(batches[b][0]))
+        batches[0], batches[top] = batches[top], batches[0]
+        if len(batches) > 2:
+            middle = [batches[1 + j] for j in torch.randperm(len(batches) - 2).tolist()]
+            batches = [batches[0]] + middle + [batches[-1]]
+        for b in batches: yield torch.tensor(b)
+
+def get_clas_dls(train_ds, valid_ds, bs, **kwargs):
+    "Padded batches: sortish training batches of `bs`; validation by length, batches of 2*bs."
+    train_sampler = SortishSampler(train_ds.x, key=lambda i: len(train_ds.x[i]), bs=bs)
+    valid_sampler = SortSampler(valid_ds.x, key=lambda i: len(valid_ds.x[i]))
+    return (DataLoader(train_ds, bs, sampler=train_sampler, collate_fn=pad_collate, **kwargs),
+            DataLoader(valid_ds, bs * 2, sampler=valid_sampler, collate_fn=pad_collate, **kwargs))
+
+def clas_databunchify(train_ds, valid_ds, bs, c_out=None, **kwargs):
+    "A DataBunch of `get_clas_dls`'s loaders; `c_out`: the number of classes."
+    return DataBunch(*get_clas_dls(train_ds, valid_ds, bs, **kwargs), c_out=c_out)
+
+
 def ngram_keys(ids, k, vocab_size):
     """The k-gram starting at each position of the 1-d `ids` as one int64,
     x_1 V^(k-1) + ... + x_k."""
@@ -318,9 +542,13 @@ def print_ladder(ladder, **marks):
 from exp.nb_12 import __all__ as _all_nb_12
 __all__ = _all_nb_12 + [
     'CHAPTER_RE', 'split_chapters', 'SPLIT_CYCLE', 'VALID_AT', 'HELD_AT', 'PARTS',
-    'chapter_part', 'join_chapters', 'NovelSplit', 'split_novels', 'UNK', 'PAD', 'BOS', 'EOS',
-    'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'default_spec_tok', 'Vocab', 'char_vocab',
+    'chapter_part', 'NovelSplit', 'split_novels', 'UNK', 'PAD', 'BOS', 'EOS', 'TK_REP',
+    'TK_WREP', 'TK_UP', 'TK_MAJ', 'default_spec_tok', 'Vocab', 'char_vocab', 'char_data',
     'LM_PreLoader', 'get_lm_dls', 'lm_databunchify', 'bits_per_char', 'cross_entropy_flat',
-    'lm_nats', 'ngram_keys', 'KneserNey', 'ngram_ladder', 'print_ladder'
+    'lm_nats', 'replace_rep', 'replace_wrep', 'sep_punct', 'split_contractions',
+    'replace_all_caps', 'deal_caps', 'add_bos_eos', 'default_pre_rules', 'default_post_rules',
+    'tokenize_words', 'TokenizeProcessor', 'NumericalizeProcessor', 'PRETOK_RE', 'pretokenize',
+    'learn_bpe', 'BPE', 'pad_collate', 'SortSampler', 'SortishSampler', 'get_clas_dls',
+    'clas_databunchify', 'ngram_keys', 'KneserNey', 'ngram_ladder', 'print_ladder'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

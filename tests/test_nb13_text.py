@@ -1,4 +1,5 @@
-"""13: the split by chapter, vocabularies, LM_PreLoader's streams, bits per character, and the
+"""13: the split by chapter, vocabularies, the word rules, byte-pair encoding's round trip,
+LM_PreLoader's streams, bits per character, the classification samplers and padding, and the
 Kneser-Ney n-gram baselines (probabilities summing to 1, matched to a counting reference in
 float64)."""
 import collections
@@ -8,9 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from exp.nb_13 import (UNK, DataLoader, KneserNey, LM_PreLoader, NovelSplit, Vocab, bits_per_char,
-                       chapter_part, char_vocab, cross_entropy_flat, get_lm_dls, lm_nats,
-                       ngram_keys, ngram_ladder, split_chapters)
+from exp.nb_13 import (BOS, EOS, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, BPE, DataLoader,
+                       Dataset, KneserNey, LM_PreLoader, NovelSplit, NumericalizeProcessor,
+                       SortishSampler, SortSampler, TokenizeProcessor, Vocab, add_bos_eos,
+                       bits_per_char, chapter_part, char_data, char_vocab, cross_entropy_flat,
+                       deal_caps, default_spec_tok, get_clas_dls, get_lm_dls, learn_bpe, lm_nats,
+                       ngram_keys, ngram_ladder, pad_collate, pretokenize, replace_all_caps,
+                       replace_rep, replace_wrep, sep_punct, split_chapters, split_contractions,
+                       tokenize_words)
 
 
 def novel(n_chapters, heading='CHAPTER {}', front='TITLE\n\nBy Someone\n\n'):
@@ -61,6 +67,22 @@ def test_split_puts_each_chapter_in_exactly_one_part_in_title_order():
     with pytest.raises(ValueError, match="part must be one of"): split.text('test')
 
 
+def test_chapters_of_a_part_end_in_newlines_and_join_to_its_text():
+    split = NovelSplit({'B': novel(12), 'A': novel(3)})
+    chapters = split.chapters('train')
+    assert all(c.endswith('\n') for c in chapters) and ''.join(chapters) == split.train_text
+    assert split.train_text.count('TITLE') == 2
+
+
+def test_char_data_numericalizes_train_and_valid_with_the_training_vocabulary():
+    split = NovelSplit({'A': novel(25)})
+    vocab, train, valid = char_data(split)
+    assert vocab.textify(train) == split.train_text and vocab.textify(valid) == split.valid_text
+    _, chapters, _ = char_data(split, by_chapter=True)
+    assert len(chapters) == len(split.train['A'])
+    assert torch.equal(torch.cat(chapters), train)
+
+
 # ---- vocabularies -----------------------------------------------------------------------------
 
 def test_vocab_order_limits_and_unknown_tokens():
@@ -86,6 +108,101 @@ def test_character_ids_of_a_string_match_one_lookup_per_character():
     slow = v.numericalize(list(text))                             # one dict lookup each
     assert torch.equal(fast, slow) and (fast == v.unk).sum() > 0
     assert char_vocab(text).textify(char_vocab(text).numericalize(text)) == text
+
+
+# ---- words ------------------------------------------------------------------------------------
+
+def test_a_character_four_times_or_more_becomes_xxrep_and_three_stays():
+    assert replace_rep('Oh!!!!').split() == ['Oh', TK_REP, '4', '!']
+    assert replace_rep('a------b').split() == ['a', TK_REP, '6', '-', 'b']
+    assert replace_rep('Ooo!!!') == 'Ooo!!!'
+
+
+def test_a_word_four_times_or_more_becomes_xxwrep_and_a_longer_word_breaks_the_run():
+    assert replace_wrep('no, no, no, no, no!').split() == [TK_WREP, '5', 'no', '!']
+    assert replace_wrep('no no no nod') == 'no no no nod'
+    assert replace_wrep('so so so') == 'so so so'
+
+
+def test_punctuation_gets_spaces_but_an_apostrophe_inside_a_word_does_not():
+    assert sep_punct('Well,"she said;--_Emma_.').split() == [
+        'Well', ',', '"', 'she', 'said', ';', '-', '-', '_', 'Emma', '_', '.']
+    assert sep_punct("'Tis o'clock, sisters' hats").split() == [
+        "'", 'Tis', "o'clock", ',', 'sisters', "'", 'hats']
+
+
+def test_contractions_split_into_word_and_clitic():
+    assert split_contractions("I don't think Darcy's they'll I'm").split() == [
+        'I', 'do', "n't", 'think', 'Darcy', "'s", 'they', "'ll", 'I', "'m"]
+
+
+def test_capitals_become_xxup_and_a_capital_initial_xxmaj_and_mixed_case_stays():
+    assert replace_all_caps(['HER', 'I', 'Ok', 'x']) == [TK_UP, 'her', 'I', 'Ok', 'x']
+    assert deal_caps(['Emma', 'I', 'McDonald', 'was']) == [TK_MAJ, 'emma', TK_MAJ, 'i',
+                                                         'McDonald', 'was']
+    assert add_bos_eos(['a']) == [BOS, 'a', EOS]
+
+
+def test_tokenize_words_applies_every_rule_capitals_before_capitalised_words():
+    got = tokenize_words("CHAPTER I\nEmma wasn't HOME!!!!")
+    assert got == [BOS, TK_UP, 'chapter', TK_MAJ, 'i', TK_MAJ, 'emma', 'was', "n't", TK_UP, 'home',
+                   TK_REP, '4', '!', EOS]
+    assert tokenize_words('a b', post_rules=[]) == ['a', 'b']
+
+
+def test_processors_learn_the_vocabulary_on_the_first_call_and_keep_it():
+    tok, num = TokenizeProcessor(), NumericalizeProcessor(max_vocab=60000, min_freq=2)
+    train = num(tok(['The cat sat. The cat ran.', 'A cat!']))
+    assert num.vocab.itos[:8] == default_spec_tok and 'cat' in num.vocab.stoi
+    assert 'ran' not in num.vocab.stoi                            # seen once: min_freq=2
+    valid = num(tok(['The dog sat.']))
+    assert num.deprocess(valid)[0] == [BOS, TK_MAJ, 'the', UNK, UNK, '.', EOS]
+    assert tok.deproc1(num.deproc1(train[1])) == f'{BOS} {TK_MAJ} {UNK} cat {UNK} {EOS}'
+
+
+# ---- byte-pair encoding -----------------------------------------------------------------------
+
+SAMPLE = ("It is a truth universally acknowledged, that a single man in possession\n\n"
+          "of a good fortune, must be in want of a wife.  _Emma_ paid £4,000--'twas\tall!")
+
+
+def test_chunks_cover_the_text_exactly_with_spaces_going_before_words():
+    chunks = pretokenize(SAMPLE)
+    assert ''.join(chunks) == SAMPLE
+    assert ' truth' in chunks and ' £' in chunks and '  ' not in ''.join(chunks[:3])
+
+
+def test_the_most_frequent_pair_is_merged_first_and_ties_go_to_the_first_in_order():
+    # in 'aaab aaab ab': (a, a) 4 times, (a, b) 3, ( , a) 2 -> merge aa first
+    assert learn_bpe('aaab aaab ab', 1) == [('a', 'a')]
+    assert learn_bpe('cd\nab', 1) == [('a', 'b')]                # a tie: ('a','b') < ('c','d')
+    merges = learn_bpe('low lower lowest low low', 10)
+    assert merges[:3] == [('l', 'o'), ('lo', 'w'), (' ', 'low')]
+
+
+def test_encoding_applies_the_merges_in_the_order_learned():
+    bpe = BPE([('l', 'o'), ('lo', 'w'), ('e', 'r')], 'lowerst ')
+    assert bpe.tokenize('lower lowest') == ['low', 'er', ' ', 'low', 'e', 's', 't']
+    bpe2 = BPE([('e', 'r'), ('w', 'e')], 'lower')        # 'er' before 'we': l o w er
+    assert bpe2.tokenize('lower') == ['l', 'o', 'w', 'er']
+
+
+@pytest.mark.parametrize('n_merges', [1, 20, 200])
+def test_decode_of_encode_is_the_identity_on_training_and_unseen_text(n_merges):
+    bpe = BPE.train(SAMPLE * 3, n_merges)
+    assert len(bpe.merges) <= n_merges and len(bpe) == len(set(SAMPLE)) + len(bpe.merges)
+    unseen = 'a fortune of £4 in the wife\'s possession--must!  \n\n_It_'
+    for text in (SAMPLE, unseen, ''):
+        ids = bpe.encode(text)
+        assert bpe.decode(ids) == text
+        assert int(bpe.lengths[ids].sum()) == len(text)          # characters spelled by the ids
+    # every merge was learned on SAMPLE's pairs, so each one saves at least one token of it
+    assert len(bpe.encode(SAMPLE)) <= len(SAMPLE) - len(bpe.merges)
+
+
+def test_a_character_outside_the_alphabet_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"characters \['z'\] are not in the alphabet"):
+        BPE.train('abab', 2).encode('abz')
 
 
 # ---- LM_PreLoader -----------------------------------------------------------------------------
@@ -184,6 +301,65 @@ def test_lm_nats_is_the_exact_mean_over_every_predicted_token_short_last_batch_i
     xb, yb = next(iter(DataLoader(pre, 4)))
     flat = cross_entropy_flat(TableModel(table)(xb), yb).item()
     assert flat == pytest.approx(-table[xb, yb].log().mean().item(), abs=1e-12)
+
+
+# ---- classification batches -----------------------------------------------------------------
+
+def test_pad_collate_pads_after_the_tokens_or_before_them():
+    samples = [(torch.tensor([5, 6, 7]), 0), (torch.tensor([8]), 2), (torch.tensor([9, 4]), 1)]
+    x, y = pad_collate(samples)
+    assert x.tolist() == [[5, 6, 7], [8, 1, 1], [9, 4, 1]] and y.tolist() == [0, 2, 1]
+    x, _ = pad_collate(samples, pad_idx=0, pad_first=True)
+    assert x.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 4]]
+    assert Vocab.create([]).stoi[PAD] == 1                       # the id pad_collate pads with
+
+
+def test_sort_sampler_gives_every_index_once_longest_first():
+    lens = [3, 9, 1, 9, 4]
+    assert list(SortSampler(lens, key=lambda i: lens[i])) == [1, 3, 4, 0, 2]
+
+
+@pytest.mark.parametrize('n,bs,mega', [(1, 4, 50), (4, 4, 50), (5, 4, 50), (103, 8, 2),
+                                       (64, 8, 1), (200, 7, 3)])
+def test_sortish_sampler_gives_every_item_once_a_pass_largest_first_short_batch_last(
+        n, bs, mega):
+    torch.manual_seed(n)
+    lens = torch.randint(1, 50, (n,)).tolist()
+    sampler = SortishSampler(lens, key=lambda i: lens[i], bs=bs, mega=mega)
+    for _ in range(3):
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == -(-n // bs)
+        order = torch.cat(batches)
+        assert sorted(order.tolist()) == list(range(n))
+        assert lens[batches[0][0]] == max(lens)
+        short = [k for k, b in enumerate(batches) if len(b) < bs]
+        assert len(short) == (n % bs > 0)
+        # the short batch goes last, unless it holds the largest item and so goes first
+        assert all(k == len(batches) - 1 or k == 0 for k in short)
+
+
+def test_sortish_batches_are_sorted_within_megabatches_so_padding_drops():
+    torch.manual_seed(0)
+    lens = torch.randint(1, 100, (400,)).tolist()
+    sampler = SortishSampler(lens, key=lambda i: lens[i], bs=10, mega=40)   # one megabatch
+    spans = [max(lens[i] for i in b) - min(lens[i] for i in b) for b in sampler]
+    assert sum(spans) / len(spans) < 10                          # random batches: about 90
+
+
+def test_class_loaders_pad_sortish_training_batches_and_sorted_validation():
+    torch.manual_seed(0)
+    xs = [torch.randint(2, 20, (int(k),)) for k in torch.randint(1, 30, (50,))]
+    ds = Dataset(xs, torch.randint(0, 3, (50,)))
+    train, valid = get_clas_dls(ds, ds, bs=8)
+    seen = []
+    for xb, yb in train:
+        for row, y in zip(xb, yb):
+            n = int((row != 1).sum())
+            assert (row[n:] == 1).all()
+            seen.append((tuple(row[:n].tolist()), int(y)))
+    assert sorted(seen) == sorted((tuple(x.tolist()), int(y)) for x, y in zip(ds.x, ds.y))
+    widths = [xb.shape[1] for xb, _ in valid]
+    assert widths == sorted(widths, reverse=True) and valid.bs == 16
 
 
 # ---- n-gram baselines -------------------------------------------------------------------------
