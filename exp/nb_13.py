@@ -479,11 +479,12 @@ def _lookup(keys, values, query):
 
 class KneserNey:
     """Interpolated Kneser-Ney n-gram model of order `n` over token ids < `vocab_size`, counted on
-    the 1-d `ids`. `log_probs(ids)`: ln p of each token of a text given up to n-1 before it;
-    `probs(context)`: p over the vocabulary after a context."""
+    `ids` (a 1-d tensor, or a list of them joined as one text). `log_probs(ids)`: ln p of each
+    token of a text given up to n-1 before it; `probs(context)`: p over the vocabulary after a
+    context."""
     def __init__(self, ids, n, vocab_size):
         _check_count('n', n, 'KneserNey'); _check_count('vocab_size', vocab_size, 'KneserNey')
-        ids = _as_pieces(ids, 'KneserNey')[0]
+        ids = torch.cat(_as_pieces(ids, 'KneserNey'))
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             raise ValueError(f'KneserNey: ids must lie in [0, {vocab_size}), '
                              f'got [{ids.min()}, {ids.max()}]')
@@ -512,7 +513,7 @@ class KneserNey:
 
     def log_probs(self, ids):
         "ln p(x_t | up to n-1 tokens before it in `ids`) for every t, in float64."
-        ids = _as_pieces(ids, 'KneserNey.log_probs')[0]
+        ids = torch.cat(_as_pieces(ids, 'KneserNey.log_probs'))
         padded = torch.cat([torch.full((self.n - 1,), -1, dtype=torch.long), ids])
         return self._probs(padded.unfold(0, self.n, 1)).log()
 

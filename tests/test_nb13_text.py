@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from exp.nb_13 import (BOS, EOS, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, BPE, DataLoader,
-                       Dataset, KneserNey, LM_PreLoader, NovelSplit, NumericalizeProcessor,
-                       SortishSampler, SortSampler, TokenizeProcessor, Vocab, add_bos_eos,
-                       bits_per_char, chapter_part, char_data, char_vocab, cross_entropy_flat,
-                       deal_caps, default_spec_tok, get_clas_dls, get_lm_dls, learn_bpe, lm_nats,
-                       ngram_keys, ngram_ladder, pad_collate, pretokenize, replace_all_caps,
-                       replace_rep, replace_wrep, sep_punct, split_chapters, split_contractions,
-                       tokenize_words)
+                       Dataset, KneserNey, Learner, LM_PreLoader, NovelSplit,
+                       NumericalizeProcessor, SortishSampler, SortSampler, TokenizeProcessor, Vocab,
+                       adam_opt, add_bos_eos, bits_per_char, chapter_part, char_data, char_vocab,
+                       cross_entropy_flat, deal_caps, default_spec_tok, get_clas_dls, get_lm_dls,
+                       learn_bpe, lm_databunchify, lm_nats, ngram_keys, ngram_ladder, pad_collate,
+                       pretokenize, replace_all_caps, replace_rep, replace_wrep, sep_punct,
+                       split_chapters, split_contractions, tokenize_words)
 
 
 def novel(n_chapters, heading='CHAPTER {}', front='TITLE\n\nBy Someone\n\n'):
@@ -270,6 +270,22 @@ def test_get_lm_dls_shuffles_training_chapters_but_reads_validation_in_order():
     assert torch.equal(x.flatten(), torch.arange(38))
 
 
+def test_a_learner_trains_a_language_model_on_lm_databunchify():
+    torch.manual_seed(0)
+    v = char_vocab(TEXT)
+    ids = v.numericalize(TEXT * 20)
+    chapters = [ids[k:k + 300] for k in range(0, len(ids), 300)]
+    data = lm_databunchify(chapters, v.numericalize(TEXT), bs=8, bptt=16, vocab_size=len(v))
+    assert data.c_out == len(v) and data.train_ds.shuffle
+    model = nn.Embedding(len(v), len(v))
+    before, _ = lm_nats(model, data.valid_dl)
+    learn = Learner(model, data, cross_entropy_flat, opt_func=adam_opt(), lr=0.1)
+    learn.logger = lambda *a: None
+    learn.fit(2)
+    after, _ = lm_nats(model, data.valid_dl)
+    assert after < before - 1                                     # nats per character
+
+
 # ---- bits per character -----------------------------------------------------------------------
 
 def test_bits_per_char_is_total_nats_over_ln2_and_characters():
@@ -432,3 +448,12 @@ def test_the_ladder_goes_down_with_the_order_on_text_like_its_training_text():
 def test_ids_outside_the_vocabulary_are_refused():
     with pytest.raises(ValueError, match=r'ids must lie in \[0, 3\)'):
         KneserNey(torch.tensor([0, 1, 3]), 2, 3)
+
+
+def test_kneser_ney_counts_every_chapter_of_a_list_as_one_text():
+    v = char_vocab(TEXT)
+    ids = v.numericalize(TEXT)
+    whole, parts = KneserNey(ids, 3, len(v)), KneserNey([ids[:40], ids[40:]], 3, len(v))
+    assert torch.equal(whole.log_probs(ids), parts.log_probs([ids[:40], ids[40:]]))
+    pieces = [ids[:40], ids[40:]]
+    assert ngram_ladder(pieces, ids, len(v), (2,)) == ngram_ladder(ids, ids, len(v), (2,))
