@@ -27,6 +27,10 @@ keeps whatever a failing cell bound before it raised, as in Jupyter.
 Small data: `get_data` is wrapped to return the first `n_train` training and `n_valid` validation
 images (0: all), so the course's training cells (31 epochs in 06, 26 in 07, two of them at batch
 size 2, 4 in 07a) take about a minute in all on one thread. Cells' printed output is hidden.
+The data size can change the count: on all 50,000 images (`--n-train 0 --n-valid 0`, 16.5 min on
+one thread of a busy 2-core machine) the course's LayerNorm run in 07 (code cell 24) diverges, as
+its saved output shows it did in the course (loss nan), and 04's NaN guard stops it with an error:
+one cell fewer than on the default slices.
 
 The last line gives cells run / cells counted over the notebooks together.
 """
