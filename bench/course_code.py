@@ -26,7 +26,8 @@ of it. Each failure is printed with the cell's first line of code and the error.
 keeps whatever a failing cell bound before it raised, as in Jupyter.
 Small data: `get_data` is wrapped to return the first `n_train` training and `n_valid` validation
 images (0: all), so the course's training cells (31 epochs in 06, 26 in 07, two of them at batch
-size 2, 4 in 07a) take about a minute in all on one thread. Cells' printed output is hidden.
+size 2, 4 in 07a) take about a minute in all on one thread. Cells' output and warnings are
+hidden.
 The data size can change the count: on all 50,000 images (`--n-train 0 --n-valid 0`, 16.5 min on
 one thread of a busy 2-core machine) the course's LayerNorm run in 07 (code cell 24) diverges, as
 its saved output shows it did in the course (loss nan), and 04's NaN guard stops it with an error:
@@ -38,6 +39,7 @@ import ast
 import contextlib
 import io
 import re
+import warnings
 from pathlib import Path
 
 from nbio import UsageError, cell_name, read_notebook, run_cli
@@ -151,7 +153,9 @@ def type_along(path, chapter, n_train, n_valid):
         counted += 1
         out = io.StringIO()
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+                 warnings.catch_warnings():
+                warnings.simplefilter('ignore')
                 run_cell(py, ns)
         except Exception as e:
             failed.append((cell_name(nb, i), first_line(py), error_line(e)))
