@@ -73,11 +73,15 @@ class Vocab:
     def create(cls, tokens, max_vocab=60000, min_freq=2, special=default_spec_tok):
         """From an iterable of tokens (a string gives its characters) or a Counter of them:
         `special` first, then the tokens seen at least `min_freq` times, most frequent first
-        (ties in string order), `max_vocab` in all (None: no limit)."""
+        (ties in string order), `max_vocab` in all (None: no limit; fewer than `special`:
+        refused)."""
         freq = tokens if isinstance(tokens, collections.Counter) else collections.Counter(tokens)
         kept = sorted((t for t, c in freq.items() if c >= min_freq and t not in special),
                       key=lambda t: (-freq[t], t))
-        n = None if max_vocab is None else max(max_vocab - len(special), 0)
+        if max_vocab is not None and max_vocab < len(special):
+            raise ValueError(f'Vocab.create: max_vocab={max_vocab} is fewer than the '
+                             f'{len(special)} special tokens, which it counts')
+        n = None if max_vocab is None else max_vocab - len(special)
         return cls(list(special) + kept[:n])
     def __len__(self): return len(self.itos)
     def __repr__(self): return f'Vocab({len(self)} tokens: {self.itos[:10]}...)'
@@ -136,7 +140,8 @@ def _as_pieces(ids, where):
 class LM_PreLoader:
     """A language model's items from token `ids`: `bs` streams read `bptt` tokens at a time.
     Item i is (x, y), piece i // bs of stream i % bs, y the tokens one on from x's.
-    Read them in order, bs at a time."""
+    Read them in order, bs at a time; with `shuffle`, call `new_pass()` before each pass
+    (`LM_DataLoader` does)."""
     def __init__(self, ids, bs=64, bptt=70, shuffle=False):
         _check_count('bs', bs, 'LM_PreLoader'); _check_count('bptt', bptt, 'LM_PreLoader')
         self.pieces = _as_pieces(ids, 'LM_PreLoader')
@@ -159,15 +164,19 @@ class LM_PreLoader:
         if self.shuffle: pieces = [pieces[i] for i in torch.randperm(len(pieces)).tolist()]
         stream, L = torch.cat(pieces), self.row_len
         self.rows = stream[torch.arange(self.bs)[:, None] * L + torch.arange(L + 1)]
-        self._served = False
+        self._fresh = True   # no pass has read this order yet
+
+    def new_pass(self):
+        """Called by the loader before each pass: a new order of the pieces when shuffling, except
+        for the first pass, which reads the order drawn when this was made."""
+        if self.shuffle and not self._fresh: self.batchify()
+        self._fresh = False
 
     def __getitem__(self, idx):
         idx = torch.as_tensor(idx)
         if ((idx < 0) | (idx >= len(self))).any():
             raise IndexError(f'LM_PreLoader: items go from 0 to {len(self) - 1}, '
                              f'got {idx.tolist()}')
-        if self.shuffle and self._served and bool((idx == 0).any()): self.batchify()   # a new pass
-        self._served = True
         row, start = idx % self.bs, (idx // self.bs) * self.bptt
         lens = (self.row_len - start).clamp(max=self.bptt)
         if (lens != lens.reshape(-1)[0]).any():
@@ -181,12 +190,20 @@ class LM_PreLoader:
         return self.rows[:, 1:].reshape(-1)
 
 
+class LM_DataLoader(DataLoader):
+    """08's DataLoader that starts each pass with `ds.new_pass()` in the main process, so that a
+    shuffling LM_PreLoader's new order reaches the worker processes, which copy `ds` each pass."""
+    def __iter__(self):
+        self.ds.new_pass()
+        return super().__iter__()
+
 def get_lm_dls(train_ids, valid_ids, bs, bptt, **kwargs):
-    """Loaders of LM_PreLoader batches: training streams shuffled each pass when `train_ids` is a
-    list of tensors (chapters), validation read in order."""
-    shuffle = not torch.is_tensor(train_ids)
-    return (DataLoader(LM_PreLoader(train_ids, bs, bptt, shuffle=shuffle), bs, **kwargs),
-            DataLoader(LM_PreLoader(valid_ids, bs, bptt), bs, **kwargs))
+    """LM_DataLoaders of LM_PreLoader batches: the training pieces in a new order each pass when
+    `train_ids` is a list of two or more tensors (chapters), validation read in order."""
+    if not torch.is_tensor(train_ids): train_ids = list(train_ids)
+    shuffle = not torch.is_tensor(train_ids) and len(train_ids) > 1
+    return (LM_DataLoader(LM_PreLoader(train_ids, bs, bptt, shuffle=shuffle), bs, **kwargs),
+            LM_DataLoader(LM_PreLoader(valid_ids, bs, bptt), bs, **kwargs))
 
 def lm_databunchify(train_ids, valid_ids, bs, bptt, vocab_size=None, **kwargs):
     "A DataBunch for a language model; `c_out` is the vocabulary's size."
@@ -210,17 +227,20 @@ def cross_entropy_flat(input, target):
 
 
 def lm_nats(model, dl):
-    "(mean cross-entropy in nats per predicted token, number of tokens) of `model` over `dl`."
+    """(mean cross-entropy in nats per predicted token, number of tokens) of `model` over `dl`, read
+    in eval mode; the model is left in the mode it was in."""
+    was_training, device, total, n = model.training, model_device(model), 0., 0
     model.eval()
-    if hasattr(model, 'reset'): model.reset()
-    device, total, n = model_device(model), 0., 0
-    with torch.no_grad():
-        for xb, yb in dl:
-            out = model(to_device(xb, device))
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            total += F.cross_entropy(out.reshape(-1, out.shape[-1]).double(),
-                                     to_device(yb, device).reshape(-1), reduction='sum').item()
-            n += yb.numel()
+    try:
+        if hasattr(model, 'reset'): model.reset()
+        with torch.no_grad():
+            for xb, yb in dl:
+                out = model(to_device(xb, device))
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                total += F.cross_entropy(out.reshape(-1, out.shape[-1]).double(),
+                                         to_device(yb, device).reshape(-1), reduction='sum').item()
+                n += yb.numel()
+    finally: model.train(was_training)
     if n == 0: raise ValueError('lm_nats: the DataLoader gave no batches')
     return total / n, n
 
@@ -263,6 +283,7 @@ def deal_caps(toks):
     xxmaj i."""
     res = []
     for t in toks:
+        if not t: continue   # an empty token is no token (the course skips it too)
         if t[0].isupper() and (len(t) == 1 or t[1:].islower()): res += [TK_MAJ, t.lower()]
         else: res.append(t)
     return res
@@ -389,15 +410,17 @@ class BPE:
 
 def pad_collate(samples, pad_idx=1, pad_first=False):
     """(x, y) samples with 1-d token tensors x of any length as one batch: x padded with `pad_idx`
-    after the tokens (before them with `pad_first`) to the longest, and the labels y."""
+    after the tokens (before them with `pad_first`) to the longest, and the labels y, both on the
+    first x's device."""
     xs, ys = zip(*samples)
-    res = torch.full((len(xs), max(len(x) for x in xs)), pad_idx, dtype=torch.long)
+    device = xs[0].device if torch.is_tensor(xs[0]) else None   # the batch goes where the items are
+    res = torch.full((len(xs), max(len(x) for x in xs)), pad_idx, dtype=torch.long, device=device)
     for i, x in enumerate(xs):
         if len(x) == 0: continue
         if pad_first: res[i, -len(x):] = torch.as_tensor(x)
         else: res[i, :len(x)] = torch.as_tensor(x)
     ys = torch.stack(ys) if torch.is_tensor(ys[0]) else torch.tensor(ys)
-    return res, ys
+    return res, ys.to(res.device)
 
 class SortSampler:
     "The indices of `data_source` by decreasing `key(i)` (a length): one at a time, for validation."
@@ -409,13 +432,14 @@ class SortSampler:
 class SortishSampler:
     """Batches of `bs` indices of items of similar `key(i)` (a length), drawn anew each pass:
     megabatches of `mega` batches sorted by key; the batch with the largest item first, the last
-    (short) batch last, the others shuffled."""
+    (short) batch last unless it holds the largest item, the others shuffled."""
     def __init__(self, data_source, key, bs, mega=50):
         _check_count('bs', bs, 'SortishSampler'); _check_count('mega', mega, 'SortishSampler')
         self.data_source, self.key, self.bs, self.mega = data_source, key, bs, mega
     def __len__(self): return -(-len(self.data_source) // self.bs)
     def __iter__(self):
         n, bs, size = len(self.data_source), self.bs, self.bs * self.mega
+        if n == 0: return   # an empty data source: no batches
         idxs = torch.randperm(n).tolist()
         ordered = [i for m in range(0, n, size)
                    for i in sorted(idxs[m:m + size], key=self.key, reverse=True)]
@@ -439,14 +463,20 @@ def clas_databunchify(train_ds, valid_ds, bs, c_out=None, **kwargs):
     return DataBunch(*get_clas_dls(train_ds, valid_ds, bs, **kwargs), c_out=c_out)
 
 
+def cpu_ids(ids, where):
+    """`ids` (a 1-d tensor of token ids or a list of them) joined as one int64 tensor on the CPU,
+    where the counting runs."""
+    pieces = [p.cpu() for p in _as_pieces(ids, where)]
+    return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
+
 def ngram_keys(ids, k, vocab_size):
     """The k-gram starting at each position of the 1-d `ids` as one int64,
     x_1 V^(k-1) + ... + x_k."""
     if vocab_size ** k >= 2 ** 63:
         raise ValueError(f'ngram_keys: {vocab_size}^{k} does not fit in int64')
     n = len(ids) - k + 1
-    if n < 1: return torch.zeros(0, dtype=torch.long)
-    keys = torch.zeros(n, dtype=torch.long)
+    if n < 1: return torch.zeros(0, dtype=torch.long, device=ids.device)
+    keys = torch.zeros(n, dtype=torch.long, device=ids.device)
     for i in range(k): keys = keys * vocab_size + ids[i:i + n]
     return keys
 
@@ -472,9 +502,10 @@ class _Level:
 
 def _lookup(keys, values, query):
     "values[keys == q] for each q of `query` (0 where a key is missing); `keys` sorted."
-    if len(keys) == 0: return torch.zeros(query.shape, dtype=values.dtype)
+    if len(keys) == 0: return torch.zeros(query.shape, dtype=values.dtype, device=query.device)
     i = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
-    return torch.where(keys[i] == query, values[i], torch.zeros((), dtype=values.dtype))
+    return torch.where(keys[i] == query, values[i], torch.zeros((), dtype=values.dtype,
+                                                                device=values.device))
 
 
 class KneserNey:
@@ -484,7 +515,7 @@ class KneserNey:
     context."""
     def __init__(self, ids, n, vocab_size):
         _check_count('n', n, 'KneserNey'); _check_count('vocab_size', vocab_size, 'KneserNey')
-        ids = torch.cat(_as_pieces(ids, 'KneserNey'))
+        ids = cpu_ids(ids, 'KneserNey')
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             raise ValueError(f'KneserNey: ids must lie in [0, {vocab_size}), '
                              f'got [{ids.min()}, {ids.max()}]')
@@ -502,40 +533,50 @@ class KneserNey:
     def _probs(self, windows):
         """p of the last column of each row of `windows` (n ids; -1: before the text's start)
         given the others."""
-        p = torch.full((len(windows),), 1 / self.V, dtype=torch.float64)
+        p = torch.full((len(windows),), 1 / self.V, dtype=torch.float64, device=windows.device)
         for k, level in enumerate(self.levels, 1):
             w = windows[:, self.n - k:]
             known = (w >= 0).all(1)
-            keys = torch.zeros(len(w), dtype=torch.long)
+            keys = torch.zeros(len(w), dtype=torch.long, device=w.device)
             for i in range(k): keys = keys * self.V + w[:, i].clamp(min=0)
             p = torch.where(known, level.prob(keys, p), p)
         return p
 
     def log_probs(self, ids):
-        "ln p(x_t | up to n-1 tokens before it in `ids`) for every t, in float64."
-        ids = torch.cat(_as_pieces(ids, 'KneserNey.log_probs'))
+        """ln p(x_t | up to n-1 tokens before it in `ids`) for every t, float64, on the device of
+        `ids` (an empty text: an empty tensor)."""
+        pieces = _as_pieces(ids, 'KneserNey.log_probs')
+        device = pieces[0].device if pieces else torch.device('cpu')
+        ids = cpu_ids(pieces, 'KneserNey.log_probs')
+        if len(ids) == 0: return torch.zeros(0, dtype=torch.float64, device=device)
         padded = torch.cat([torch.full((self.n - 1,), -1, dtype=torch.long), ids])
-        return self._probs(padded.unfold(0, self.n, 1)).log()
+        return self._probs(padded.unfold(0, self.n, 1)).log().to(device)
 
     def probs(self, context):
-        "p(w | context) for every token w, float64; the last n-1 ids of `context` count."
-        context = list(context)
+        """p(w | context) for every token w, float64, on the CPU; the last n-1 ids of `context`
+        (a list or a tensor) count."""
+        context = context.tolist() if torch.is_tensor(context) else list(context)
         ctx = torch.as_tensor(context[len(context) - self.n + 1:] if self.n > 1 else [],
                               dtype=torch.long)
         ctx = torch.cat([torch.full((self.n - 1 - len(ctx),), -1, dtype=torch.long), ctx])
         return self._probs(torch.cat([ctx.expand(self.V, -1), torch.arange(self.V)[:, None]], 1))
 
-def ngram_ladder(train_ids, valid_ids, vocab_size, orders=(1, 2, 3, 4, 5)):
-    "Bits per token on `valid_ids` of a Kneser-Ney model of each order counted on `train_ids`."
-    return {n: -KneserNey(train_ids, n, vocab_size).log_probs(valid_ids).mean().item() / math.log(2)
-            for n in orders}
+def ngram_ladder(train_ids, valid_ids, vocab_size, orders=(1, 2, 3, 4, 5), n_chars=None):
+    """{n: validation bits per character} of a Kneser-Ney model of each order n counted on
+    `train_ids`, scoring `valid_ids`, which spell `n_chars` characters (None: one token per
+    character, as for character ids; for other tokens the figures are then bits per token)."""
+    valid = cpu_ids(valid_ids, 'ngram_ladder')
+    if len(valid) == 0: raise ValueError('ngram_ladder: no validation tokens to score')
+    n_tokens = None if n_chars is None else len(valid)
+    return {n: bits_per_char(-KneserNey(train_ids, n, vocab_size).log_probs(valid).mean().item(),
+                             n_tokens, n_chars) for n in orders}
 
-def print_ladder(ladder, **marks):
+def print_ladder(ladder, unit='bits per character', **marks):
     """The ladder, one line per order, worst first, with other models' bits per character (`marks`,
-    name=bits) in their places."""
+    name=bits) in their places; `unit` names what the figures are."""
     rows = [(f'{n}-gram', b) for n, b in ladder.items()] + list(marks.items())
     for name, b in sorted(rows, key=lambda r: -r[1]):
-        print(f'{name:>14s}  {b:.3f} bits per character')
+        print(f'{name:>14s}  {b:.3f} {unit}')
 
 
 # What `from exp.nb_13 import *` gives (generated by notebook2script.py;
@@ -545,11 +586,12 @@ __all__ = _all_nb_12 + [
     'CHAPTER_RE', 'split_chapters', 'SPLIT_CYCLE', 'VALID_AT', 'HELD_AT', 'PARTS',
     'chapter_part', 'NovelSplit', 'split_novels', 'UNK', 'PAD', 'BOS', 'EOS', 'TK_REP',
     'TK_WREP', 'TK_UP', 'TK_MAJ', 'default_spec_tok', 'Vocab', 'char_vocab', 'char_data',
-    'LM_PreLoader', 'get_lm_dls', 'lm_databunchify', 'bits_per_char', 'cross_entropy_flat',
-    'lm_nats', 'replace_rep', 'replace_wrep', 'sep_punct', 'split_contractions',
-    'replace_all_caps', 'deal_caps', 'add_bos_eos', 'default_pre_rules', 'default_post_rules',
-    'tokenize_words', 'TokenizeProcessor', 'NumericalizeProcessor', 'PRETOK_RE', 'pretokenize',
-    'learn_bpe', 'BPE', 'pad_collate', 'SortSampler', 'SortishSampler', 'get_clas_dls',
-    'clas_databunchify', 'ngram_keys', 'KneserNey', 'ngram_ladder', 'print_ladder'
+    'LM_PreLoader', 'LM_DataLoader', 'get_lm_dls', 'lm_databunchify', 'bits_per_char',
+    'cross_entropy_flat', 'lm_nats', 'replace_rep', 'replace_wrep', 'sep_punct',
+    'split_contractions', 'replace_all_caps', 'deal_caps', 'add_bos_eos', 'default_pre_rules',
+    'default_post_rules', 'tokenize_words', 'TokenizeProcessor', 'NumericalizeProcessor',
+    'PRETOK_RE', 'pretokenize', 'learn_bpe', 'BPE', 'pad_collate', 'SortSampler',
+    'SortishSampler', 'get_clas_dls', 'clas_databunchify', 'cpu_ids', 'ngram_keys', 'KneserNey',
+    'ngram_ladder', 'print_ladder'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -15,8 +15,8 @@ from exp.nb_13 import (BOS, EOS, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, BPE, 
                        adam_opt, add_bos_eos, bits_per_char, chapter_part, char_data, char_vocab,
                        cross_entropy_flat, deal_caps, default_spec_tok, get_clas_dls, get_lm_dls,
                        learn_bpe, lm_databunchify, lm_nats, ngram_keys, ngram_ladder, pad_collate,
-                       pretokenize, replace_all_caps, replace_rep, replace_wrep, sep_punct,
-                       split_chapters, split_contractions, tokenize_words)
+                       pretokenize, print_ladder, replace_all_caps, replace_rep, replace_wrep,
+                       sep_punct, split_chapters, split_contractions, tokenize_words)
 
 
 def novel(n_chapters, heading='CHAPTER {}', front='TITLE\n\nBy Someone\n\n'):
@@ -250,12 +250,15 @@ def test_bad_arguments_are_refused_naming_them():
         LM_PreLoader([torch.arange(9), torch.ones(3)], 2, 2)
 
 
-def test_shuffling_reorders_the_pieces_each_pass_and_keeps_every_token():
+def test_new_pass_reorders_the_pieces_after_the_first_pass_and_keeps_every_token():
     torch.manual_seed(0)
     pieces = [torch.full((10,), i) for i in range(8)]            # piece i is ten i's
     pre = LM_PreLoader(pieces, bs=2, bptt=5, shuffle=True)
-    orders = set()
+    made, orders = pre.rows.clone(), set()
+    pre.new_pass()
+    assert torch.equal(pre.rows, made)                           # the first pass: the order made
     for _ in range(4):
+        pre.new_pass()
         x = torch.cat([xb for xb, _ in passes(pre, 2)], 1)
         order = torch.unique_consecutive(x.flatten()).tolist()    # the pieces as the pass read them
         assert sorted(order) == list(range(8))
@@ -457,3 +460,104 @@ def test_kneser_ney_counts_every_chapter_of_a_list_as_one_text():
     assert torch.equal(whole.log_probs(ids), parts.log_probs([ids[:40], ids[40:]]))
     pieces = [ids[:40], ids[40:]]
     assert ngram_ladder(pieces, ids, len(v), (2,)) == ngram_ladder(ids, ids, len(v), (2,))
+
+
+# ---- passes, devices, units and edge cases ----------------------------------------------------
+
+def pass_orders(dl, n_passes):
+    "The order in which each pass of `dl` read the pieces (piece i is a run of the id i)."
+    orders = []
+    for _ in range(n_passes):
+        x = torch.cat([xb for xb, _ in dl], 1)
+        orders.append(tuple(torch.unique_consecutive(x.flatten()).tolist()))
+    return orders
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_training_chapters_get_a_new_order_each_pass_with_worker_processes_too(num_workers):
+    torch.manual_seed(0)
+    pieces = [torch.full((10,), i) for i in range(8)]
+    train, _ = get_lm_dls(pieces, torch.arange(40), 2, 5, num_workers=num_workers)
+    orders = pass_orders(train, 4)
+    assert all(sorted(o) == list(range(8)) for o in orders)
+    assert len(set(orders)) > 1                                   # the passes differ
+
+
+def test_the_first_pass_reads_the_order_drawn_when_the_loader_was_made():
+    torch.manual_seed(3)
+    pieces = [torch.full((10,), i) for i in range(8)]
+    train, _ = get_lm_dls(pieces, torch.arange(40), 2, 5)
+    made = tuple(torch.unique_consecutive(train.ds.rows.flatten()).tolist())
+    assert pass_orders(train, 1)[0] == made                      # seeded before the loader: kept
+
+
+def test_one_training_chapter_is_read_in_order_not_refused():
+    train, _ = get_lm_dls([torch.arange(40)], torch.arange(40), 2, 5)
+    assert not train.ds.shuffle
+    assert torch.equal(torch.cat([xb for xb, _ in train], 1).flatten(), torch.arange(38))
+
+
+def test_lm_nats_leaves_the_model_in_the_mode_it_found_it():
+    pre = LM_PreLoader(torch.randint(0, 5, (50,)), bs=2, bptt=5)
+    model = TableModel(torch.rand(5, 5, dtype=torch.float64).softmax(1))
+    for training in (True, False):
+        model.train(training)
+        lm_nats(model, DataLoader(pre, 2))
+        assert model.training == training
+    model.train()
+    with pytest.raises(IndexError): lm_nats(model, [(torch.tensor([[7]]), torch.tensor([[0]]))])
+    assert model.training                                        # restored after an error too
+
+
+def test_a_ladder_on_bpe_tokens_is_converted_to_bits_per_character():
+    bpe = BPE.train(TEXT * 2, 20)
+    train, valid = bpe.encode(TEXT * 2), bpe.encode(TEXT)
+    per_token = ngram_ladder(train, valid, len(bpe), orders=(2,))[2]
+    per_char = ngram_ladder(train, valid, len(bpe), orders=(2,), n_chars=len(TEXT))[2]
+    assert per_char == pytest.approx(per_token * len(valid) / len(TEXT), rel=1e-12)
+
+
+def test_print_ladder_names_the_unit_it_is_given(capsys):
+    print_ladder({2: 3.0}, unit='bits per token')
+    print_ladder({2: 1.0}, other=2.0)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith('3.000 bits per token') and out[1].startswith('         other')
+    assert out[2].endswith('1.000 bits per character')
+
+
+def test_an_empty_text_scores_no_tokens_and_an_empty_ladder_is_refused():
+    m = KneserNey(torch.tensor([0, 1, 2, 1]), 3, 3)
+    lp = m.log_probs(torch.zeros(0, dtype=torch.long))
+    assert lp.shape == (0,) and lp.dtype == torch.float64
+    with pytest.raises(ValueError, match='no validation tokens'):
+        ngram_ladder(torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.long), 3)
+
+
+def test_edge_cases_empty_sampler_empty_token_and_a_vocab_smaller_than_its_special_tokens():
+    assert list(SortishSampler([], key=len, bs=4)) == []
+    assert deal_caps(['', 'Emma', '']) == [TK_MAJ, 'emma']       # an empty token is no token
+    with pytest.raises(ValueError, match='max_vocab=3 .* 8 special tokens'):
+        Vocab.create('abc', max_vocab=3)
+    assert len(Vocab.create('aabbc', max_vocab=9)) == 9
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+
+
+@cuda
+def test_kneser_ney_counts_and_scores_ids_on_a_gpu():
+    v = char_vocab(TEXT)
+    ids = v.numericalize(TEXT)
+    m = KneserNey(ids.cuda(), 3, len(v))
+    got = m.log_probs(ids.cuda())
+    assert got.device.type == 'cuda'
+    assert torch.equal(got.cpu(), KneserNey(ids, 3, len(v)).log_probs(ids))
+    assert m.probs(ids[:5].cuda()).sum().item() == pytest.approx(1, abs=1e-12)
+
+
+@cuda
+def test_pad_collate_makes_the_batch_and_labels_on_the_inputs_device():
+    samples = [(torch.tensor([5, 6]).cuda(), torch.tensor(0).cuda()),
+               (torch.tensor([7]).cuda(), torch.tensor(1).cuda())]
+    x, y = pad_collate(samples)
+    assert x.device.type == y.device.type == 'cuda' and x.tolist() == [[5, 6], [7, 1]]
