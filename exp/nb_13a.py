@@ -273,12 +273,13 @@ def char_lm_model(vocab_sz, settings=CHAR_LM):
                               hidden_p=0.2*d, input_p=0.6*d, embed_p=0.1*d, weight_p=0.5*d)
 
 def char_lm_learner(data, settings=CHAR_LM, cbs=None, progress=True):
-    """A Learner for `char_lm_model` on `data` (seeded with `seed`): Adam, RNNTrainer (AR `alpha`,
-    TAR `beta`), GradientClipping (`clip`), the loss per epoch (EpochHistory) and per batch."""
+    """A Learner for `char_lm_model` on `data` (seeded with `seed`), trained on `def_device`: Adam,
+    RNNTrainer (AR `alpha`, TAR `beta`), GradientClipping (`clip`), the loss per epoch
+    (EpochHistory) and per batch (Recorder)."""
     torch.manual_seed(settings['seed'])
     model = char_lm_model(data.c_out, settings)
-    cbfs = [partial(AvgStatsCallback, []), EpochHistory, Recorder,
-            partial(RNNTrainer, settings['alpha'], settings['beta']),
+    cbfs = [partial(DeviceCallback, def_device), partial(AvgStatsCallback, []), EpochHistory,
+            Recorder, partial(RNNTrainer, settings['alpha'], settings['beta']),
             partial(GradientClipping, settings['clip'])]
     if progress: cbfs.append(ProgressCallback)
     return Learner(model, data, cross_entropy_flat, opt_func=adam_opt(), lr=settings['lr'],
