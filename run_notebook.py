@@ -318,6 +318,13 @@ TIMES_THINGS = {
 }
 
 
+# NEEDS: a notebook that loads what another saves to the data cache starts only once that one has
+# finished (it would otherwise train the same model itself, beside it: wasted, not wrong).
+NEEDS = {
+    '13b_ulmfit': '13a_rnn_lstm',   # loads the character language model 13a trains and saves
+}
+
+
 def runs_alone(save):
     """The names of the notebooks that run with nothing beside them, in a run that saves or not."""
     return set(RUN_ALONE) | (set(TIMES_THINGS) if save else set())
@@ -335,10 +342,11 @@ def schedule(paths, alone):
 
 
 def run_scheduled(paths, jobs, run, report, alone):
-    """run(path) for each of `paths` in threads, in `schedule` order: at most `jobs` at a time, and
-    a notebook named in `alone` with nothing beside it. report(result) as each finishes (in this
-    thread). Returns the results in the order of `paths`. Ctrl-C stops every kernel and raises
-    Interrupted."""
+    """run(path) for each of `paths` in threads, in `schedule` order: at most `jobs` at a time, a
+    notebook named in `alone` with nothing beside it, and one named in NEEDS only after the one it
+    needs has finished (the next one in order takes its place meanwhile). report(result) as each
+    finishes (in this thread). Returns the results in the order of `paths`. Ctrl-C stops every
+    kernel and raises Interrupted."""
     results, running = [None] * len(paths), {}
     def finish(future):
         results[running.pop(future)] = future.result()
@@ -347,9 +355,20 @@ def run_scheduled(paths, jobs, run, report, alone):
         while len(running) > room:
             done, _ = concurrent.futures.wait(running, return_when='FIRST_COMPLETED')
             for future in done: finish(future)
+    index = {Path(p).stem: i for i, p in enumerate(paths)}
+    def waits_for_another(i):  # NEEDS: what it loads is not in the cache yet
+        need = NEEDS.get(Path(paths[i]).stem)
+        return need in index and results[index[need]] is None
     with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix='notebook') as pool:
         try:
-            for i in schedule(paths, alone):
+            pending = schedule(paths, alone)
+            while pending:
+                i = next((j for j in pending if not waits_for_another(j)), None)
+                if i is None:   # every one left waits for one that runs: let one finish
+                    assert running, f'NEEDS has a cycle among {[paths[j] for j in pending]}'
+                    wait(len(running) - 1)
+                    continue
+                pending.remove(i)
                 by_itself = Path(paths[i]).stem in alone
                 wait(0 if by_itself else jobs - 1)
                 running[pool.submit(run, paths[i])] = i

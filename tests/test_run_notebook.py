@@ -368,3 +368,28 @@ def test_ctrl_c_under_jobs_stops_every_kernel(repo):
     assert 'nbs/01_a.ipynb, cell 2 (code cell 2)' in err and 'nbs/02_b.ipynb, cell 2' in err
     assert 'Traceback' not in err
     all_gone(int(p.read_text()) for p in pids)
+
+
+def test_a_notebook_starts_only_after_the_one_whose_saved_model_it_loads(monkeypatch):
+    # 13b loads the language model 13a saves to the cache: with two slots free, it still waits
+    import threading
+    monkeypatch.setattr(rn, 'SECONDS', {'13a_lm': 1, '13b_clf': 0.5, '01_a': 0.1, '02_b': 0.1})
+    monkeypatch.setattr(rn, 'NEEDS', {'13b_clf': '13a_lm'})
+    paths = [Path(f'nbs/{n}.ipynb') for n in ['01_a', '02_b', '13a_lm', '13b_clf']]
+    lock, events = threading.Lock(), []
+    def run(path):
+        with lock: events.append(('start', path.stem))
+        time.sleep(0.2 if path.stem == '13a_lm' else 0.02)
+        with lock: events.append(('end', path.stem))
+        return Result(path, True, 0.1)
+    results = rn.run_scheduled(paths, 2, run, lambda r: None, alone=set())
+    assert all(r.ok for r in results)
+    assert events.index(('end', '13a_lm')) < events.index(('start', '13b_clf'))
+    # the slot 13b could not use went to the short ones meanwhile
+    assert events.index(('start', '02_b')) < events.index(('end', '13a_lm'))
+
+
+def test_needs_names_only_notebooks_that_exist_and_no_cycle():
+    stems = {p.stem for p in nbio.notebooks()}
+    for later, earlier in rn.NEEDS.items():
+        assert later in stems and earlier in stems and earlier < later
