@@ -6,12 +6,14 @@ from exp.nb_13a import *
 import collections, re, time
 
 
-SENT_END_RE = re.compile(r'[.!?][\'"]*(?=\s|$)')
+# a sentence ends at . ! or ? (closing quotes included) before a space, but not after a title
+SENT_END_RE = re.compile(r'(?<!\bMr)(?<!\bMrs)(?<!\bDr)(?<!\bSt)(?<!\bCol)[.!?][\'"]*(?=\s|$)')
 
 def passages_of(text, min_chars=150, max_chars=300):
     """Consecutive, non-overlapping passages of a chapter's `text` (its heading dropped): each runs
     from the end of the previous one to the first sentence end at least `min_chars` on, and is
-    cut at the last space before `max_chars` when longer."""
+    cut at the last space before `max_chars` when longer (at `max_chars` when it has no space
+    there): the text from the cut to the sentence end belongs to no passage."""
     if not 0 < min_chars <= max_chars:
         raise ValueError(f'passages_of: need 0 < min_chars <= max_chars, got {min_chars}, '
                          f'{max_chars}')
@@ -20,7 +22,9 @@ def passages_of(text, min_chars=150, max_chars=300):
     for m in SENT_END_RE.finditer(text):
         if m.end() - start < min_chars: continue
         p = text[start:m.end()].strip()
-        if len(p) > max_chars: p = p[:p.rfind(' ', 0, max_chars + 1)]
+        if len(p) > max_chars:
+            k = p.rfind(' ', 0, max_chars + 1)
+            p = p[:k] if k > 0 else p[:max_chars]
         out.append(p)
         start = m.end()
     return out
@@ -44,6 +48,13 @@ def novel_names(novels, min_count=5, share=0.95, lower_ratio=0.1):
 SHARED_NAMES = ['Anne', 'Catherine', 'Charles', 'Charlotte', 'Eleanor', 'Elizabeth', 'Fanny',
                 'Frederick', 'Henry', 'Isabella', 'James', 'Jane', 'John', 'Louisa', 'Margaret',
                 'Maria', 'Mary', 'Robert', 'William']
+
+# ranks that, in these novels, mostly belong to one novel's characters
+RANKS = ['Admiral', 'Captain', 'Col', 'Colonel', 'General']
+
+def specific_words(novels, share=0.8, min_count=5):
+    "{title: capitalised words seen `min_count` times with `share` of their uses in that novel}"
+    return novel_names(novels, min_count, share, lower_ratio=math.inf)
 
 def name_masker(names, placeholder='Xxx'):
     "A function that replaces each whole word of `names` in a text by `placeholder`."
@@ -97,6 +108,10 @@ def fit_logreg(x, y, n_classes, wd=1e-3, lr=0.5, steps=300):
         with torch.no_grad(): W -= lr*gW; b -= lr*gb
     return W.detach(), b.detach()
 
+def best_by_valid(res):
+    "The key of `res` ({setting: {part: accuracy}}) with the best validation accuracy."
+    return max(res, key=lambda k: res[k]['valid'])
+
 def bow_accuracies(parts, wds=(1e-3, 1e-2, 1e-1)):
     """Logistic regression on log(1 + word counts) of `parts`: for each penalty of `wds`, the
     accuracy on each part; returns ({wd: {part: accuracy}}, the vocabulary)."""
@@ -113,13 +128,12 @@ def bow_accuracies(parts, wds=(1e-3, 1e-2, 1e-1)):
 def finetune_char_lm(model, chapters, valid_ids, settings=CHAR_LM, epochs=1, lr=2e-3):
     """Go on training the language model `model` on `chapters` (id tensors, reshuffled each pass)
     as 13a trained it (`char_lm_learner`: Adam, AR/TAR, gradient clipping), `epochs` passes of
-    one-cycle up to `lr`, on `model`'s device; validation on `valid_ids`. Returns (learner,
-    seconds)."""
+    one-cycle up to `lr`; validation on `valid_ids`. The learner's model is a copy of `model`, on
+    `def_device` (char_lm_learner's DeviceCallback puts it there). Returns (learner, seconds)."""
     s = settings
     data = lm_databunchify(chapters, valid_ids, s['bs'], s['bptt'], model[1].decoder.out_features)
     learn = char_lm_learner(data, settings, progress=False)
     learn.model.load_state_dict(model.state_dict())
-    learn.model.to(model_device(model))
     learn.logger = noop
     start = time.perf_counter()
     learn.fit(epochs, cbs=sched_1cycle(lr, pct_start=0.25))
@@ -266,11 +280,11 @@ def fit_classifier(model, dls, seed, recipe=CLAS):
 # a name bound only in a branch not taken is left out).
 from exp.nb_13a import __all__ as _all_nb_13a
 __all__ = _all_nb_13a + [
-    'SENT_END_RE', 'passages_of', 'CAP_WORD_RE', 'novel_names', 'SHARED_NAMES', 'name_masker',
-    'labelled_passages', 'WORD_RE', 'bow_vocab', 'word_counts', 'fit_logreg', 'bow_accuracies',
-    'finetune_char_lm', 'masked_concat_pool', 'SentenceEncoder', 'lin_layers',
-    'PoolingLinearClassifier', 'get_text_classifier', 'clas_groups', 'clas_splitter',
-    'freeze_to', 'discriminative_lrs', 'clas_datasets', 'clas_loader', 'pooled_features',
-    'clas_probs', 'CLAS', 'quiet_learner', 'fit_classifier'
+    'SENT_END_RE', 'passages_of', 'CAP_WORD_RE', 'novel_names', 'SHARED_NAMES', 'RANKS',
+    'specific_words', 'name_masker', 'labelled_passages', 'WORD_RE', 'bow_vocab', 'word_counts',
+    'fit_logreg', 'best_by_valid', 'bow_accuracies', 'finetune_char_lm', 'masked_concat_pool',
+    'SentenceEncoder', 'lin_layers', 'PoolingLinearClassifier', 'get_text_classifier',
+    'clas_groups', 'clas_splitter', 'freeze_to', 'discriminative_lrs', 'clas_datasets',
+    'clas_loader', 'pooled_features', 'clas_probs', 'CLAS', 'quiet_learner', 'fit_classifier'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

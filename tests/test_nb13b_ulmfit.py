@@ -7,10 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from exp.nb_13 import NovelSplit, Vocab, char_vocab
-from exp.nb_13b import (CLAS, SHARED_NAMES, PoolingLinearClassifier, clas_datasets,
-                        clas_groups, clas_loader, clas_probs, discriminative_lrs, fit_classifier,
-                        fit_logreg, freeze_to, get_text_classifier, labelled_passages,
-                        masked_concat_pool, name_masker, novel_names, passages_of, word_counts)
+from exp.nb_13a import char_lm_model
+from exp.nb_13b import (CLAS, RANKS, SHARED_NAMES, PoolingLinearClassifier, best_by_valid,
+                        bow_accuracies, clas_datasets, clas_groups, clas_loader, clas_probs,
+                        discriminative_lrs, finetune_char_lm, fit_classifier, fit_logreg,
+                        freeze_to, get_text_classifier, labelled_passages, masked_concat_pool,
+                        name_masker, novel_names, passages_of, pooled_features, specific_words,
+                        word_counts)
 
 TINY = dict(emb_sz=4, n_hid=6, n_layers=2, bs=4, bptt=8, epochs=1, lr=1e-2, drop_mult=0.,
             alpha=0., beta=0., clip=None, seed=0)
@@ -31,6 +34,18 @@ def test_long_passage_is_cut_at_a_space_before_max_chars():
     with pytest.raises(ValueError, match='min_chars'): passages_of('x.', 10, 5)
 
 
+def test_passage_without_a_space_is_cut_at_max_chars():
+    # no space before max_chars: the first max_chars characters, not all but the last one
+    assert passages_of('a' * 20 + '.', min_chars=5, max_chars=12) == ['a' * 12]
+
+
+def test_titles_do_not_end_a_passage():
+    text = 'He met Mr. Knightley and Mrs. Weston. Then Col. Brandon, Dr. Grant. The end is here.'
+    assert passages_of(text, min_chars=5, max_chars=100) == [
+        'He met Mr. Knightley and Mrs. Weston.', 'Then Col. Brandon, Dr. Grant.',
+        'The end is here.']
+
+
 def test_names_are_capitalised_words_of_one_novel_only():
     novels = {'A': 'Emma met Bath. Emma and Emma. Emma, Emma! Bath. Bath. Bath. Bath. The end.',
               'B': 'Bath. Bath. Bath. Bath. Bath. The the the the the. Zed Zed Zed Zed Zed.'}
@@ -44,6 +59,15 @@ def test_masker_replaces_whole_words_and_possessives_only():
     masked = mask("Emma's Anne, Annette and Emmanuel. EMMA")
     assert masked == "Xxx's Xxx, Annette and Emmanuel. EMMA"
     assert 'Elizabeth' in SHARED_NAMES
+    assert {'Captain', 'Admiral', 'Colonel', 'Col', 'General'} <= set(RANKS)
+
+
+def test_specific_words_ignore_lower_case_uses():
+    novels = {'A': 'Hall Hall Hall Hall Hall. hall hall hall hall hall hall. Bath Bath.',
+              'B': 'Hall. Bath Bath Bath Bath Bath Bath Bath Bath.'}
+    # Hall: 5 of 6 capitalised uses in A, its lower case uses do not matter; Bath: 8 of 10 in B
+    assert specific_words(novels) == {'A': ['Hall'], 'B': ['Bath']}
+    assert specific_words(novels, share=0.9) == {'A': [], 'B': []}
     with pytest.raises(ValueError, match='no names'): name_masker([])
 
 
@@ -151,3 +175,47 @@ def test_tiny_classifier_trains_and_predicts_in_order():
     p, y = clas_probs(model, dls[2])
     assert y.tolist() == ys.tolist()
     assert (p.argmax(1) == y).float().mean() == accs[-1] == 1.
+
+
+def test_bow_penalty_is_chosen_on_validation_only():
+    res = {1e-3: dict(train=1., valid=.3, test=.9), 1e-1: dict(train=.8, valid=.4, test=.1)}
+    assert best_by_valid(res) == 1e-1
+    texts = ['the cat sat', 'a cat ran', 'the dog sat', 'a dog ran'] * 3
+    ys = torch.tensor([0, 0, 1, 1] * 3)
+    parts = {'train': (texts, ys), 'valid': (texts[:4], ys[:4]), 'test': (texts[:4], ys[:4])}
+    chosen = best_by_valid(bow_accuracies(parts, wds=(1e-3, 10.))[0])
+    # other test labels change the test accuracies but not the choice
+    parts['test'] = (texts[:4], 1 - ys[:4])
+    res = bow_accuracies(parts, wds=(1e-3, 10.))[0]
+    assert best_by_valid(res) == chosen == 1e-3 and res[chosen]['test'] == 0.
+
+
+def test_finetune_char_lm_changes_a_copy_and_keeps_the_vocabulary():
+    torch.manual_seed(0)
+    vocab_sz, settings = 9, dict(TINY, bs=2, bptt=4)
+    model = char_lm_model(vocab_sz, settings)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    chapters = [torch.randint(0, vocab_sz, (40,)) for _ in range(2)]
+    learn, secs = finetune_char_lm(model, chapters, torch.randint(0, vocab_sz, (20,)), settings,
+                                   epochs=1, lr=1e-2)
+    after = learn.model.state_dict()
+    assert learn.model is not model and secs >= 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v.cpu(), after[k].cpu()) for k, v in before.items())
+    assert learn.model[1].decoder.out_features == vocab_sz
+    assert learn.model[0].emb.weight.shape == model[0].emb.weight.shape
+
+
+def test_head_on_features_computed_once_matches_the_whole_model_in_eval_mode():
+    torch.manual_seed(0)
+    texts = ['abcab', 'cabbage', 'ab', 'baccab']
+    vocab = char_vocab(''.join(texts))
+    ds = clas_datasets({'train': (texts, torch.tensor([0, 1, 0, 1]))}, vocab)['train']
+    dl = clas_loader(ds, 3, len(vocab))
+    model = get_text_classifier(len(vocab), 2, TINY, bptt=3, layers=(6,))
+    model.train()
+    feats, ys = pooled_features(model, dl)
+    assert not model.training and ys.tolist() == [0, 1, 0, 1]
+    with torch.no_grad():
+        whole = torch.cat([model(xb) for xb, _ in dl])
+        torch.testing.assert_close(model[1].layers(feats), whole)
