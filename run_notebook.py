@@ -291,7 +291,7 @@ SECONDS = {
     '06_cnn_hooks_init': 85, '07_batchnorm': 100, '07a_lsuv': 50, '08_data_block': 75,
     '09_optimizers': 106, '09b_learner': 47, '09c_progress_bar': 139, '10_augmentation': 77,
     '10b_mixup_label_smoothing': 85, '10c_mixed_precision': 196, '11_xresnet': 1063,
-    '11a_transfer_learning': 175, '12_distributed': 66, '13_text': 31, '13a_rnn_lstm': 355,
+    '11a_transfer_learning': 175, '12_distributed': 66, '13_text': 31, '13a_rnn_lstm': 416,
     '13b_ulmfit': 234,
 }
 

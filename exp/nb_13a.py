@@ -3,7 +3,7 @@
 
 
 from exp.nb_13 import *
-import json, time, warnings
+import hashlib, json, time, warnings
 import nbio
 
 
@@ -293,20 +293,57 @@ def train_char_lm(data, settings=CHAR_LM, cbs=None, progress=True):
     return learn, time.perf_counter() - start
 
 
+class ValidCurve(Callback):
+    """Validation loss (nats per character) every `every` training steps, scored by `lm_nats` on
+    `eval_model` (a model of the same shape, loaded with the training model's weights each time):
+    training's model, its state and the random number generators are left untouched (in eval mode
+    no dropout draws a number). `steps` and `nats` hold the points."""
+    def __init__(self, eval_model, dl, every):
+        self.eval_model,self.dl,self.every = eval_model,dl,every
+    def begin_fit(self): self.steps,self.nats,self.n = [],[],0
+    def after_batch(self):
+        if not self.in_train: return
+        self.n += 1
+        if self.n % self.every: return
+        m = self.eval_model.to(model_device(self.run.model))
+        m.load_state_dict(self.run.model.state_dict())
+        self.steps.append(self.n); self.nats.append(lm_nats(m, self.dl)[0])
+
+def spread_sample(groups, n):
+    """`n` tokens taken alike from each group (a list of tensors: a novel's chapters): whole pieces,
+    evenly spaced through the group, the last one cut. Training text in the form of validation."""
+    k, extra = divmod(n, len(groups))
+    out = []
+    for g, pieces in enumerate(groups):
+        want = k + (g < extra)
+        if sum(len(p) for p in pieces) < want:
+            raise ValueError(f'spread_sample: group {g} has fewer than {want} tokens')
+        for j in range(1, len(pieces) + 1):   # the fewest evenly spaced pieces that hold `want`
+            picked = [pieces[i*len(pieces)//j] for i in range(j)]
+            if sum(len(p) for p in picked) >= want: break
+        out.append(torch.cat(picked)[:want])
+    return out
+
+
 def generate(model, vocab, prompt, n_chars=300, temperature=1., seed=0):
-    """`prompt` and `n_chars` characters that `model` (a reset-able language model) writes after it,
-    each drawn from softmax(scores / temperature), with a generator seeded by `seed`; never
-    `xxunk`, which stands for no character in particular."""
+    """`prompt` (not empty) and `n_chars` characters that `model` (a reset-able language model)
+    writes after it, each drawn from softmax(scores / temperature), with a generator seeded by
+    `seed`; never `xxunk`, which stands for no character in particular. `model` is left in the
+    mode it was in."""
     if temperature <= 0: raise ValueError(f'generate: temperature must be > 0, got {temperature}')
+    if not prompt: raise ValueError('generate: the prompt is empty; give at least one character')
+    was_training = model.training
     model.eval(); model.reset()
     g, device, out = torch.Generator().manual_seed(seed), model_device(model), []
     x = vocab.numericalize(prompt)[None]
-    with torch.no_grad():
-        for _ in range(n_chars):
-            scores = model(x.to(device))[0][0, -1].float().cpu()
-            if vocab.unk is not None: scores[vocab.unk] = -math.inf
-            x = torch.multinomial(F.softmax(scores/temperature, -1), 1, generator=g)[None]
-            out.append(x.item())
+    try:
+        with torch.no_grad():
+            for _ in range(n_chars):
+                scores = model(x.to(device))[0][0, -1].float().cpu()
+                if vocab.unk is not None: scores[vocab.unk] = -math.inf
+                x = torch.multinomial(F.softmax(scores/temperature, -1), 1, generator=g)[None]
+                out.append(x.item())
+    finally: model.train(was_training)   # the mode it came in
     return prompt + vocab.textify(out)
 
 
@@ -316,18 +353,24 @@ def char_lm_path():
 
 def _meta_path(path): return Path(path).with_suffix('.json')
 
-def save_char_lm(model, vocab, settings=CHAR_LM, path=None, results=None):
+def text_sha256(text):
+    "Hex SHA-256 of `text` in UTF-8: which training text a saved model was trained on."
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+def save_char_lm(model, vocab, settings=CHAR_LM, path=None, results=None, *, train_text):
     """Save `model`'s weights (11a's save_model, replacing any) and a JSON beside them: settings,
-    vocabulary, the weights' sha256 and `results`; returns the weights' path."""
+    vocabulary, the sha256 of `train_text` and of the weights, `results`; returns the weights'
+    path."""
     path = save_model(model, char_lm_path() if path is None else path, overwrite=True)
-    meta = dict(settings=settings, vocab=vocab.itos, sha256=sha256_of(path),
-                results=results or {})
+    meta = dict(settings=settings, vocab=vocab.itos, train_sha256=text_sha256(train_text),
+                sha256=sha256_of(path), results=results or {})
     with nbio.atomic_open(_meta_path(path)) as f: f.write(json.dumps(meta, indent=1).encode())
     return path
 
-def load_char_lm(vocab, settings=CHAR_LM, path=None):
+def load_char_lm(vocab, settings=CHAR_LM, path=None, *, train_text):
     """The model saved at `path` (default `char_lm_path()`), with its JSON: (model, meta). The
-    weights must match their checksum, and the settings and vocabulary those asked for."""
+    weights must match their checksum, and the settings, vocabulary and training text those asked
+    for."""
     path = Path(char_lm_path() if path is None else path)
     meta_path = _meta_path(path)
     try: meta = json.loads(meta_path.read_text())
@@ -337,26 +380,29 @@ def load_char_lm(vocab, settings=CHAR_LM, path=None):
         raise ValueError(f'load_char_lm: {path} does not match the sha256 in {meta_path}: a '
                          'damaged or replaced file; delete both to train anew')
     for what, want, got in [('settings', settings, meta.get('settings')),
-                            ('vocabulary', vocab.itos, meta.get('vocab'))]:
+                            ('vocabulary', vocab.itos, meta.get('vocab')),
+                            ('training text', text_sha256(train_text), meta.get('train_sha256'))]:
         if want != got: raise ValueError(f'load_char_lm: {path} was made with other {what}')
     return load_model(char_lm_model(len(vocab), settings), path), meta
 
 def char_lm(settings=CHAR_LM, path=None, progress=True):
     """(model, vocab, meta): the language model 13a saved at `path` (default `char_lm_path()`) if it
-    was made with `settings` and 13's character vocabulary, else one trained as 13a does, then
-    saved there."""
-    data, vocab = char_lm_data(settings)
+    was made with `settings`, 13's character vocabulary and training chapters, else one trained as
+    13a does, then saved there."""
+    split = split_novels()
+    data, vocab = char_lm_data(settings, split)
     path = Path(char_lm_path() if path is None else path)
     if path.exists() and _meta_path(path).exists():
         try:
-            model, meta = load_char_lm(vocab, settings, path)
+            model, meta = load_char_lm(vocab, settings, path, train_text=split.train_text)
             return model, vocab, meta
         except ValueError as e: print(f'char_lm: {e}; training it again')
     learn, secs = train_char_lm(data, settings, progress=progress)
     nats, _ = lm_nats(learn.model, data.valid_dl)
     results = dict(valid_bpc=bits_per_char(nats), seconds=secs)
-    save_char_lm(learn.model, vocab, settings, path, results)
-    model, meta = load_char_lm(vocab, settings, path)   # as a later call will: checked, on the CPU
+    save_char_lm(learn.model, vocab, settings, path, results, train_text=split.train_text)
+    # as a later call will load it: checked, on the CPU
+    model, meta = load_char_lm(vocab, settings, path, train_text=split.train_text)
     return model, vocab, meta
 
 
@@ -367,7 +413,8 @@ __all__ = _all_nb_13 + [
     'RecurrentCell', 'RNNCell', 'LSTMCell', 'LSTMLayer', 'StackedLSTM', 'dropout_mask',
     'RNNDropout', 'WeightDropout', 'EmbeddingDropout', 'to_detach', 'AWD_LSTM', 'LinearDecoder',
     'SequentialRNN', 'get_language_model', 'RNNTrainer', 'GradientClipping', 'CHAR_LM',
-    'char_lm_data', 'char_lm_model', 'char_lm_learner', 'train_char_lm', 'generate',
-    'char_lm_path', 'save_char_lm', 'load_char_lm', 'char_lm'
+    'char_lm_data', 'char_lm_model', 'char_lm_learner', 'train_char_lm', 'ValidCurve',
+    'spread_sample', 'generate', 'char_lm_path', 'text_sha256', 'save_char_lm', 'load_char_lm',
+    'char_lm'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

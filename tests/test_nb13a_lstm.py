@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from exp.nb_13 import Vocab
+from exp.nb_13 import lm_databunchify
 from exp.nb_13a import (AWD_LSTM, CHAR_LM, EmbeddingDropout, GradientClipping, LSTMCell,
-                        RNNCell, RNNDropout, RNNTrainer, StackedLSTM, WeightDropout,
-                        char_lm_model, dropout_mask, generate, get_language_model, load_char_lm,
-                        save_char_lm)
+                        RNNCell, RNNDropout, RNNTrainer, StackedLSTM, ValidCurve, WeightDropout,
+                        char_lm_learner, char_lm_model, dropout_mask, generate,
+                        get_language_model, load_char_lm, save_char_lm, spread_sample)
 
 F64 = dict(dtype=torch.float64)
 
@@ -47,12 +48,14 @@ def test_stacked_lstm_matches_nn_lstm_float64(n_layers):
     x = torch.randn(3, 9, 4, **F64)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     state = (torch.randn(n_layers, 3, 6, **F64), torch.randn(n_layers, 3, 6, **F64))
-    (y1, (h1, c1)), (y2, (h2, c2)) = ours(x1, state), theirs(x2, state)
+    s1, s2 = [tuple(s.clone().requires_grad_() for s in state) for _ in range(2)]
+    (y1, (h1, c1)), (y2, (h2, c2)) = ours(x1, s1), theirs(x2, s2)
     for a, b in [(y1, y2), (h1, h2), (c1, c2)]: close64(a, b)
     wy, wh, wc = torch.randn_like(y1), torch.randn_like(h1), torch.randn_like(c1)
     for y, h, c in [(y1, h1, c1), (y2, h2, c2)]:
         ((y*wy).sum() + (h*wh).sum() + (c*wc).sum()).backward()
     close64(x1.grad, x2.grad)
+    for a, b in zip(s1, s2): close64(a.grad, b.grad)   # the starting h0 and c0 too
     for l, layer in enumerate(ours.layers):
         for name, p in layer.cell.named_parameters():
             close64(p.grad, getattr(theirs, f'{name}_l{l}').grad)
@@ -205,32 +208,80 @@ def test_generate_is_seeded_and_refuses_temperature_zero():
     with pytest.raises(ValueError, match='temperature'): generate(model, vocab, 'a', 5, 0.)
 
 
+def test_generate_refuses_an_empty_prompt_and_keeps_the_mode():
+    vocab = Vocab(['xxunk'] + list('abc '))
+    torch.manual_seed(0)
+    model = get_language_model(len(vocab), 4, 8, 1)
+    with pytest.raises(ValueError, match='prompt is empty'): generate(model, vocab, '', 5)
+    model.train(); generate(model, vocab, 'ab', 5)
+    assert model.training
+    model.eval(); generate(model, vocab, 'ab', 5)
+    assert not model.training
+
+
+def test_spread_sample_takes_alike_from_every_group_in_whole_pieces():
+    groups = [[torch.full((10,), 10*g + i) for i in range(5)] for g in range(3)]
+    out = spread_sample(groups, 31)
+    assert [len(o) for o in out] == [11, 10, 10]
+    assert out[0][:10].eq(0).all() and out[0][10] == 2   # pieces 0 and 2 of 5, the second cut
+    assert out[1].eq(10).all() and out[2].eq(20).all()
+    with pytest.raises(ValueError, match='group 0 has fewer than 51'): spread_sample(groups, 151)
+
+
+def _tiny_fit(valid_curve):
+    "Train a tiny character LM for a few steps, with or without a ValidCurve; its weights."
+    torch.manual_seed(0)
+    ids = [torch.randint(0, 6, (n,)) for n in (300, 250, 280)]
+    settings = {**CHAR_LM, 'emb_sz': 4, 'n_hid': 8, 'bs': 4, 'bptt': 8}
+    data = lm_databunchify(ids, torch.randint(0, 6, (200,)), 4, 8, 6)
+    curve = ValidCurve(char_lm_model(6, settings), data.valid_dl, 5) if valid_curve else None
+    learn = char_lm_learner(data, settings, cbs=[curve] if curve else None, progress=False)
+    learn.fit(1)
+    return learn.model.state_dict(), curve
+
+
+def test_valid_curve_scores_along_the_way_without_changing_training():
+    plain, _ = _tiny_fit(False)
+    watched, curve = _tiny_fit(True)
+    for k in plain: assert torch.equal(plain[k], watched[k]), k
+    assert curve.steps == [5, 10, 15, 20, 25] and len(curve.nats) == 5
+    assert all(0 < n < 10 for n in curve.nats)
+
+
 def test_saved_language_model_is_checked_before_loading(tmp_path):
     vocab = Vocab(['xxunk'] + list('abc '))
     torch.manual_seed(0)
     model = char_lm_model(len(vocab), CHAR_LM)
-    path = save_char_lm(model, vocab, CHAR_LM, tmp_path/'lm.pth', results={'valid_bpc': 2.0})
+    path = save_char_lm(model, vocab, CHAR_LM, tmp_path/'lm.pth', results={'valid_bpc': 2.0},
+                        train_text='abc ab')
     meta = json.loads((tmp_path/'lm.json').read_text())
     assert meta['settings'] == CHAR_LM and meta['vocab'] == vocab.itos
-    loaded, meta = load_char_lm(vocab, CHAR_LM, path)
+    loaded, meta = load_char_lm(vocab, CHAR_LM, path, train_text='abc ab')
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
     with pytest.raises(ValueError, match='other settings'):
-        load_char_lm(vocab, {**CHAR_LM, 'n_hid': 128}, path)
+        load_char_lm(vocab, {**CHAR_LM, 'n_hid': 128}, path, train_text='abc ab')
     with pytest.raises(ValueError, match='other vocabulary'):
-        load_char_lm(Vocab(['xxunk'] + list('abd ')), CHAR_LM, path)
+        load_char_lm(Vocab(['xxunk'] + list('abd ')), CHAR_LM, path, train_text='abc ab')
+    # trained on other chapters: refused, naming the file
+    with pytest.raises(ValueError, match=r'lm\.pth was made with other training text'):
+        load_char_lm(vocab, CHAR_LM, path, train_text='abc a')
     data = bytearray(path.read_bytes()); data[-100] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match='sha256'): load_char_lm(vocab, CHAR_LM, path)
+    with pytest.raises(ValueError, match='sha256'):
+        load_char_lm(vocab, CHAR_LM, path, train_text='abc ab')
 
 
 def test_char_lm_loads_a_matching_model_and_retrains_otherwise(tmp_path, monkeypatch, capsys):
     import exp.nb_13a as m
     vocab = Vocab(['xxunk'] + list('abc '))
-    monkeypatch.setattr(m, 'char_lm_data', lambda settings: (SimpleNamespace(valid_dl=None), vocab))
+    split = SimpleNamespace(train_text='abc ab')
+    monkeypatch.setattr(m, 'split_novels', lambda: split)
+    monkeypatch.setattr(m, 'char_lm_data',
+                        lambda settings, split: (SimpleNamespace(valid_dl=None), vocab))
     torch.manual_seed(0)
     saved = char_lm_model(len(vocab), CHAR_LM)
-    path = save_char_lm(saved, vocab, CHAR_LM, tmp_path/'lm.pth')
+    path = save_char_lm(saved, vocab, CHAR_LM, tmp_path/'lm.pth', train_text='abc ab')
     trained = []
     def fake_train(data, settings, progress=True):
         trained.append(settings)
@@ -244,3 +295,6 @@ def test_char_lm_loads_a_matching_model_and_retrains_otherwise(tmp_path, monkeyp
     model, v, meta = m.char_lm(other, path)
     assert trained == [other] and 'other settings' in capsys.readouterr().out
     assert meta['settings'] == other and meta['results']['valid_bpc'] == 1/math.log(2)
+    split.train_text = 'abc a'   # 13's split changed: the saved model read other chapters
+    model, v, meta = m.char_lm(other, path)
+    assert trained == [other, other] and 'other training text' in capsys.readouterr().out
