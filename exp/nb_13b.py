@@ -129,8 +129,11 @@ def finetune_char_lm(model, chapters, valid_ids, settings=CHAR_LM, epochs=1, lr=
     """Go on training the language model `model` on `chapters` (id tensors, reshuffled each pass)
     as 13a trained it (`char_lm_learner`: Adam, AR/TAR, gradient clipping), `epochs` passes of
     one-cycle up to `lr`; validation on `valid_ids`. The learner's model is a copy of `model`, on
-    `def_device` (char_lm_learner's DeviceCallback puts it there). Returns (learner, seconds)."""
+    `def_device` (char_lm_learner's DeviceCallback puts it there). Seeded with the `seed` of
+    `settings`, so the result does not depend on what drew random numbers before. Returns
+    (learner, seconds)."""
     s = settings
+    torch.manual_seed(s['seed'])   # the chapters' first order is drawn when the data is made
     data = lm_databunchify(chapters, valid_ids, s['bs'], s['bptt'], model[1].decoder.out_features)
     learn = char_lm_learner(data, settings, progress=False)
     learn.model.load_state_dict(model.state_dict())

@@ -219,3 +219,18 @@ def test_head_on_features_computed_once_matches_the_whole_model_in_eval_mode():
     with torch.no_grad():
         whole = torch.cat([model(xb) for xb, _ in dl])
         torch.testing.assert_close(model[1].layers(feats), whole)
+
+
+def test_finetune_char_lm_does_not_depend_on_the_random_state_before_it():
+    # the order of the chapters is drawn from the seed of `settings`, whatever ran before
+    vocab_sz, settings = 9, dict(TINY, bs=2, bptt=4)
+    torch.manual_seed(0)
+    model = char_lm_model(vocab_sz, settings)
+    chapters = [torch.randint(0, vocab_sz, (20 + 7*i,)) for i in range(4)]
+    valid = torch.randint(0, vocab_sz, (20,))
+    weights = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        learn, _ = finetune_char_lm(model, chapters, valid, settings, epochs=1, lr=1e-2)
+        weights.append(learn.model[0].emb.weight.detach().cpu().clone())
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
