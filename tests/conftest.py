@@ -143,3 +143,19 @@ def build_deb(path, files, data_name='data.tar.xz', marker=None, extra=()):
 def make_deb():
     "The factory `build_deb` above: a .deb written by hand, for the fetcher's Debian source."
     return build_deb
+
+
+@pytest.fixture
+def answer_apt(monkeypatch):
+    """answer_apt(deb) makes 00a's `apt-get download` hand back the file `deb` for any package,
+    and returns the list of the packages asked for (so a test can count the downloads)."""
+    from pathlib import Path
+    from exp import nb_00a
+    def install(deb):
+        downloads = []
+        def apt_download(package, folder, timeout=300):
+            downloads.append(package)
+            return Path(deb)
+        monkeypatch.setattr(nb_00a, '_apt_download', apt_download)
+        return downloads
+    return install

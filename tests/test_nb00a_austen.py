@@ -169,18 +169,14 @@ def test_titles_in_alphabetical_order_each_with_its_files():
 
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch, make_deb):
+def offline(tmp_path, monkeypatch, make_deb, answer_apt):
     """The novels' DataFiles rebuilt for two stand-in novels: no R folder, and apt-get download
     answered by a .deb laid out like Debian's (counted)."""
     rdx, rdb = write_db(tmp_path/'db', LINES)
     member = './usr/lib/R/site-library/janeaustenr/data/'
     deb = make_deb(tmp_path/'r-cran-janeaustenr_all.deb',
                    {member + 'Rdata.rdx': rdx.read_bytes(), member + 'Rdata.rdb': rdb.read_bytes()})
-    downloads = []
-    def apt_download(package, folder, timeout=300):
-        downloads.append(package)
-        return Path(deb)
-    monkeypatch.setattr(nb_00a, '_apt_download', apt_download)
+    downloads = answer_apt(deb)
     monkeypatch.setattr(nb_00a, '_AUSTEN_SYSTEM', tmp_path/'no-r-folder')
     texts = {title: '\n'.join(LINES[name]) for title, name in
              [('Emma', 'emma'), ('Persuasion', 'persuasion')]}

@@ -4,7 +4,6 @@ server, then the Debian package), ending with the offline fallback (a .deb built
 downloaded), and the PNG folder (atomic, built once), made from a few random images. Every test
 has its own empty cache and no $DLF_DATA."""
 import gzip, hashlib, struct
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -105,17 +104,13 @@ def fake_fashion(n_train=12, n_test=5):
 
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch, make_deb):
+def offline(tmp_path, monkeypatch, make_deb, answer_apt):
     """Fashion-MNIST's DataFiles rebuilt for stand-in files: no Debian folder, an unreachable
     server, and apt-get download answered by a .deb laid out like Debian's (counted)."""
     raw, arrays = fake_fashion()
     members = {f'./usr/share/datasets/fashion-mnist/{n}.gz': gzip.compress(raw[n]) for n in NAMES}
     deb = make_deb(tmp_path / 'dataset-fashion-mnist_all.deb', members)
-    downloads = []
-    def apt_download(package, folder, timeout=300):
-        downloads.append(package)
-        return Path(deb)
-    monkeypatch.setattr(nb_00a, '_apt_download', apt_download)
+    downloads = answer_apt(deb)
     monkeypatch.setattr(nb_00a, '_FASHION_SYSTEM', tmp_path / 'no-debian-folder')
     monkeypatch.setattr(nb_00a, '_FASHION_URL', (tmp_path / 'no-server').as_uri() + '/')
     files = tuple(nb_00a._fashion_file(n, hashlib.sha256(raw[n]).hexdigest()) for n in NAMES)
