@@ -72,9 +72,10 @@ def _check_create_args(expansion, layers, c_in, c_out, width, stem_strides):
                          f'{width // expansion * expansion})')
 
 class XResNet(nn.Sequential):
-    """The bag of tricks' ResNet: ResNet-C stem, groups of ResBlocks (ResNet-B/D, zero-init last
-    BN), pool, linear. One made by `create` refuses images without `c_in` channels, and says which
-    images and batch were too small when training's BatchNorm gets one value per channel."""
+    """The bag of tricks' ResNet: ResNet-C stem (three 3x3 convs), groups of ResBlocks (ResNet-B/D,
+    zero-init last BN), pool, linear. One made by `create` refuses images without `c_in` channels,
+    and says which images and batch were too small when training's BatchNorm gets one value per
+    channel."""
     c_in = None   # set by `create`; a slice such as m[:-3] checks nothing
     @classmethod
     def create(cls, expansion, layers, c_in=3, c_out=1000, width=64, stem_strides=(2, 1, 1),
@@ -248,15 +249,11 @@ def imgs_per_sec(width, stem_strides=(1, 2, 1), channels_last=False, bs=256, n_s
     return bs * n_steps / (time.perf_counter() - start)
 
 
-def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), bs=256, lr=1e-2,
-                wd=0.05, epochs=5, ls_eps=0.1, seed=0, channels_last=True, cbs=None,
-                resume=None):
-    """Train `arch` for 28x28 images (no max pool) on the training part of `splits` (as made by
-    `mnist_splits`), reporting the validation part each epoch: AdamW, one-cycle, label smoothing,
-    augmentations `tfms`.
-    `cbs`: more callbacks for the fit (09b's CheckpointCallback, say); `resume`: a checkpoint file
-    to go on from (09b's `fit(..., resume=)`).
-    Returns the learner, its normalization (for `get_preds`) and the seconds the training took."""
+def xresnet_learner(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), bs=256,
+                    lr=1e-2, wd=0.05, ls_eps=0.1, seed=0, channels_last=True):
+    """A seeded Learner for `arch` on 28x28 images (no max pool) from the training and validation
+    parts of `splits` (as made by `mnist_splits`): AdamW, label smoothing, augmentations `tfms`.
+    Returns the learner and its normalization (for `get_preds`)."""
     torch.manual_seed(seed)
     norm = image_norm(splits[0])
     data = images_databunch(*splits[:4], bs=bs)
@@ -264,10 +261,37 @@ def fit_xresnet(splits, tfms, arch=xresnet18, width=16, stem_strides=(1, 2, 1), 
                         norm=norm, tfms=tfms, width=width, stem_strides=stem_strides,
                         stem_pool=False)
     if channels_last: learn.model.to(memory_format=torch.channels_last)
+    return learn, norm
+
+def fit_xresnet(splits, tfms, epochs=5, cbs=None, resume=None, **kwargs):
+    """Train `xresnet_learner(splits, tfms, **kwargs)` for `epochs` with one-cycle at its `lr`,
+    reporting the validation part each epoch.
+    `cbs`: more callbacks for the fit (09b's CheckpointCallback, say); `resume`: a checkpoint file
+    to go on from (09b's `fit(..., resume=)`).
+    Returns the learner, its normalization and the seconds the training took."""
+    learn, norm = xresnet_learner(splits, tfms, **kwargs)
     start = time.perf_counter()
-    learn.fit(epochs, cbs=sched_1cycle(lr) + listify(cbs), resume=resume)
+    learn.fit(epochs, cbs=sched_1cycle(learn.lr) + listify(cbs), resume=resume)
     sync(model_device(learn.model))
     return learn, norm, time.perf_counter() - start
+
+def smooth_losses(losses, beta=0.9):
+    "`losses` averaged by a moving average with weight `beta`, debiased as Adam's (09)."
+    avg, out = 0., []
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        out.append(avg / debias(beta, 1 - beta, i + 1))
+    return out
+
+def suggest_lr(lrs, losses, div=10, beta=0.9):
+    """The lesson's rule of thumb for LR_Find's curve: `div` times below the rate where the
+    smoothed loss is lowest (where it still falls fast), rounded to a power of ten."""
+    if len(lrs) != len(losses) or not lrs:
+        raise ValueError(f'suggest_lr: needs one loss per rate, got {len(lrs)} rates and '
+                         f'{len(losses)} losses')
+    smooth = smooth_losses(losses, beta)
+    best = min(range(len(smooth)), key=smooth.__getitem__)
+    return 10 ** round(math.log10(lrs[best] / div))
 
 
 def with_valid_in_train(splits):
@@ -284,7 +308,7 @@ __all__ = _all_nb_10c + [
     'partial', 'noop', 'Flatten', 'conv', 'act_fn', 'conv_layer', 'init_cnn', 'ResBlock',
     'XResNet', 'xresnet18', 'xresnet34', 'xresnet50', 'xresnet101', 'xresnet152',
     'mnist_splits', 'fashion_splits', 'images_databunch', 'image_norm', 'cnn_learner',
-    'sched_1cycle', 'get_preds', 'eval_accuracy', 'shifts', 'imgs_per_sec', 'fit_xresnet',
-    'with_valid_in_train'
+    'sched_1cycle', 'get_preds', 'eval_accuracy', 'shifts', 'imgs_per_sec', 'xresnet_learner',
+    'fit_xresnet', 'smooth_losses', 'suggest_lr', 'with_valid_in_train'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -1,6 +1,7 @@
 """11: ResBlock against its formula in F.* calls, zero-init identity at start, XResNet sizes and
 shapes, the small-image arguments, cnn_learner/sched_1cycle, get_preds with flip TTA, and the data
 splits."""
+import math
 import pytest
 import torch
 import torch.nn.functional as F
@@ -364,3 +365,21 @@ def test_fit_xresnet_syncs_before_reading_the_clock(monkeypatch):
     log = clock_log(monkeypatch, nb_11)
     *_, secs = fit_xresnet(tiny_splits(), [shifts], width=8, bs=16, epochs=1)
     assert log[-2:] == [('sync', 'cpu'), 'clock'] and secs > 0
+
+
+def test_smooth_losses_debiases_so_a_constant_loss_stays_constant():
+    from exp.nb_11 import smooth_losses
+    assert smooth_losses([2.0] * 5) == pytest.approx([2.0] * 5)
+    # without the debiasing the first value would be 0.1 * 3.0
+    assert smooth_losses([3.0, 1.0], beta=0.9)[0] == pytest.approx(3.0)
+    assert smooth_losses([3.0, 1.0], beta=0.9)[1] == pytest.approx((0.09 * 3 + 0.1) / 0.19)
+
+
+def test_suggest_lr_is_a_tenth_of_the_lowest_smoothed_loss_rounded_to_a_power_of_ten():
+    from exp.nb_11 import suggest_lr
+    lrs = [10 ** (-4 + i / 10) for i in range(41)]            # 1e-4 .. 1
+    losses = [(math.log10(lr) + 0.7) ** 2 for lr in lrs]       # lowest at 0.2
+    assert suggest_lr(lrs, losses, beta=0.) == pytest.approx(1e-2)   # 0.02 rounds to 1e-2
+    assert suggest_lr(lrs, losses, div=1, beta=0.) == pytest.approx(1e-1)
+    with pytest.raises(ValueError, match='one loss per rate, got 41 rates and 3 losses'):
+        suggest_lr(lrs, losses[:3])
