@@ -228,22 +228,22 @@ def clas_loader(ds, bs, pad_idx, train=False):
                       collate_fn=collate)
 
 @torch.no_grad()
+def eval_outputs(model, dl, f):
+    """(f(model, xb) for every batch, labels) over `dl`: `model` in eval mode, each batch on its
+    device, the outputs gathered on the CPU."""
+    model.eval()
+    device, outs, ys = model_device(model), [], []
+    for xb, yb in dl:
+        outs.append(f(model, xb.to(device)).cpu()); ys.append(yb)
+    return torch.cat(outs), torch.cat(ys)
+
 def pooled_features(model, dl):
     "(features, labels) of `dl`: a text classifier's encoder, in eval mode, and concat pooling."
-    model.eval()
-    device, fs, ys = model_device(model), [], []
-    for xb, yb in dl:
-        fs.append(masked_concat_pool(*model[0](xb.to(device))).cpu()); ys.append(yb)
-    return torch.cat(fs), torch.cat(ys)
+    return eval_outputs(model, dl, lambda m, xb: masked_concat_pool(*m[0](xb)))
 
-@torch.no_grad()
 def clas_probs(model, dl):
     "(softmax probabilities, labels) of a classifier over `dl`, in eval mode, on the CPU."
-    model.eval()
-    device, ps, ys = model_device(model), [], []
-    for xb, yb in dl:
-        ps.append(F.softmax(model(xb.to(device)).float(), -1).cpu()); ys.append(yb)
-    return torch.cat(ps), torch.cat(ys)
+    return eval_outputs(model, dl, lambda m, xb: F.softmax(m(xb).float(), -1))
 
 
 CLAS = dict(bs=25, head_epochs=20, head_lr=1e-2, stages=((-2, 2, 5e-3), (0, 2, 2e-3)))
@@ -288,6 +288,7 @@ __all__ = _all_nb_13a + [
     'fit_logreg', 'best_by_valid', 'bow_accuracies', 'finetune_char_lm', 'masked_concat_pool',
     'SentenceEncoder', 'lin_layers', 'PoolingLinearClassifier', 'get_text_classifier',
     'clas_groups', 'clas_splitter', 'freeze_to', 'discriminative_lrs', 'clas_datasets',
-    'clas_loader', 'pooled_features', 'clas_probs', 'CLAS', 'quiet_learner', 'fit_classifier'
+    'clas_loader', 'eval_outputs', 'pooled_features', 'clas_probs', 'CLAS', 'quiet_learner',
+    'fit_classifier'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
