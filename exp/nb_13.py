@@ -123,10 +123,6 @@ def char_data(split, by_chapter=False):
     return vocab, train, vocab.numericalize(split.valid_text)
 
 
-def _check_count(name, v, where):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f'{where}: {name} must be a positive integer, got {v!r}')
-
 def _as_pieces(ids, where):
     "`ids` (a 1-d integer tensor or a list of them) as a list of 1-d int64 tensors."
     pieces = [ids] if torch.is_tensor(ids) else list(ids)
@@ -143,7 +139,7 @@ class LM_PreLoader:
     Read them in order, bs at a time; with `shuffle`, call `new_pass()` before each pass
     (`LM_DataLoader` does)."""
     def __init__(self, ids, bs=64, bptt=70, shuffle=False):
-        _check_count('bs', bs, 'LM_PreLoader'); _check_count('bptt', bptt, 'LM_PreLoader')
+        check_count('LM_PreLoader', bs=bs, bptt=bptt)
         self.pieces = _as_pieces(ids, 'LM_PreLoader')
         if shuffle and len(self.pieces) < 2:
             raise ValueError('LM_PreLoader: shuffle=True reorders a list of texts; '
@@ -217,8 +213,7 @@ def bits_per_char(nats, n_tokens=None, n_chars=None):
         raise ValueError('bits_per_char: give both n_tokens and n_chars, '
                          'or neither (character tokens)')
     if n_tokens is None: return float(nats) / math.log(2)
-    _check_count('n_tokens', n_tokens, 'bits_per_char')
-    _check_count('n_chars', n_chars, 'bits_per_char')
+    check_count('bits_per_char', n_tokens=n_tokens, n_chars=n_chars)
     return float(nats) * n_tokens / n_chars / math.log(2)
 
 def cross_entropy_flat(input, target):
@@ -342,7 +337,7 @@ def _merge_seq(seq, pair, new):
 
 def learn_bpe(text, n_merges):
     "The first `n_merges` merges (pairs of strings) of byte-pair encoding learned on `text`."
-    _check_count('n_merges', n_merges, 'learn_bpe')
+    check_count('learn_bpe', n_merges=n_merges)
     chunks = collections.Counter(pretokenize(text))
     seqs, freqs = [tuple(c) for c in chunks], list(chunks.values())
     counts, where = collections.Counter(), collections.defaultdict(set)
@@ -434,7 +429,7 @@ class SortishSampler:
     megabatches of `mega` batches sorted by key; the batch with the largest item first, the last
     (short) batch last unless it holds the largest item, the others shuffled."""
     def __init__(self, data_source, key, bs, mega=50):
-        _check_count('bs', bs, 'SortishSampler'); _check_count('mega', mega, 'SortishSampler')
+        check_count('SortishSampler', bs=bs, mega=mega)
         self.data_source, self.key, self.bs, self.mega = data_source, key, bs, mega
     def __len__(self): return -(-len(self.data_source) // self.bs)
     def __iter__(self):
@@ -514,7 +509,7 @@ class KneserNey:
     token of a text given up to n-1 before it; `probs(context)`: p over the vocabulary after a
     context."""
     def __init__(self, ids, n, vocab_size):
-        _check_count('n', n, 'KneserNey'); _check_count('vocab_size', vocab_size, 'KneserNey')
+        check_count('KneserNey', n=n, vocab_size=vocab_size)
         ids = cpu_ids(ids, 'KneserNey')
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             raise ValueError(f'KneserNey: ids must lie in [0, {vocab_size}), '

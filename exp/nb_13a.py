@@ -249,9 +249,11 @@ class RNNTrainer(Callback):
 class GradientClipping(Callback):
     "After the backward pass, rescale the gradients so their global norm is at most `clip`."
     def __init__(self, clip=None): self.clip,self.norms = clip,[]
+    def begin_fit(self): self.norms = []      # the norms before clipping, this fit's only
     def after_backward(self):
+        # kept as tensors: reading each one (.item()) would make the CPU wait for a GPU every step
         if self.clip: self.norms.append(nn.utils.clip_grad_norm_(self.run.model.parameters(),
-                                                                 self.clip).item())
+                                                                 self.clip).detach())
 
 
 CHAR_LM = dict(emb_sz=64, n_hid=256, n_layers=2, bs=64, bptt=64, epochs=1, lr=5e-3,
@@ -330,7 +332,7 @@ def generate(model, vocab, prompt, n_chars=300, temperature=1., seed=0):
     writes after it, each drawn from softmax(scores / temperature), with a generator seeded by
     `seed`; never `xxunk`, which stands for no character in particular. `model` is left in the
     mode it was in."""
-    if temperature <= 0: raise ValueError(f'generate: temperature must be > 0, got {temperature}')
+    check_positive('generate', temperature=temperature)
     if not prompt: raise ValueError('generate: the prompt is empty; give at least one character')
     was_training = model.training
     model.eval(); model.reset()
@@ -364,7 +366,7 @@ def save_char_lm(model, vocab, settings=CHAR_LM, path=None, results=None, *, tra
     path = save_model(model, char_lm_path() if path is None else path, overwrite=True)
     meta = dict(settings=settings, vocab=vocab.itos, train_sha256=text_sha256(train_text),
                 sha256=sha256_of(path), results=results or {})
-    with nbio.atomic_open(_meta_path(path)) as f: f.write(json.dumps(meta, indent=1).encode())
+    nbio.atomic_write(_meta_path(path), json.dumps(meta, indent=1))
     return path
 
 def load_char_lm(vocab, settings=CHAR_LM, path=None, *, train_text):

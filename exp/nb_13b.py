@@ -229,12 +229,14 @@ def clas_loader(ds, bs, pad_idx, train=False):
 
 @torch.no_grad()
 def eval_outputs(model, dl, f):
-    """(f(model, xb) for every batch, labels) over `dl`: `model` in eval mode, each batch on its
-    device, the outputs gathered on the CPU."""
-    model.eval()
+    """(f(model, xb) for every batch, labels) over `dl`: `model` in eval mode (then back in the mode
+    it was in), each batch on its device, the outputs gathered on the CPU."""
+    was_training, _ = model.training, model.eval()
     device, outs, ys = model_device(model), [], []
-    for xb, yb in dl:
-        outs.append(f(model, xb.to(device)).cpu()); ys.append(yb)
+    try:
+        for xb, yb in dl:
+            outs.append(f(model, xb.to(device)).cpu()); ys.append(yb)
+    finally: model.train(was_training)
     return torch.cat(outs), torch.cat(ys)
 
 def pooled_features(model, dl):

@@ -241,7 +241,7 @@ def test_a_batch_that_mixes_the_short_last_piece_or_an_index_out_of_range_is_ref
 
 
 def test_bad_arguments_are_refused_naming_them():
-    with pytest.raises(ValueError, match='bptt must be a positive'):
+    with pytest.raises(ValueError, match='bptt must be a whole number >= 1'):
         LM_PreLoader(torch.arange(9), 2, 0)
     with pytest.raises(ValueError, match='too few'): LM_PreLoader(torch.arange(3), 4, 2)
     with pytest.raises(ValueError, match='list of tensors'):
@@ -297,7 +297,8 @@ def test_bits_per_char_is_total_nats_over_ln2_and_characters():
     want = 6 / math.log(2) / 12
     assert bits_per_char(2.0, n_tokens=3, n_chars=12) == pytest.approx(want, rel=1e-15)
     with pytest.raises(ValueError, match='both n_tokens and n_chars'): bits_per_char(1.0, 3)
-    with pytest.raises(ValueError, match='n_chars must be a positive'): bits_per_char(1.0, 3, 0)
+    with pytest.raises(ValueError, match='n_chars must be a whole number >= 1'):
+        bits_per_char(1.0, 3, 0)
 
 
 class TableModel(nn.Module):

@@ -298,3 +298,17 @@ def test_char_lm_loads_a_matching_model_and_retrains_otherwise(tmp_path, monkeyp
     split.train_text = 'abc a'   # 13's split changed: the saved model read other chapters
     model, v, meta = m.char_lm(other, path)
     assert trained == [other, other] and 'other training text' in capsys.readouterr().out
+
+
+def test_gradient_clipping_keeps_each_fits_norms_as_tensors():
+    from exp.nb_13a import GradientClipping
+    clipper = GradientClipping(clip=0.1)
+    model = torch.nn.Linear(3, 1)
+    model(torch.randn(5, 3)).pow(2).sum().mul(100).backward()
+    clipper.run = type('Run', (), {'model': model})()
+    clipper.after_backward()
+    assert torch.is_tensor(clipper.norms[0]) and clipper.norms[0] > 0.1   # not read with .item()
+    assert model.weight.grad.norm() <= 0.1 + 1e-6 or torch.cat(
+        [p.grad.flatten() for p in model.parameters()]).norm() <= 0.1 + 1e-6
+    clipper.begin_fit()
+    assert clipper.norms == []

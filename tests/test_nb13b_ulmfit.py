@@ -215,7 +215,8 @@ def test_head_on_features_computed_once_matches_the_whole_model_in_eval_mode():
     model = get_text_classifier(len(vocab), 2, TINY, bptt=3, layers=(6,))
     model.train()
     feats, ys = pooled_features(model, dl)
-    assert not model.training and ys.tolist() == [0, 1, 0, 1]
+    assert model.training and ys.tolist() == [0, 1, 0, 1]   # back in the mode it was in
+    model.eval()
     with torch.no_grad():
         whole = torch.cat([model(xb) for xb, _ in dl])
         torch.testing.assert_close(model[1].layers(feats), whole)
@@ -234,3 +235,16 @@ def test_finetune_char_lm_does_not_depend_on_the_random_state_before_it():
         learn, _ = finetune_char_lm(model, chapters, valid, settings, epochs=1, lr=1e-2)
         weights.append(learn.model[0].emb.weight.detach().cpu().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_eval_outputs_puts_the_model_back_in_the_mode_it_was_in():
+    from exp.nb_13b import eval_outputs
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).train()
+    dl = [(torch.randn(4, 3), torch.zeros(4)), (torch.randn(2, 3), torch.ones(2))]
+    seen = []
+    out, ys = eval_outputs(model, dl, lambda m, xb: (seen.append(m.training), m(xb))[1])
+    assert seen == [False, False] and model.training      # eval inside, training again after
+    assert out.shape == (6, 2) and ys.tolist() == [0] * 4 + [1] * 2
+    with pytest.raises(RuntimeError):
+        eval_outputs(model, dl, lambda m, xb: (_ for _ in ()).throw(RuntimeError('bad batch')))
+    assert model.training                                   # even when a batch fails
