@@ -258,6 +258,7 @@ class GradientClipping(Callback):
 
 CHAR_LM = dict(emb_sz=64, n_hid=256, n_layers=2, bs=64, bptt=64, epochs=1, lr=5e-3,
                drop_mult=0.2, alpha=2., beta=1., clip=1., seed=0)
+VALID_EVERY = 120   # training steps between the points of the validation curve (ValidCurve)
 
 def char_lm_data(settings=CHAR_LM, split=None):
     """(DataBunch, vocab) for a character language model: 13's training chapters (shuffled each
@@ -299,17 +300,29 @@ class ValidCurve(Callback):
     """Validation loss (nats per character) every `every` training steps, scored by `lm_nats` on
     `eval_model` (a model of the same shape, loaded with the training model's weights each time):
     training's model, its state and the random number generators are left untouched (in eval mode
-    no dropout draws a number). `steps` and `nats` hold the points."""
+    no dropout draws a number). `steps`, `nats` and `seconds` hold the points: `seconds` is the
+    time the fit has run, less the time spent here scoring, so models are timed alike whatever
+    they score on (the clock read once the device has finished, 03's `sync`)."""
     def __init__(self, eval_model, dl, every):
         self.eval_model,self.dl,self.every = eval_model,dl,every
-    def begin_fit(self): self.steps,self.nats,self.n = [],[],0
+        self.steps,self.nats,self.seconds,self.n = [],[],[],0
+    def begin_fit(self):
+        self.steps,self.nats,self.seconds,self.n = [],[],[],0
+        self.scoring,self.start = 0.,time.perf_counter()
     def after_batch(self):
         if not self.in_train: return
         self.n += 1
         if self.n % self.every: return
+        sync(model_device(self.run.model)); now = time.perf_counter()
         m = self.eval_model.to(model_device(self.run.model))
         m.load_state_dict(self.run.model.state_dict())
         self.steps.append(self.n); self.nats.append(lm_nats(m, self.dl)[0])
+        self.seconds.append(now - self.start - self.scoring)
+        self.scoring += time.perf_counter() - now
+    def results(self):
+        "The points as a dict for a JSON file: steps, bits per character, seconds of training."
+        return dict(steps=list(self.steps), bpc=[bits_per_char(n) for n in self.nats],
+                    seconds=list(self.seconds))
 
 def spread_sample(groups, n):
     """`n` tokens taken alike from each group (a list of tensors: a novel's chapters): whole pieces,
@@ -399,9 +412,12 @@ def char_lm(settings=CHAR_LM, path=None, progress=True):
             model, meta = load_char_lm(vocab, settings, path, train_text=split.train_text)
             return model, vocab, meta
         except ValueError as e: print(f'char_lm: {e}; training it again')
-    learn, secs = train_char_lm(data, settings, progress=progress)
+    # the same curve as 13a's run (it draws no random numbers: the same weights), for 14a
+    curve = ValidCurve(char_lm_model(len(vocab), settings), data.valid_dl, VALID_EVERY)
+    learn, secs = train_char_lm(data, settings, cbs=[curve], progress=progress)
     nats, _ = lm_nats(learn.model, data.valid_dl)
-    results = dict(valid_bpc=bits_per_char(nats), seconds=secs)
+    results = dict(valid_bpc=bits_per_char(nats), steps=curve.n, seconds=secs,
+                   curve=curve.results())
     save_char_lm(learn.model, vocab, settings, path, results, train_text=split.train_text)
     # as a later call will load it: checked, on the CPU
     model, meta = load_char_lm(vocab, settings, path, train_text=split.train_text)
@@ -415,8 +431,8 @@ __all__ = _all_nb_13 + [
     'RecurrentCell', 'RNNCell', 'LSTMCell', 'LSTMLayer', 'StackedLSTM', 'dropout_mask',
     'RNNDropout', 'WeightDropout', 'EmbeddingDropout', 'to_detach', 'AWD_LSTM', 'LinearDecoder',
     'SequentialRNN', 'get_language_model', 'RNNTrainer', 'GradientClipping', 'CHAR_LM',
-    'char_lm_data', 'char_lm_model', 'char_lm_learner', 'train_char_lm', 'ValidCurve',
-    'spread_sample', 'generate', 'char_lm_path', 'text_sha256', 'save_char_lm', 'load_char_lm',
-    'char_lm'
+    'VALID_EVERY', 'char_lm_data', 'char_lm_model', 'char_lm_learner', 'train_char_lm',
+    'ValidCurve', 'spread_sample', 'generate', 'char_lm_path', 'text_sha256', 'save_char_lm',
+    'load_char_lm', 'char_lm'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

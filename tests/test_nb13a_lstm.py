@@ -248,6 +248,27 @@ def test_valid_curve_scores_along_the_way_without_changing_training():
     assert all(0 < n < 10 for n in curve.nats)
 
 
+def test_valid_curve_times_training_without_its_own_scoring(monkeypatch):
+    import exp.nb_13a as m
+    clock = [0.]
+    def tick():   # a clock that moves one second each time it is read
+        clock[0] += 1
+        return clock[0] - 1
+    real = m.lm_nats
+    def slow_nats(model, dl):   # scoring that takes 100 seconds: none may count as training
+        clock[0] += 100
+        return real(model, dl)
+    monkeypatch.setattr(m, 'time', SimpleNamespace(perf_counter=tick))
+    monkeypatch.setattr(m, 'lm_nats', slow_nats)
+    _, curve = _tiny_fit(True)
+    # the clock is read at the start of the fit, then before and after each scoring
+    assert curve.seconds == [1., 2., 3., 4., 5.]
+    res = curve.results()
+    assert res['steps'] == curve.steps == [5, 10, 15, 20, 25] and res['seconds'] == curve.seconds
+    assert res['bpc'] == pytest.approx([n/math.log(2) for n in curve.nats])
+    json.dumps(res)   # plain numbers, for the saved JSON
+
+
 def test_saved_language_model_is_checked_before_loading(tmp_path):
     vocab = Vocab(['xxunk'] + list('abc '))
     torch.manual_seed(0)
@@ -283,7 +304,7 @@ def test_char_lm_loads_a_matching_model_and_retrains_otherwise(tmp_path, monkeyp
     saved = char_lm_model(len(vocab), CHAR_LM)
     path = save_char_lm(saved, vocab, CHAR_LM, tmp_path/'lm.pth', train_text='abc ab')
     trained = []
-    def fake_train(data, settings, progress=True):
+    def fake_train(data, settings, cbs=None, progress=True):
         trained.append(settings)
         return SimpleNamespace(model=char_lm_model(len(vocab), settings)), 1.
     monkeypatch.setattr(m, 'train_char_lm', fake_train)
@@ -295,6 +316,8 @@ def test_char_lm_loads_a_matching_model_and_retrains_otherwise(tmp_path, monkeyp
     model, v, meta = m.char_lm(other, path)
     assert trained == [other] and 'other settings' in capsys.readouterr().out
     assert meta['settings'] == other and meta['results']['valid_bpc'] == 1/math.log(2)
+    # a model trained here saves its validation curve (none in this fake training)
+    assert meta['results']['curve'] == dict(steps=[], bpc=[], seconds=[])
     split.train_text = 'abc a'   # 13's split changed: the saved model read other chapters
     model, v, meta = m.char_lm(other, path)
     assert trained == [other, other] and 'other training text' in capsys.readouterr().out
