@@ -12,9 +12,9 @@ from torch import nn
 
 from exp.nb_07 import LayerNorm
 from exp.nb_14 import (MultiHeadAttention, RotaryEmbedding, TokenLayerNorm, TransformerBlock,
-                       attention_weights, causal_mask, check_against, online_softmax,
-                       padding_mask, scaled_dot_product_attention, sinusoidal_embedding,
-                       stable_softmax, tiled_attention)
+                       attention_weights, causal_mask, check_against, forward_peak_bytes,
+                       online_softmax, padding_mask, scaled_dot_product_attention,
+                       sinusoidal_embedding, stable_softmax, tiled_attention)
 
 F64 = dict(dtype=torch.float64)
 META = torch.device('meta')
@@ -301,3 +301,16 @@ def test_tiled_attention_refuses_bad_input():
         tiled_attention(q, q, q, block_size=0)
     with pytest.raises(ValueError, match=r'^tiled_attention: q and k must have the same last'):
         tiled_attention(q, q[..., :4], q)
+
+
+def test_forward_peak_grows_with_the_square_for_naive_only():
+    # fresh processes: the naive pass holds T x T matrices, the tiled one a few tiles
+    T = 1024
+    naive, _ = forward_peak_bytes('naive', T)
+    tiled, _ = forward_peak_bytes('tiled', T)
+    assert naive > T * T * 4 > 4 * tiled
+
+
+def test_forward_peak_names_the_child_that_failed():
+    with pytest.raises(RuntimeError, match="the child measuring nope at T=8 failed: KeyError"):
+        forward_peak_bytes('nope', 8)
