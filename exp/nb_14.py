@@ -344,12 +344,16 @@ def measure_forward_peak(method, T, d=64, device='cpu', block_size=128, n_heads=
     del out
     return peak - base, seconds
 
+# glibc's malloc gives every block of this many bytes or more its own pages, returned when freed
+MMAP_THRESHOLD = 64 * 1024
+
 def forward_peak_bytes(method, T, d=64, device='cpu', block_size=128, n_heads=1):
     """`measure_forward_peak` in a fresh Python process on one thread, so that no memory freed by
-    an earlier pass is reused: (peak bytes, seconds)."""
+    an earlier pass is reused, with glibc's malloc told to map each block of MMAP_THRESHOLD bytes
+    or more on its own (resident memory then follows the tensors alive): (peak bytes, seconds)."""
     import exp
     root = str(Path(exp.__file__).resolve().parents[1])
-    env = {**os.environ, 'OMP_NUM_THREADS': '1',
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MALLOC_MMAP_THRESHOLD_': str(MMAP_THRESHOLD),
            'PYTHONPATH': os.pathsep.join([root, os.environ.get('PYTHONPATH', '')])}
     code = ('import torch; torch.set_num_threads(1)\nfrom exp.nb_14 import measure_forward_peak\n'
             f'print(*measure_forward_peak({method!r}, {T}, {d}, {str(device)!r}, {block_size}, '
@@ -372,6 +376,7 @@ __all__ = _all_nb_13b + [
     'test_near64', 'check_against', 'MultiHeadAttention', 'sinusoidal_embedding',
     'RotaryEmbedding', 'TokenLayerNorm', 'TransformerBlock', 'finite_or_zero', 'online_softmax',
     'visible_key_blocks', 'tile_scores', 'TiledAttention', 'tiled_attention', 'process_memory',
-    'reset_peak_memory', 'attention_forwards', 'measure_forward_peak', 'forward_peak_bytes'
+    'reset_peak_memory', 'attention_forwards', 'measure_forward_peak', 'MMAP_THRESHOLD',
+    'forward_peak_bytes'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
