@@ -91,6 +91,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, is_causal=False, scale=None
 def test_near64(a, b, rtol=1e-10, atol=1e-12):
     "Assert float64 tensors `a` and `b` agree to about 12 digits."
     test(a, b, partial(near, rtol=rtol, atol=atol), 'near in float64')
+test_near64.__test__ = False   # a check to call, not a test for pytest to collect
 
 def check_against(ours, theirs, *inputs, **kwargs):
     """Run `ours` and `theirs` on copies of the tensors `inputs` (float64, requiring gradients),
