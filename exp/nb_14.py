@@ -253,6 +253,7 @@ def tile_scores(qi, kj, i, j, scale, is_causal):
         s = s.masked_fill(~causal_mask(qi.shape[-2], kj.shape[-2], s.device, i, j), -math.inf)
     return s
 
+
 class TiledAttention(torch.autograd.Function):
     """FlashAttention on tensors: forward by blocks with the online softmax, saving only q, k, v,
     the output and each query's log-sum-exp; backward recomputing each block's weights."""
@@ -295,6 +296,7 @@ class TiledAttention(torch.autograd.Function):
                 dk[..., ks, :] += ds.transpose(-2, -1) @ qi * scale
         return dq, dk, dv, None, None, None
 
+
 def tiled_attention(q, k, v, is_causal=False, block_size=64, scale=None):
     """scaled_dot_product_attention computed by FlashAttention's tiling (`TiledAttention`): the
     same result, without ever holding more than a block_size x block_size tile of scores."""
@@ -314,6 +316,7 @@ def process_memory(key='VmRSS'):
 def reset_peak_memory():
     "Make VmHWM start again from the current resident size (Linux's /proc/self/clear_refs)."
     with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+
 
 def attention_forwards(block_size=128):
     "name -> attention function (q, k, v, is_causal=...) compared in this chapter and its bench."
@@ -344,6 +347,7 @@ def measure_forward_peak(method, T, d=64, device='cpu', block_size=128, n_heads=
         peak = torch.cuda.max_memory_allocated(device) if cuda else process_memory('VmHWM')
     del out
     return peak - base, seconds
+
 
 # glibc's malloc gives every block of this many bytes or more its own pages, returned when freed
 MMAP_THRESHOLD = 64 * 1024
