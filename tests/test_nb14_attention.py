@@ -86,6 +86,7 @@ def test_masks_are_made_on_the_inputs_device():
     assert tiled_attention(q, k, v, is_causal=True, block_size=4).device == META
     assert padding_mask(torch.tensor([6, 2], device=META), 6).device == META
     assert RotaryEmbedding(8).rotate(q).device == META
+    assert sinusoidal_embedding(torch.arange(6, device=META), 8).device == META
 
 
 @pytest.mark.parametrize('args, error, message', [
@@ -314,3 +315,18 @@ def test_forward_peak_grows_with_the_square_for_naive_only():
 def test_forward_peak_names_the_child_that_failed():
     with pytest.raises(RuntimeError, match="the child measuring nope at T=8 failed: KeyError"):
         forward_peak_bytes('nope', 8)
+
+
+def test_forward_peak_measures_in_a_child_on_the_device_asked(monkeypatch):
+    # the child gets the device, one thread and glibc's fixed mapping threshold
+    import subprocess
+    from types import SimpleNamespace
+    seen = {}
+    def run(cmd, capture_output, text, env):
+        seen.update(code=cmd[-1], env=env)
+        return SimpleNamespace(returncode=0, stdout='123 0.5\n', stderr='')
+    monkeypatch.setattr(subprocess, 'run', run)
+    assert forward_peak_bytes('tiled', 64, device=torch.device('cuda', 1)) == (123, 0.5)
+    assert "measure_forward_peak('tiled', 64, 64, 'cuda:1', 128, 1)" in seen['code']
+    assert seen['env']['OMP_NUM_THREADS'] == '1'
+    assert seen['env']['MALLOC_MMAP_THRESHOLD_'] == str(64 * 1024)
