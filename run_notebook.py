@@ -292,7 +292,7 @@ SECONDS = {
     '09_optimizers': 102, '09b_learner': 48, '09c_progress_bar': 134, '10_augmentation': 60,
     '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 1383,
     '11a_transfer_learning': 186, '12_distributed': 63, '13_text': 19, '13a_rnn_lstm': 224,
-    '13b_ulmfit': 109, '14_attention': 120,
+    '13b_ulmfit': 109, '14_attention': 120, '14a_gpt': 600,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
@@ -322,6 +322,7 @@ TIMES_THINGS = {
 # finished (it would otherwise train the same model itself, beside it: wasted, not wrong).
 NEEDS = {
     '13b_ulmfit': '13a_rnn_lstm',   # loads the character language model 13a trains and saves
+    '14a_gpt': '13a_rnn_lstm',   # reads the validation curve 13a saves with that model
 }
 
 
