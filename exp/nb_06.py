@@ -45,11 +45,27 @@ class Im2Col(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         "col2im: each input pixel's gradient is the sum over every column it was copied to."
-        (n, c, h, w), ks, stride, (ph, pw), out = ctx.geom
-        gx = g.new_zeros(c, n, h + 2*ph, w + 2*pw)
-        g = g.view(c, *ks, n, *out)
-        for i,j,rows,cs in _offsets(ks, out, stride): gx[:, :, rows, cs] += g[:, i, j]
-        return gx[:, :, ph:ph+h, pw:pw+w].transpose(0, 1), None, None, None
+        x_shape, ks, stride, padding, _ = ctx.geom
+        return col2im(g, x_shape, ks, stride, padding), None, None, None
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+    """im2col's adjoint: columns (C*kh*kw, N*oh*ow) in `Im2Col`'s layout -> a batch of `x_shape`
+    (N, C, H, W) in which each pixel is the sum of every column entry im2col copied from it
+    (PyTorch's `F.fold`, in `Im2Col`'s layout). `Im2Col`'s backward; a transposed convolution
+    is built on it."""
+    (n, c, h, w), ks = x_shape, _pair(kernel_size, 'kernel_size')
+    (sh, sw), (ph, pw) = _pair(stride, 'stride'), _pair(padding, 'padding')
+    out = conv_out_size(h, ks[0], sh, ph), conv_out_size(w, ks[1], sw, pw)
+    want = (c * ks[0] * ks[1], n * out[0] * out[1])
+    if tuple(cols.shape) != want:
+        raise ValueError(f'col2im: columns for {tuple(x_shape)} with a {ks[0]}x{ks[1]} kernel, '
+                         f'stride {(sh, sw)}, padding {(ph, pw)} must be {want}, got '
+                         f'{tuple(cols.shape)}')
+    x = cols.new_zeros(c, n, h + 2*ph, w + 2*pw)
+    g = cols.reshape(c, *ks, n, *out)
+    for i,j,rows,cs in _offsets(ks, out, (sh, sw)): x[:, :, rows, cs] += g[:, i, j]
+    return x[:, :, ph:ph+h, pw:pw+w].transpose(0, 1)
 
 
 def _check_image_batch(x, who):
@@ -326,11 +342,11 @@ def nb_auto_export():
 # a name bound only in a branch not taken is left out).
 from exp.nb_05b import __all__ as _all_nb_05b
 __all__ = _all_nb_05b + [
-    'optim', 'conv_out_size', 'Im2Col', 'unfold', 'conv2d', 'Lambda', 'flatten', 'mnist_resize',
-    'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm', 'mnist_view',
-    'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook', 'Hooks',
-    'children', 'append_stats', 'append_hist_stats', 'get_hist', 'near_zero_share', 'get_min',
-    'append_inactive', 'inactive_share', 'GeneralRelu', 'conv_layer', 'init_cnn_', 'init_cnn',
-    'get_learn_run', 'normalize_to', 'nb_auto_export'
+    'optim', 'conv_out_size', 'Im2Col', 'col2im', 'unfold', 'conv2d', 'Lambda', 'flatten',
+    'mnist_resize', 'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm',
+    'mnist_view', 'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook',
+    'Hooks', 'children', 'append_stats', 'append_hist_stats', 'get_hist', 'near_zero_share',
+    'get_min', 'append_inactive', 'inactive_share', 'GeneralRelu', 'conv_layer', 'init_cnn_',
+    'init_cnn', 'get_learn_run', 'normalize_to', 'nb_auto_export'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

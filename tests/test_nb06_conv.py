@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exp.nb_06 import conv2d, conv_out_size, unfold
+from exp.nb_06 import Im2Col, col2im, conv2d, conv_out_size, unfold
 
 
 def _random_case(seed):
@@ -125,3 +125,36 @@ def test_float32_output_is_contiguous_and_keeps_dtype():
 def test_bad_input_names_the_problem(call, words):
     with pytest.raises(ValueError) as e: call()
     for w in words: assert w in str(e.value), (w, str(e.value))
+
+
+def _as_fold_layout(cols, n):
+    "Im2Col's columns (C*kh*kw, N*L) in F.fold's layout (N, C*kh*kw, L)."
+    return cols.view(cols.shape[0], n, -1).transpose(0, 1)
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_col2im_matches_F_fold(seed):
+    x, weight, _, stride, padding = _random_case(seed)
+    ks = tuple(weight.shape[2:])
+    g = torch.Generator().manual_seed(seed + 500)
+    n, ckk, n_pos = unfold(x, ks, stride, padding).shape
+    cols = torch.randn(ckk, n * n_pos, dtype=torch.float64, generator=g)
+    ours = col2im(cols, x.shape, ks, stride, padding)
+    theirs = F.fold(_as_fold_layout(cols, x.shape[0]), x.shape[2:], ks, padding=padding,
+                    stride=stride)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    "<im2col(x), c> = <x, col2im(c)>: what makes col2im im2col's backward."
+    x, _, _, _, _ = _random_case(7)
+    ks, stride, padding = (3, 2), (2, 1), (1, 0)
+    cols = Im2Col.apply(x, ks, stride, padding)
+    c = torch.randn(cols.shape, dtype=torch.float64)
+    lhs, rhs = (cols * c).sum(), (x * col2im(c, x.shape, ks, stride, padding)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_names_the_shapes_it_needs():
+    with pytest.raises(ValueError, match=r'must be \(18, 50\), got \(18, 49\)'):
+        col2im(torch.zeros(18, 49), (2, 2, 5, 5), 3, padding=1)
