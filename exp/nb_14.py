@@ -222,6 +222,40 @@ class TransformerBlock(nn.Module):
         return self.ln2(x + mlp(x))
 
 
+# TransformerBlock's parameter names -> nn.TransformerEncoderLayer's for the same weights
+ENCODER_LAYER_NAMES = {
+    'attn.qkv.weight': 'self_attn.in_proj_weight', 'attn.qkv.bias': 'self_attn.in_proj_bias',
+    'attn.proj.weight': 'self_attn.out_proj.weight', 'attn.proj.bias': 'self_attn.out_proj.bias',
+    'mlp.0.weight': 'linear1.weight', 'mlp.0.bias': 'linear1.bias',
+    'mlp.2.weight': 'linear2.weight', 'mlp.2.bias': 'linear2.bias',
+    'ln1.weight': 'norm1.weight', 'ln1.bias': 'norm1.bias',
+    'ln2.weight': 'norm2.weight', 'ln2.bias': 'norm2.bias'}
+
+def check_block_against_torch(prenorm, d_model=16, n_heads=4, bs=2, T=7, seed=0):
+    """Assert TransformerBlock equals nn.TransformerEncoderLayer (GELU, dropout 0, norm_first =
+    prenorm, train mode: no fast path) with the same random weights, causal, in float64: outputs
+    and the gradients of the input and of every parameter."""
+    torch.manual_seed(seed)
+    ours = TransformerBlock(d_model, n_heads, prenorm=prenorm).double()
+    theirs = nn.TransformerEncoderLayer(d_model, n_heads, 4*d_model, dropout=0.,
+                                        activation='gelu', batch_first=True,
+                                        norm_first=prenorm).double().train()
+    names = list(ENCODER_LAYER_NAMES)
+    for mod, want in [(ours, names), (theirs, ENCODER_LAYER_NAMES.values())]:
+        have = sorted(n for n, _ in mod.named_parameters())
+        if have != sorted(want):
+            raise ValueError(f'check_block_against_torch: {type(mod).__name__} has parameters '
+                             f'{have}, ENCODER_LAYER_NAMES pairs {sorted(want)}')
+    weights = [p.detach() + 0.1 * torch.randn_like(p) for p in map(ours.get_parameter, names)]
+    mask = ~causal_mask(T, T)
+    def run_ours(x, *ws):
+        return torch.func.functional_call(ours, dict(zip(names, ws)), (x,), {'is_causal': True})
+    def run_theirs(x, *ws):
+        return torch.func.functional_call(theirs, dict(zip(ENCODER_LAYER_NAMES.values(), ws)),
+                                          (x,), {'src_mask': mask, 'is_causal': True})
+    check_against(run_ours, run_theirs, torch.randn(bs, T, d_model, dtype=torch.float64), *weights)
+
+
 def finite_or_zero(m):
     "`m` with -inf (a row that saw nothing yet) replaced by 0, so `x - m` is never -inf - -inf."
     return m.masked_fill(m == -math.inf, 0)
@@ -379,9 +413,9 @@ __all__ = _all_nb_13b + [
     'Path', 'check_mask', 'check_attention_args', 'stable_softmax', 'causal_mask',
     'padding_mask', 'masked_scores', 'attention_weights', 'scaled_dot_product_attention',
     'test_near64', 'check_against', 'MultiHeadAttention', 'sinusoidal_embedding',
-    'RotaryEmbedding', 'TokenLayerNorm', 'TransformerBlock', 'finite_or_zero', 'online_softmax',
-    'visible_key_blocks', 'tile_scores', 'TiledAttention', 'tiled_attention', 'process_memory',
-    'reset_peak_memory', 'attention_forwards', 'measure_forward_peak', 'MMAP_THRESHOLD',
-    'forward_peak_bytes'
+    'RotaryEmbedding', 'TokenLayerNorm', 'TransformerBlock', 'ENCODER_LAYER_NAMES',
+    'check_block_against_torch', 'finite_or_zero', 'online_softmax', 'visible_key_blocks',
+    'tile_scores', 'TiledAttention', 'tiled_attention', 'process_memory', 'reset_peak_memory',
+    'attention_forwards', 'measure_forward_peak', 'MMAP_THRESHOLD', 'forward_peak_bytes'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from exp.nb_07 import LayerNorm
-from exp.nb_14 import (MultiHeadAttention, RotaryEmbedding, TokenLayerNorm, TransformerBlock,
-                       attention_weights, causal_mask, check_against, forward_peak_bytes,
-                       online_softmax, padding_mask, scaled_dot_product_attention,
-                       sinusoidal_embedding, stable_softmax, tiled_attention)
+import exp.nb_14 as nb14
+from exp.nb_14 import (ENCODER_LAYER_NAMES, MultiHeadAttention, RotaryEmbedding, TokenLayerNorm,
+                       TransformerBlock, attention_weights, causal_mask, check_against,
+                       check_block_against_torch, forward_peak_bytes, online_softmax,
+                       padding_mask, scaled_dot_product_attention, sinusoidal_embedding,
+                       stable_softmax, tiled_attention)
 
 F64 = dict(dtype=torch.float64)
 META = torch.device('meta')
@@ -208,6 +210,38 @@ def test_block_computes_pre_or_post_norm_residuals(prenorm):
     close64(blk(later, is_causal=True)[:, :3], blk(x, is_causal=True)[:, :3])   # causal
 
 
+@pytest.mark.parametrize('prenorm', [True, False])
+def test_block_matches_nn_transformer_encoder_layer_float64(prenorm):
+    # outputs and the gradients of the input and all parameters, causal, same random weights
+    check_block_against_torch(prenorm, seed=1)
+
+
+def test_block_comparison_catches_a_different_block(monkeypatch):
+    class TanhGeluBlock(TransformerBlock):   # GELU's tanh approximation: close, not equal
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.mlp[1] = nn.GELU(approximate='tanh')
+    monkeypatch.setattr(nb14, 'TransformerBlock', TanhGeluBlock)
+    with pytest.raises(AssertionError):
+        check_block_against_torch(True)
+
+
+def test_block_comparison_refuses_names_that_do_not_pair(monkeypatch):
+    names = dict(ENCODER_LAYER_NAMES); del names['ln2.bias']
+    monkeypatch.setattr(nb14, 'ENCODER_LAYER_NAMES', names)
+    with pytest.raises(ValueError, match='TransformerBlock has parameters .* ENCODER_LAYER_NAMES'):
+        check_block_against_torch(False)
+
+
+def test_torch_attention_matches_ours_in_float32_on_a_longer_input():
+    # the stand-in used from 14a on: float32, causal, a few hundred tokens
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 512, 32) for _ in range(3))
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                               scaled_dot_product_attention(q, k, v, is_causal=True),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_sinusoidal_embedding_follows_the_formula():
     pe = sinusoidal_embedding(torch.arange(50), 16)
     assert pe.shape == (50, 16)
@@ -274,6 +308,7 @@ def test_online_softmax_refuses_a_block_size_below_1():
     ((2, 3, 33, 8), (2, 3, 33, 8), (2, 3, 33, 4)),
     ((3, 20, 8), (1, 29, 8), (29, 8)),         # batch dimensions that broadcast, Tq < Tk
     ((1, 30, 8), (1, 12, 8), (1, 12, 8)),      # Tq > Tk
+    ((1, 2, 64, 8),) * 3,                      # blocks of 16 and 64 divide T: only full blocks
 ])
 @pytest.mark.parametrize('is_causal', [False, True])
 @pytest.mark.parametrize('block_size', [1, 5, 16, 64])
