@@ -158,6 +158,38 @@ def auto_encoder(n_latent=32, nfs=(8, 16), up='nearest', c=1, size=28):
                        ae_decoder(n_latent, tuple(reversed(nfs)), c, size, up))
 
 
+def encode_all(model, x, bs=1000):
+    """The latents of images `x`, in eval mode, in batches of `bs` on the model's device; returned
+    on the CPU."""
+    device, was_training, _ = model_device(model), model.training, model.eval()
+    try:
+        with torch.no_grad(): z = [model.encode(x[i:i+bs].to(device)).cpu()
+                                   for i in range(0, len(x), bs)]
+    finally: model.train(was_training)
+    return torch.cat(z)
+
+def decode_all(model, z, bs=1000):
+    "Images decoded from latents `z`, in eval mode, on the model's device; returned on the CPU."
+    device, was_training, _ = model_device(model), model.training, model.eval()
+    try:
+        with torch.no_grad(): x = [model.decode(z[i:i+bs].to(device)).cpu()
+                                   for i in range(0, len(z), bs)]
+    finally: model.train(was_training)
+    return torch.cat(x)
+
+
+def checkerboard_share(x):
+    """The mean over images (N, 1, H, W) of the share of each image's power, its mean (the zero
+    frequency) left out, at half a cycle per pixel along either axis: the frequencies of a pattern
+    that repeats every 2 pixels, where a stride-2 upsampling's unevenness shows."""
+    p = torch.fft.fft2(x[:, 0].double()).abs() ** 2
+    p[:, 0, 0] = 0
+    h, w = x.shape[-2:]
+    at = torch.zeros(h, w, dtype=torch.bool, device=x.device)
+    at[h // 2] = True; at[:, w // 2] = True
+    return (p[:, at].sum(1) / p.sum((1, 2))).mean().item()
+
+
 def ae_databunch(x_train, x_valid, bs=128):
     "Loaders whose targets are the inputs: (x, x) pairs for reconstruction."
     return images_databunch(x_train, x_train, x_valid, x_valid, bs=bs, c_out=x_train.shape[1])
@@ -178,25 +210,6 @@ def fit_ae(learn, epochs, lr):
     sync(model_device(learn.model))
     return time.perf_counter() - start
 
-def encode_all(model, x, bs=1000):
-    """The latents of images `x`, in eval mode, in batches of `bs` on the model's device; returned
-    on the CPU."""
-    device, was_training, _ = model_device(model), model.training, model.eval()
-    try:
-        with torch.no_grad(): z = [model.encode(x[i:i+bs].to(device)).cpu()
-                                   for i in range(0, len(x), bs)]
-    finally: model.train(was_training)
-    return torch.cat(z)
-
-def decode_all(model, z, bs=1000):
-    "Images decoded from latents `z`, in eval mode, on the model's device; returned on the CPU."
-    device, was_training, _ = model_device(model), model.training, model.eval()
-    try:
-        with torch.no_grad(): x = [model.decode(z[i:i+bs].to(device)).cpu()
-                                   for i in range(0, len(z), bs)]
-    finally: model.train(was_training)
-    return torch.cat(x)
-
 def nearest_distance(a, b, bs=500):
     "For each row of `a`, the Euclidean distance to its nearest row of `b`."
     return torch.cat([torch.cdist(a[i:i+bs], b).min(1).values for i in range(0, len(a), bs)])
@@ -208,7 +221,7 @@ from exp.nb_14a import __all__ as _all_nb_14a
 __all__ = _all_nb_14a + [
     'conv_transpose_out_size', 'Col2Im', 'conv_transpose2d', 'upsample_nearest',
     'UpsampleNearest', 'ConvTranspose', 'deconv', 'ae_encoder', 'ae_decoder', 'AutoEncoder',
-    'auto_encoder', 'ae_databunch', 'ae_learner', 'fit_ae', 'encode_all', 'decode_all',
-    'nearest_distance'
+    'auto_encoder', 'encode_all', 'decode_all', 'checkerboard_share', 'ae_databunch',
+    'ae_learner', 'fit_ae', 'nearest_distance'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

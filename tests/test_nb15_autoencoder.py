@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from exp.nb_06 import conv2d, conv_out_size
-from exp.nb_15 import (ConvTranspose, ae_decoder, ae_encoder, auto_encoder, conv_transpose2d,
-                       conv_transpose_out_size, deconv, nearest_distance, upsample_nearest)
+from exp.nb_15 import (ConvTranspose, ae_decoder, ae_encoder, auto_encoder, checkerboard_share,
+                       conv_transpose2d, conv_transpose_out_size, deconv, nearest_distance,
+                       upsample_nearest)
 
 GEOMETRIES = [  # (input h, w), kernel (kh, kw), stride, padding, output_padding
     ((5, 6), (3, 3), 1, 0, 0), ((5, 6), (3, 3), 2, 1, 1), ((4, 4), (4, 4), 2, 1, 0),
@@ -100,6 +101,17 @@ def test_nearest_distance():
     a = torch.tensor([[0., 0.], [3., 4.]])
     b = torch.tensor([[0., 1.], [3., 0.], [10., 10.]])
     torch.testing.assert_close(nearest_distance(a, b, bs=1), torch.tensor([1., 4.]))
+
+
+def test_checkerboard_share_sees_a_period_two_pattern_and_not_a_smooth_one():
+    i = torch.arange(28)
+    board = ((i[:, None] + i[None, :]) % 2).float()          # (-1)^(i+j) around its mean
+    stripes = (i[:, None] % 2).float().expand(28, 28)        # every other row
+    smooth = torch.sin(i / 28 * 2 * torch.pi)[:, None] * torch.ones(28)
+    assert checkerboard_share(board[None, None] + 3) == pytest.approx(1)
+    assert checkerboard_share(stripes[None, None]) == pytest.approx(1)
+    assert checkerboard_share(smooth[None, None]) < 1e-12
+    assert checkerboard_share(torch.stack([board, smooth])[:, None]) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize('call,words', [
