@@ -7,7 +7,7 @@ import torch.optim as optim
 import weakref
 
 
-def _pair(v, name):
+def as_pair(v, name):
     "`v` as an (along height, along width) pair of ints: 2 -> (2, 2); (1, 2) stays."
     pair = (v, v) if isinstance(v, int) else tuple(v)
     if len(pair) != 2 or not all(isinstance(i, int) for i in pair):
@@ -54,8 +54,8 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     (N, C, H, W) in which each pixel is the sum of every column entry im2col copied from it
     (PyTorch's `F.fold`, in `Im2Col`'s layout). `Im2Col`'s backward; a transposed convolution
     is built on it."""
-    (n, c, h, w), ks = x_shape, _pair(kernel_size, 'kernel_size')
-    (sh, sw), (ph, pw) = _pair(stride, 'stride'), _pair(padding, 'padding')
+    (n, c, h, w), ks = x_shape, as_pair(kernel_size, 'kernel_size')
+    (sh, sw), (ph, pw) = as_pair(stride, 'stride'), as_pair(padding, 'padding')
     out = conv_out_size(h, ks[0], sh, ph), conv_out_size(w, ks[1], sw, pw)
     want = (c * ks[0] * ks[1], n * out[0] * out[1])
     if tuple(cols.shape) != want:
@@ -86,8 +86,8 @@ def unfold(x, kernel_size, stride=1, padding=0):
     """im2col, like `F.unfold` (no dilation; stride before padding, as in `conv2d`):
     x (N, C, H, W) -> (N, C*kh*kw, L), one column per output position holding the patch the
     kernel sees there."""
-    ks = _pair(kernel_size, 'kernel_size')
-    stride,padding = _pair(stride, 'stride'),_pair(padding, 'padding')
+    ks = as_pair(kernel_size, 'kernel_size')
+    stride,padding = as_pair(stride, 'stride'),as_pair(padding, 'padding')
     _check_image_batch(x, 'unfold'); _check_geometry(x, ks, stride, padding, 'unfold')
     cols = Im2Col.apply(x, ks, stride, padding)
     return cols.view(cols.shape[0], x.shape[0], -1).transpose(0, 1).contiguous()
@@ -108,7 +108,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     if x.ndim == 3:   # one unbatched image, as F.conv2d allows
         return conv2d(x[None], weight, bias, stride, padding)[0]
     _check_image_batch(x, 'conv2d'); _check_conv(x, weight, bias)
-    ks,stride,padding = tuple(weight.shape[2:]),_pair(stride, 'stride'),_pair(padding, 'padding')
+    ks = tuple(weight.shape[2:])
+    stride,padding = as_pair(stride, 'stride'),as_pair(padding, 'padding')
     _check_geometry(x, ks, stride, padding, 'conv2d')
     cols = Im2Col.apply(x, ks, stride, padding)                  # (C_in*kh*kw, N*oh*ow)
     w = weight.reshape(weight.shape[0], -1)                       # (C_out, C_in*kh*kw)
@@ -342,11 +343,11 @@ def nb_auto_export():
 # a name bound only in a branch not taken is left out).
 from exp.nb_05b import __all__ as _all_nb_05b
 __all__ = _all_nb_05b + [
-    'optim', 'conv_out_size', 'Im2Col', 'col2im', 'unfold', 'conv2d', 'Lambda', 'flatten',
-    'mnist_resize', 'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback', 'view_tfm',
-    'mnist_view', 'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer', 'Hook',
-    'Hooks', 'children', 'append_stats', 'append_hist_stats', 'get_hist', 'near_zero_share',
-    'get_min', 'append_inactive', 'inactive_share', 'GeneralRelu', 'conv_layer', 'init_cnn_',
-    'init_cnn', 'get_learn_run', 'normalize_to', 'nb_auto_export'
+    'optim', 'as_pair', 'conv_out_size', 'Im2Col', 'col2im', 'unfold', 'conv2d', 'Lambda',
+    'flatten', 'mnist_resize', 'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback',
+    'view_tfm', 'mnist_view', 'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer',
+    'Hook', 'Hooks', 'children', 'append_stats', 'append_hist_stats', 'get_hist',
+    'near_zero_share', 'get_min', 'append_inactive', 'inactive_share', 'GeneralRelu',
+    'conv_layer', 'init_cnn_', 'init_cnn', 'get_learn_run', 'normalize_to', 'nb_auto_export'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]
