@@ -28,14 +28,6 @@ class Col2Im(torch.autograd.Function):
         return Im2Col.apply(g, ks, stride, padding), None, None, None, None
 
 
-def _hw(v, name):
-    """`v` as (along height, along width): an int for both axes or a pair of ints, as in 06
-    (whose col2im checks the geometry again)."""
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2 or not all(isinstance(i, int) for i in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return pair
-
 def _check_transpose(x, weight, bias, stride, padding, output_padding):
     who = 'conv_transpose2d'
     if x.ndim != 4: raise ValueError(f'{who} expects a batch (N, C_in, H, W), got {tuple(x.shape)}')
@@ -59,8 +51,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     (weight^T @ x) and col2im."""
     if x.ndim == 3:   # one unbatched image, as F.conv_transpose2d allows
         return conv_transpose2d(x[None], weight, bias, stride, padding, output_padding)[0]
-    stride, padding = _hw(stride, 'stride'), _hw(padding, 'padding')
-    output_padding = _hw(output_padding, 'output_padding')
+    stride, padding = as_pair(stride, 'stride'), as_pair(padding, 'padding')
+    output_padding = as_pair(output_padding, 'output_padding')
     _check_transpose(x, weight, bias, stride, padding, output_padding)
     (n, ci, h, w), (co, kh, kw) = x.shape, weight.shape[1:]
     out = [conv_transpose_out_size(*a) for a in zip((h, w), (kh, kw), stride, padding,
@@ -80,7 +72,7 @@ def upsample_nearest(x, scale_factor=2):
     F.interpolate(mode='nearest')."""
     if x.ndim != 4:
         raise ValueError(f'upsample_nearest expects a batch (N, C, H, W), got {tuple(x.shape)}')
-    sh, sw = _hw(scale_factor, 'scale_factor')
+    sh, sw = as_pair(scale_factor, 'scale_factor')
     if min(sh, sw) < 1:
         raise ValueError(f'upsample_nearest: scale_factor must be >= 1, got {scale_factor!r}')
     rows = torch.arange(x.shape[2]*sh, device=x.device) // sh
