@@ -150,24 +150,19 @@ def auto_encoder(n_latent=32, nfs=(8, 16), up='nearest', c=1, size=28):
                        ae_decoder(n_latent, tuple(reversed(nfs)), c, size, up))
 
 
+def eval_batches(model, f, x, bs=1000):
+    """f(model, batch) for batches of `bs` rows of `x`, without gradients: 13b's `eval_outputs`
+    (eval mode, then back; each batch on the model's device; the outputs joined on the CPU)."""
+    batches = [(x[i:i+bs], x.new_empty(0)) for i in range(0, len(x), bs)]   # no labels here
+    with torch.no_grad(): return eval_outputs(model, batches, f)[0]
+
 def encode_all(model, x, bs=1000):
-    """The latents of images `x`, in eval mode, in batches of `bs` on the model's device; returned
-    on the CPU."""
-    device, was_training, _ = model_device(model), model.training, model.eval()
-    try:
-        with torch.no_grad(): z = [model.encode(x[i:i+bs].to(device)).cpu()
-                                   for i in range(0, len(x), bs)]
-    finally: model.train(was_training)
-    return torch.cat(z)
+    "The latents of images `x`, in batches of `bs` (`eval_batches`); returned on the CPU."
+    return eval_batches(model, lambda m, xb: m.encode(xb), x, bs)
 
 def decode_all(model, z, bs=1000):
-    "Images decoded from latents `z`, in eval mode, on the model's device; returned on the CPU."
-    device, was_training, _ = model_device(model), model.training, model.eval()
-    try:
-        with torch.no_grad(): x = [model.decode(z[i:i+bs].to(device)).cpu()
-                                   for i in range(0, len(z), bs)]
-    finally: model.train(was_training)
-    return torch.cat(x)
+    "Images decoded from latents `z`, in batches of `bs` (`eval_batches`); returned on the CPU."
+    return eval_batches(model, lambda m, zb: m.decode(zb), z, bs)
 
 
 def checkerboard_share(x):
@@ -213,7 +208,7 @@ from exp.nb_14a import __all__ as _all_nb_14a
 __all__ = _all_nb_14a + [
     'conv_transpose_out_size', 'Col2Im', 'conv_transpose2d', 'upsample_nearest',
     'UpsampleNearest', 'ConvTranspose', 'deconv', 'ae_encoder', 'ae_decoder', 'AutoEncoder',
-    'auto_encoder', 'encode_all', 'decode_all', 'checkerboard_share', 'ae_databunch',
-    'ae_learner', 'fit_ae', 'nearest_distance'
+    'auto_encoder', 'eval_batches', 'encode_all', 'decode_all', 'checkerboard_share',
+    'ae_databunch', 'ae_learner', 'fit_ae', 'nearest_distance'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -7,8 +7,8 @@ from torch import nn
 
 from exp.nb_06 import conv2d, conv_out_size
 from exp.nb_15 import (ConvTranspose, ae_decoder, ae_encoder, auto_encoder, checkerboard_share,
-                       conv_transpose2d, conv_transpose_out_size, deconv, nearest_distance,
-                       upsample_nearest)
+                       conv_transpose2d, conv_transpose_out_size, decode_all, deconv, encode_all,
+                       nearest_distance, upsample_nearest)
 
 GEOMETRIES = [  # (input h, w), kernel (kh, kw), stride, padding, output_padding
     ((5, 6), (3, 3), 1, 0, 0), ((5, 6), (3, 3), 2, 1, 1), ((4, 4), (4, 4), 2, 1, 0),
@@ -136,3 +136,17 @@ def test_checkerboard_share_sees_a_period_two_pattern_and_not_a_smooth_one():
 def test_bad_input_is_refused_naming_what_is_wrong(call, words):
     with pytest.raises(ValueError) as e: call()
     for word in words: assert word in str(e.value)
+
+
+def test_encode_and_decode_all_run_in_eval_mode_in_batches_and_restore_the_mode():
+    torch.manual_seed(0)
+    model = auto_encoder(n_latent=6)
+    x = torch.rand(7, 1, 28, 28)
+    model.train()
+    z = encode_all(model, x, bs=3)   # three batches: 3, 3, 1
+    assert model.training and z.shape == (7, 6) and not z.requires_grad
+    model.eval()
+    with torch.no_grad(): want = model.encode(x)
+    torch.testing.assert_close(z, want)
+    model.train()
+    torch.testing.assert_close(decode_all(model, z, bs=4), model.eval().decode(z).detach())
