@@ -93,13 +93,17 @@ def unfold(x, kernel_size, stride=1, padding=0):
     return cols.view(cols.shape[0], x.shape[0], -1).transpose(0, 1).contiguous()
 
 
-def _check_conv(x, weight, bias):
-    if weight.ndim != 4 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"conv2d: weight must be (C_out, C_in, kh, kw) with C_in = the input's "
+def check_conv_weight(x, weight, bias, who='conv2d', transposed=False):
+    """Refuse a weight whose input channels are not `x`'s, or a bias that is not one number per
+    output channel: weight (C_out, C_in, kh, kw), or (C_in, C_out, kh, kw) when `transposed`."""
+    c_in, c_out = (0, 1) if transposed else (1, 0)
+    layout = '(C_in, C_out, kh, kw)' if transposed else '(C_out, C_in, kh, kw)'
+    if weight.ndim != 4 or x.shape[1] != weight.shape[c_in]:
+        raise ValueError(f"{who}: weight must be {layout} with C_in = the input's "
                          f"{x.shape[1]} channels; "
                          f"got input {tuple(x.shape)} and weight {tuple(weight.shape)}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"conv2d: bias must be ({weight.shape[0]},), one per output channel; "
+    if bias is not None and tuple(bias.shape) != (weight.shape[c_out],):
+        raise ValueError(f"{who}: bias must be ({weight.shape[c_out]},), one per output channel; "
                          f"got {tuple(bias.shape)}")
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
@@ -107,7 +111,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     arguments and output as `F.conv2d`."""
     if x.ndim == 3:   # one unbatched image, as F.conv2d allows
         return conv2d(x[None], weight, bias, stride, padding)[0]
-    _check_image_batch(x, 'conv2d'); _check_conv(x, weight, bias)
+    _check_image_batch(x, 'conv2d'); check_conv_weight(x, weight, bias)
     ks = tuple(weight.shape[2:])
     stride,padding = as_pair(stride, 'stride'),as_pair(padding, 'padding')
     _check_geometry(x, ks, stride, padding, 'conv2d')
@@ -343,11 +347,12 @@ def nb_auto_export():
 # a name bound only in a branch not taken is left out).
 from exp.nb_05b import __all__ as _all_nb_05b
 __all__ = _all_nb_05b + [
-    'optim', 'as_pair', 'conv_out_size', 'Im2Col', 'col2im', 'unfold', 'conv2d', 'Lambda',
-    'flatten', 'mnist_resize', 'DeviceCallback', 'CudaCallback', 'BatchTransformXCallback',
-    'view_tfm', 'mnist_view', 'get_runner', 'get_cnn_layers', 'get_cnn_model', 'ListContainer',
-    'Hook', 'Hooks', 'children', 'append_stats', 'append_hist_stats', 'get_hist',
-    'near_zero_share', 'get_min', 'append_inactive', 'inactive_share', 'GeneralRelu',
-    'conv_layer', 'init_cnn_', 'init_cnn', 'get_learn_run', 'normalize_to', 'nb_auto_export'
+    'optim', 'as_pair', 'conv_out_size', 'Im2Col', 'col2im', 'unfold', 'check_conv_weight',
+    'conv2d', 'Lambda', 'flatten', 'mnist_resize', 'DeviceCallback', 'CudaCallback',
+    'BatchTransformXCallback', 'view_tfm', 'mnist_view', 'get_runner', 'get_cnn_layers',
+    'get_cnn_model', 'ListContainer', 'Hook', 'Hooks', 'children', 'append_stats',
+    'append_hist_stats', 'get_hist', 'near_zero_share', 'get_min', 'append_inactive',
+    'inactive_share', 'GeneralRelu', 'conv_layer', 'init_cnn_', 'init_cnn', 'get_learn_run',
+    'normalize_to', 'nb_auto_export'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

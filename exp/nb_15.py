@@ -31,13 +31,7 @@ class Col2Im(torch.autograd.Function):
 def _check_transpose(x, weight, bias, stride, padding, output_padding):
     who = 'conv_transpose2d'
     if x.ndim != 4: raise ValueError(f'{who} expects a batch (N, C_in, H, W), got {tuple(x.shape)}')
-    if weight.ndim != 4 or weight.shape[0] != x.shape[1]:
-        raise ValueError(f"{who}: weight must be (C_in, C_out, kh, kw) with C_in = the input's "
-                         f"{x.shape[1]} channels; got input {tuple(x.shape)} and weight "
-                         f"{tuple(weight.shape)}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[1],):
-        raise ValueError(f'{who}: bias must be ({weight.shape[1]},), one per output channel; '
-                         f'got {tuple(bias.shape)}')
+    check_conv_weight(x, weight, bias, who, transposed=True)   # 06's, for the other layout
     if min(stride) < 1 or min(padding) < 0 or min(output_padding) < 0:
         raise ValueError(f'{who}: stride must be >= 1, padding and output_padding >= 0; got '
                          f'stride={stride}, padding={padding}, output_padding={output_padding}')
