@@ -173,9 +173,16 @@ class ImageEval:
     """FID and KID of images against a reference set, on `model`'s penultimate features
     (`fid_features`); the reference's features and statistics computed once."""
     def __init__(self, model, ref):
-        self.model, self.feats = model, fid_features(model, ref)
+        self.model = model
+        self.feats = self.features(ref)
         self.stats = feature_stats(self.feats)
-    def features(self, x): return fid_features(self.model, x)
+    def features(self, x):
+        "The features of images `x`, refused unless they are in [0, 1] as the classifier's were."
+        lo, hi = x.min().item(), x.max().item()
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f'ImageEval: images must be in [0, 1], as the classifier was trained '
+                             f'on, got values from {lo:.3g} to {hi:.3g}; map them to [0, 1] first')
+        return fid_features(self.model, x)
     def fid(self, x): return fid_from_stats(*self.stats, *feature_stats(self.features(x)))
     def kid(self, x): return kid(self.feats, self.features(x))
 

@@ -134,6 +134,16 @@ def test_image_eval_scores_images_as_fid_and_kid_on_their_features():
     assert ev.fid(x) == pytest.approx(fid_from_stats(*ev.stats, *feature_stats(f_x)), rel=1e-12)
 
 
+def test_image_eval_refuses_images_outside_0_1():
+    torch.manual_seed(0)
+    model = fid_cnn(nfs=(4, 8, 8)).eval()
+    ev = ImageEval(model, torch.rand(10, 1, 28, 28))
+    with pytest.raises(ValueError, match=r'must be in \[0, 1\].*from -0?\.?\d+ to'):
+        ev.fid(torch.rand(10, 1, 28, 28) * 2 - 1)
+    with pytest.raises(ValueError, match='must be in'):
+        ImageEval(model, torch.rand(10, 1, 28, 28) * 255)
+
+
 SMALL = dict(FID_CLASSIFIER, nfs=[4, 8, 8])
 
 
