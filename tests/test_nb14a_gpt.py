@@ -120,6 +120,14 @@ def test_nucleus_keeps_the_smallest_set_with_mass_at_least_p(p):
     with pytest.raises(ValueError, match=r'p must be in \(0, 1\]'): top_p_filter(logits, 1.5)
 
 
+def test_nucleus_of_half_precision_scores_is_summed_in_float32_and_keeps_their_dtype():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]])
+    for dtype in (torch.bfloat16, torch.float16):
+        out = top_p_filter(logits.to(dtype), 0.9)
+        assert out.dtype == dtype
+        assert torch.equal(out > -math.inf, top_p_filter(logits, 0.9) > -math.inf)
+
+
 def test_temperature_reshapes_the_distribution_drawn_from():
     logits = torch.tensor([1.0, 0.0, -1.0])
     g = torch.Generator().manual_seed(0)
