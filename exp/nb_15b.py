@@ -129,10 +129,14 @@ def trace_sqrt_product(s1, s2):
     r = sqrtm_psd(s1)
     return torch.linalg.eigvalsh(r @ s2 @ r).clamp(min=0).sqrt().sum()
 
+def fid_terms(mu1, s1, mu2, s2):
+    "The FID's two terms as floats: ||mu1 - mu2||^2 (the means) and Tr(S1 + S2 - 2 (S1 S2)^(1/2))."
+    spread = s1.trace() + s2.trace() - 2*trace_sqrt_product(s1, s2)
+    return ((mu1 - mu2)**2).sum().item(), spread.item()
+
 def fid_from_stats(mu1, s1, mu2, s2):
-    "||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), as a float."
-    return ((mu1 - mu2)**2).sum().item() + (s1.trace() + s2.trace()
-                                              - 2*trace_sqrt_product(s1, s2)).item()
+    "The FID from the two Gaussians' means and covariances: the sum of `fid_terms`."
+    return sum(fid_terms(mu1, s1, mu2, s2))
 
 def fid(f1, f2):
     """The Fréchet distance between Gaussians fitted to the rows of `f1` and of `f2` (samples x
@@ -194,7 +198,7 @@ __all__ = _all_nb_15a + [
     'FID_CLASSIFIER', 'fid_cnn', 'fid_features', 'fid_classifier_path', 'fid_meta_path',
     'fid_cnn_from', 'save_fid_classifier', 'load_fid_classifier', 'train_fid_classifier',
     'fid_classifier', 'check_features', 'check_pair', 'feature_stats', 'sqrtm_psd',
-    'trace_sqrt_product', 'fid_from_stats', 'fid', 'poly_kernel', 'mmd2_unbiased', 'kid',
-    'FID_N', 'fid_split', 'ImageEval'
+    'trace_sqrt_product', 'fid_terms', 'fid_from_stats', 'fid', 'poly_kernel', 'mmd2_unbiased',
+    'kid', 'FID_N', 'fid_split', 'ImageEval'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

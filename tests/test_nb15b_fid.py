@@ -8,7 +8,7 @@ import torch
 
 from exp import nb_15b
 from exp.nb_15b import (FID_CLASSIFIER, ImageEval, feature_stats, fid, fid_classifier, fid_cnn,
-                        fid_features, fid_from_stats, fid_meta_path, fid_split,
+                        fid_features, fid_from_stats, fid_meta_path, fid_split, fid_terms,
                         load_fid_classifier, mmd2_unbiased, save_fid_classifier, sqrtm_psd,
                         trace_sqrt_product)
 
@@ -43,6 +43,15 @@ def test_fid_is_symmetric_and_grows_with_a_shift_of_the_mean():
     # with equal means, moving every row of one set by a vector adds its squared length exactly
     g = f2 - f2.mean(0) + f1.mean(0)
     assert fid(f1, g + 0.5) == pytest.approx(fid(f1, g) + 6 * 0.25, rel=1e-9)
+
+
+def test_fid_terms_are_the_means_distance_and_the_spread_and_sum_to_fid():
+    f1, f2 = _feats(150, 5, 0), _feats(160, 5, 1, shift=0.7, scale=0.5)
+    means, spread = fid_terms(*feature_stats(f1), *feature_stats(f2))
+    assert means == pytest.approx(((f1.mean(0) - f2.mean(0))**2).sum().item(), rel=1e-12)
+    assert means + spread == pytest.approx(fid(f1, f2), rel=1e-12)
+    # a set moved by a constant keeps its spread: the trace term is unchanged
+    assert fid_terms(*feature_stats(f1), *feature_stats(f2 + 3.))[1] == pytest.approx(spread)
 
 
 def test_fid_of_a_set_with_itself_is_zero():
