@@ -129,3 +129,37 @@ def test_vae_model_loads_a_matching_save_without_training(tmp_path, monkeypatch)
     monkeypatch.setattr(m, 'train_vae', no_training)
     loaded, meta = vae_model(SMALL, path)
     assert json.loads(vae_meta_path(path).read_text()) == meta
+
+
+def _tiny_data(seed=0):
+    from exp.nb_15 import ae_databunch
+    g = torch.Generator().manual_seed(seed)
+    return ae_databunch(torch.rand(48, 1, 28, 28, generator=g),
+                        torch.rand(16, 1, 28, 28, generator=g), bs=16)
+
+
+@pytest.mark.parametrize('beta', [1., 2.5])
+def test_vae_learner_reports_the_loss_as_reconstruction_plus_beta_kl(beta):
+    from exp.nb_15 import fit_ae
+    from exp.nb_15a import vae_learner
+    torch.manual_seed(0)
+    learn = vae_learner(_tiny_data(), vae(3, (4, 4)), beta=beta, progress=False)
+    fit_ae(learn, 1, 1e-2)
+    for loss, rec, kl in (learn.epoch_history.train[-1], learn.epoch_history.valid[-1]):
+        assert loss == pytest.approx(rec + beta * kl, rel=1e-4)
+        assert rec > 0 and kl >= 0
+
+
+def test_vae_model_trains_and_saves_when_the_saved_settings_differ(tmp_path, monkeypatch, capsys):
+    import exp.nb_15a as m
+    path = save_vae(vae(SMALL['n_latent'], tuple(SMALL['nfs'])), dict(SMALL, seed=1),
+                    tmp_path/'v.pth')
+    real_train = m.train_vae
+    monkeypatch.setattr(m, 'train_vae', lambda settings, progress=True:
+                        real_train(settings, _tiny_data(), progress=False))
+    small = dict(SMALL, epochs=1)
+    model, meta = vae_model(small, path)
+    assert 'training it again' in capsys.readouterr().out
+    assert meta['settings'] == small and set(meta['results']) == {
+        'valid_loss', 'valid_recon_nats', 'valid_kl_nats', 'seconds'}
+    assert load_vae(small, path)[1] == meta and not model.training
