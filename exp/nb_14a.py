@@ -157,7 +157,8 @@ def top_p_filter(logits, p):
     """Nucleus filtering (Holtzman et al. 2019): `logits` (..., vocab) keeping, in each row, the
     smallest set of most likely tokens whose probabilities sum to at least `p`; the rest -inf."""
     if not 0 < p <= 1: raise ValueError(f'top_p_filter: p must be in (0, 1], got {p!r}')
-    probs, order = F.softmax(logits.float(), -1).sort(-1, descending=True)
+    half = logits.dtype in (torch.float16, torch.bfloat16)   # summed in float32 at least
+    probs, order = F.softmax(logits.float() if half else logits, -1).sort(-1, descending=True)
     before = probs.cumsum(-1) - probs   # the mass of the tokens more likely than each
     drop = (before >= p).scatter(-1, order, before >= p)   # back in the vocabulary's order
     return logits.masked_fill(drop, -math.inf)
