@@ -293,7 +293,7 @@ SECONDS = {
     '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 1383,
     '11a_transfer_learning': 186, '12_distributed': 63, '13_text': 19, '13a_rnn_lstm': 224,
     '13b_ulmfit': 109, '14_attention': 96, '14a_gpt': 498, '15_autoencoder': 64,
-    '15a_vae': 87,
+    '15a_vae': 87, '15b_fid': 39,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
@@ -324,6 +324,7 @@ TIMES_THINGS = {
 NEEDS = {
     '13b_ulmfit': '13a_rnn_lstm',   # loads the character language model 13a trains and saves
     '14a_gpt': '13a_rnn_lstm',   # reads the validation curve 13a saves with that model
+    '15b_fid': '15a_vae',   # scores the VAE 15a trains and saves
 }
 
 
