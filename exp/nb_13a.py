@@ -3,7 +3,7 @@
 
 
 from exp.nb_13 import *
-import hashlib, json, time, warnings
+import hashlib, json, platform, time, warnings
 import nbio
 
 
@@ -372,13 +372,31 @@ def text_sha256(text):
     "Hex SHA-256 of `text` in UTF-8: which training text a saved model was trained on."
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
+def cpu_model():
+    "The processor's name: /proc/cpuinfo's model name where there is one, else platform's."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or 'unknown'
+
+def run_where(device):
+    """Where a run on `device` is timed: device type (and GPU name), torch threads, CPU, torch
+    version. Seconds are comparable only between runs that agree on all of it."""
+    device = torch.device(device)
+    return dict(device=device.type, gpu=torch.cuda.get_device_name(device)
+                if device.type == 'cuda' else None, threads=torch.get_num_threads(),
+                cpu=cpu_model(), torch=torch.__version__)
+
 def save_char_lm(model, vocab, settings=CHAR_LM, path=None, results=None, *, train_text):
     """Save `model`'s weights (11a's save_model, replacing any) and a JSON beside them: settings,
-    vocabulary, the sha256 of `train_text` and of the weights, `results`; returns the weights'
-    path."""
+    vocabulary, the sha256 of `train_text` and of the weights, `results`, and `where` the model
+    (just trained) sits: `run_where`, so that its curve's seconds are compared only with runs made
+    alike; returns the weights' path."""
+    where = run_where(model_device(model))
     path = save_model(model, char_lm_path() if path is None else path, overwrite=True)
     meta = dict(settings=settings, vocab=vocab.itos, train_sha256=text_sha256(train_text),
-                sha256=sha256_of(path), results=results or {})
+                sha256=sha256_of(path), results=results or {}, where=where)
     nbio.atomic_write(_meta_path(path), json.dumps(meta, indent=1))
     return path
 
@@ -432,7 +450,7 @@ __all__ = _all_nb_13 + [
     'RNNDropout', 'WeightDropout', 'EmbeddingDropout', 'to_detach', 'AWD_LSTM', 'LinearDecoder',
     'SequentialRNN', 'get_language_model', 'RNNTrainer', 'GradientClipping', 'CHAR_LM',
     'VALID_EVERY', 'char_lm_data', 'char_lm_model', 'char_lm_learner', 'train_char_lm',
-    'ValidCurve', 'spread_sample', 'generate', 'char_lm_path', 'text_sha256', 'save_char_lm',
-    'load_char_lm', 'char_lm'
+    'ValidCurve', 'spread_sample', 'generate', 'char_lm_path', 'text_sha256', 'cpu_model',
+    'run_where', 'save_char_lm', 'load_char_lm', 'char_lm'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -4,6 +4,7 @@ where it promises), AR and TAR computed by hand, gradient clipping, the model's 
 the saved language model's checks."""
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +13,7 @@ from torch import nn
 
 from exp.nb_13 import Vocab
 from exp.nb_13 import lm_databunchify
-from exp.nb_13a import (AWD_LSTM, CHAR_LM, EmbeddingDropout, GradientClipping, LSTMCell,
+from exp.nb_13a import (AWD_LSTM, cpu_model, CHAR_LM, EmbeddingDropout, GradientClipping, LSTMCell,
                         RNNCell, RNNDropout, RNNTrainer, StackedLSTM, ValidCurve, WeightDropout,
                         char_lm_learner, char_lm_model, dropout_mask, generate,
                         get_language_model, load_char_lm, save_char_lm, spread_sample)
@@ -277,6 +278,10 @@ def test_saved_language_model_is_checked_before_loading(tmp_path):
                         train_text='abc ab')
     meta = json.loads((tmp_path/'lm.json').read_text())
     assert meta['settings'] == CHAR_LM and meta['vocab'] == vocab.itos
+    # where its seconds were measured: the model's device, the thread count, processor, torch
+    assert meta['where'] == dict(device='cpu', gpu=None, threads=torch.get_num_threads(),
+                                 cpu=cpu_model(), torch=torch.__version__)
+    assert cpu_model() and cpu_model() != 'unknown' or not Path('/proc/cpuinfo').exists()
     loaded, meta = load_char_lm(vocab, CHAR_LM, path, train_text='abc ab')
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
@@ -318,6 +323,7 @@ def test_char_lm_loads_a_matching_model_and_retrains_otherwise(tmp_path, monkeyp
     assert meta['settings'] == other and meta['results']['valid_bpc'] == 1/math.log(2)
     # a model trained here saves its validation curve (none in this fake training)
     assert meta['results']['curve'] == dict(steps=[], bpc=[], seconds=[])
+    assert meta['where']['device'] == 'cpu' and meta['where']['threads'] == torch.get_num_threads()
     split.train_text = 'abc a'   # 13's split changed: the saved model read other chapters
     model, v, meta = m.char_lm(other, path)
     assert trained == [other, other] and 'other training text' in capsys.readouterr().out
