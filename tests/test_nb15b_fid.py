@@ -203,3 +203,12 @@ def test_fid_classifier_trains_once_then_loads(tmp_path, monkeypatch):
 def test_the_default_path_is_in_the_data_cache(isolated):
     assert nb_15b.fid_classifier_path() == \
         nb_15b.cache_dir() / 'models' / '15b_fid_classifier.pth'
+
+
+def test_a_cache_saved_before_device_and_threads_were_recorded_still_loads(tmp_path, monkeypatch):
+    def refuse(settings, progress=True): raise AssertionError('the cached classifier was retrained')
+    monkeypatch.setattr(nb_15b, 'train_fid_classifier', refuse)
+    old = {'seconds': 26.0, 'valid_accuracy': 0.9, 'test_accuracy': 0.89}
+    path = save_fid_classifier(_small_model(), SMALL, tmp_path / 'clf.pth', results=old)
+    _, meta = fid_classifier(SMALL, path)
+    assert meta['results'] == old
