@@ -159,15 +159,19 @@ def decode_all(model, z, bs=1000):
     return eval_batches(model, lambda m, zb: m.decode(zb), z, bs)
 
 
-def checkerboard_share(x):
+def checkerboard_share(x, period2=False):
     """The mean over images (N, 1, H, W) of the share of each image's power, its mean (the zero
     frequency) left out, at half a cycle per pixel along either axis: the frequencies of a pattern
-    that repeats every 2 pixels, where a stride-2 upsampling's unevenness shows."""
+    that repeats every 2 pixels, where a stride-2 upsampling's unevenness shows. With `period2`,
+    only the three bins (0, W/2), (H/2, 0), (H/2, W/2), where a pattern that repeats exactly every
+    2 pixels in both directions (a fixed value per parity class) puts all its power; blur alone
+    hardly changes them."""
     p = torch.fft.fft2(x[:, 0].double()).abs() ** 2
     p[:, 0, 0] = 0
     h, w = x.shape[-2:]
     at = torch.zeros(h, w, dtype=torch.bool, device=x.device)
-    at[h // 2] = True; at[:, w // 2] = True
+    if period2: at[0, w // 2] = at[h // 2, 0] = at[h // 2, w // 2] = True
+    else: at[h // 2] = True; at[:, w // 2] = True
     return (p[:, at].sum(1) / p.sum((1, 2))).mean().item()
 
 

@@ -114,6 +114,17 @@ def test_checkerboard_share_sees_a_period_two_pattern_and_not_a_smooth_one():
     assert checkerboard_share(torch.stack([board, smooth])[:, None]) == pytest.approx(0.5)
 
 
+
+def test_checkerboard_share_period2_keeps_only_the_three_period_two_bins():
+    i = torch.arange(28)
+    board = ((i[:, None] + i[None, :]) % 2).float()          # exactly period 2: all its power kept
+    # a stripe at half a cycle per pixel, modulated slowly along the other axis: its power is on
+    # row 14 of the spectrum but off the three period-2 bins
+    beat = ((-1.) ** i)[:, None] * torch.cos(i / 28 * 2 * torch.pi)[None, :]
+    assert checkerboard_share(board[None, None], period2=True) == pytest.approx(1)
+    assert checkerboard_share(beat[None, None]) == pytest.approx(1)
+    assert checkerboard_share(beat[None, None], period2=True) < 1e-12
+
 @pytest.mark.parametrize('call,words', [
     (lambda: conv_transpose2d(torch.randn(1, 3, 4, 4), torch.randn(4, 3, 3, 3)),
      ['(C_in, C_out, kh, kw)', '(1, 3, 4, 4)', '(4, 3, 3, 3)']),
