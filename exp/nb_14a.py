@@ -98,6 +98,7 @@ def decay_groups(model, wd):
 GPT_LM = dict(d_model=128, n_layers=2, n_heads=4, ctx=64, bs=16, bptt=64, epochs=1, lr=7e-3,
               wd=0.1, clip=1., pct_start=0.25, seed=0)
 GPT_EVERY = 240   # training steps between the points of the validation curve (ValidCurve)
+GPT_STEPS = 2400  # the main run's steps, a multiple of GPT_EVERY: the last point is the end
 
 def gpt_model(vocab_sz, settings=GPT_LM, attn_fn=F.scaled_dot_product_attention,
               norm=nn.LayerNorm):
@@ -120,30 +121,66 @@ def gpt_learner(data, settings=GPT_LM, cbs=None, progress=True, model=None):
     return Learner(model, data, cross_entropy_flat, opt_func=adam_opt(), lr=settings['lr'],
                    splitter=partial(decay_groups, wd=settings['wd']), cbs=cbs, cb_funcs=cbfs)
 
-def train_gpt(data, settings=GPT_LM, cbs=None, progress=True, model=None):
-    "Train `gpt_learner` for `epochs` passes with one-cycle; returns (learner, seconds)."
+class ClockScheduler(ParamScheduler):
+    """05's ParamScheduler with the schedule's position read from the clock: the fraction of
+    `seconds` the fit has run (read once the device has finished). Once `seconds` have passed it
+    stops the fit before the next step, so runs scheduled this way get equal training time, to
+    within a step, each with its whole schedule. `steps` counts the steps it let run."""
+    def __init__(self, pname, sched_funcs, seconds, clock=time.perf_counter):
+        super().__init__(pname, sched_funcs)
+        check_positive('ClockScheduler', seconds=seconds)
+        self.seconds,self.clock = seconds,clock
+    def begin_fit(self):
+        super().begin_fit()
+        self.start,self.steps = self.clock(),0
+    def begin_batch(self):
+        if not self.in_train: return
+        sync(model_device(self.run.model))
+        pos = (self.clock() - self.start) / self.seconds
+        if pos >= 1: raise CancelTrainException()
+        self.steps += 1
+        for pg,f in zip(self.opt.param_groups, self.funcs): pg[self.pname] = f(pos)
+
+def train_gpt(data, settings=GPT_LM, cbs=None, progress=True, model=None, seconds=None):
+    """Train `gpt_learner` with one-cycle, over `epochs` passes or, given `seconds`, by the clock
+    (ClockScheduler: until `seconds` have passed or the data run out); returns (learner, seconds).
+    By the clock, `learner.clock_steps` is the number of steps trained."""
     learn = gpt_learner(data, settings, cbs, progress, model)
+    scheds = sched_1cycle(settings['lr'], settings['pct_start'])
+    if seconds is not None:
+        scheds = [ClockScheduler(s.pname, s.sched_funcs, seconds) for s in scheds]
     start = time.perf_counter()
-    learn.fit(settings['epochs'], cbs=sched_1cycle(settings['lr'], settings['pct_start']))
+    learn.fit(settings['epochs'], cbs=scheds)
+    if seconds is not None: learn.clock_steps = scheds[0].steps
     sync(model_device(learn.model))
     return learn, time.perf_counter() - start
 
 
 def lstm_curve():
-    """13a's validation curve (steps, bpc, seconds), saved in the JSON beside its language model
-    (`char_lm` loads it, or trains and saves it as 13a does when the cache has none)."""
+    """13a's validation curve (steps, bpc, seconds) and where it was timed (`run_where`, or None
+    if its JSON predates that), saved beside its language model (`char_lm` loads it, or trains and
+    saves it as 13a does when the cache has none)."""
     _, _, meta = char_lm(progress=False)
     curve = meta['results'].get('curve')
     if not curve:
         raise ValueError(f"lstm_curve: {char_lm_path().with_suffix('.json')} has no validation "
                          'curve (saved before 13a kept one): run 13a again')
-    return curve
+    return curve, meta.get('where')
 
-def bpc_within(curve, seconds):
-    """(bits per character, seconds) of the last point of `curve` (a dict of lists: bpc, seconds)
-    reached within `seconds` of training; None if none was."""
-    points = [(b, s) for b, s in zip(curve['bpc'], curve['seconds']) if s <= seconds]
-    return points[-1] if points else None
+def curve_at(xs, ys, x):
+    """The curve through the points (xs, ys), xs increasing, read at `x` (linear interpolation);
+    None outside the points: nothing is extrapolated."""
+    if len(xs) != len(ys): raise ValueError(f'curve_at: {len(xs)} xs but {len(ys)} ys')
+    if not xs or not xs[0] <= x <= xs[-1]: return None
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]):
+        if x <= x1: return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[0]   # a single point
+
+def timing_differs(saved, here):
+    """The fields of `run_where` on which a saved run and this one differ (saved None: it was not
+    recorded). Their seconds are comparable only when there are none."""
+    if not saved: return ['where (not recorded)']
+    return [k for k in here if saved.get(k) != here[k]]
 
 
 def top_k_filter(logits, k):
@@ -209,7 +246,7 @@ def gpt_generate(model, ids, n, temperature=1., top_k=None, top_p=None, seed=0, 
 from exp.nb_14 import __all__ as _all_nb_14
 __all__ = _all_nb_14 + [
     'KVCache', 'CachedAttention', 'GPTBlock', 'GPT', 'decay_groups', 'GPT_LM', 'GPT_EVERY',
-    'gpt_model', 'gpt_learner', 'train_gpt', 'lstm_curve', 'bpc_within', 'top_k_filter',
-    'top_p_filter', 'sample_next', 'gpt_generate'
+    'GPT_STEPS', 'gpt_model', 'gpt_learner', 'ClockScheduler', 'train_gpt', 'lstm_curve',
+    'curve_at', 'timing_differs', 'top_k_filter', 'top_p_filter', 'sample_next', 'gpt_generate'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from exp.nb_14 import MultiHeadAttention
-from exp.nb_14a import (GPT, GPT_LM, CachedAttention, KVCache, bpc_within, decay_groups,
-                        gpt_generate, gpt_learner, gpt_model, sample_next, top_k_filter,
-                        top_p_filter)
+from exp.nb_13 import lm_databunchify
+from exp.nb_14a import (GPT, GPT_LM, CachedAttention, ClockScheduler, KVCache, curve_at,
+                        decay_groups, gpt_generate, gpt_learner, gpt_model, sample_next,
+                        timing_differs, top_k_filter, top_p_filter, train_gpt)
 
 
 def rough_gpt(vocab=13, d=16, layers=2, heads=2, ctx=12, seed=0, **kw):
@@ -155,7 +156,35 @@ def test_weight_decay_goes_to_the_matrices_only():
     assert [pg['wd'] for pg in opt.param_groups] == [0.3, 0.]
 
 
-def test_bpc_within_takes_the_last_point_in_time():
-    curve = dict(steps=[1, 2, 3], bpc=[3.0, 2.5, 2.1], seconds=[10., 20., 30.])
-    assert bpc_within(curve, 25) == (2.5, 20.) and bpc_within(curve, 30) == (2.1, 30.)
-    assert bpc_within(curve, 5) is None
+def test_curve_at_interpolates_between_points_and_never_extrapolates():
+    xs, ys = [10., 20., 30.], [3.0, 2.5, 2.1]
+    assert curve_at(xs, ys, 20.) == 2.5 and curve_at(xs, ys, 10.) == 3.0
+    assert curve_at(xs, ys, 25.) == pytest.approx(2.3) and curve_at(xs, ys, 30.) == 2.1
+    assert curve_at(xs, ys, 5.) is None and curve_at(xs, ys, 31.) is None
+    assert curve_at([4.], [1.5], 4.) == 1.5 and curve_at([], [], 1.) is None
+    with pytest.raises(ValueError, match='3 xs but 2 ys'): curve_at(xs, ys[:2], 15.)
+
+
+def test_timing_differs_names_what_differs_and_refuses_an_unrecorded_run():
+    here = dict(device='cpu', gpu=None, threads=1, cpu='X', torch='2.0')
+    assert timing_differs(dict(here), here) == []
+    assert timing_differs({**here, 'threads': 2, 'cpu': 'Y'}, here) == ['threads', 'cpu']
+    assert timing_differs(None, here) == ['where (not recorded)']
+
+
+def test_clock_scheduler_follows_the_clock_and_stops_when_the_time_is_up():
+    torch.manual_seed(0)
+    data = lm_databunchify([torch.randint(0, 10, (2000,))], torch.randint(0, 10, (100,)), 4, 8,
+                           10)
+    s = {**GPT_LM, 'd_model': 16, 'n_heads': 2, 'ctx': 8, 'bptt': 8, 'bs': 4}
+    ticks = iter(range(1000))   # each reading of the clock one second later
+    sched = ClockScheduler('lr', lambda pos: pos, seconds=4.5, clock=lambda: float(next(ticks)))
+    learn = gpt_learner(data, s, progress=False)
+    learn.logger = lambda *a: None
+    learn.fit(1, cbs=[sched])
+    # read at 1, 2, 3, 4 seconds: four steps at those fractions; at 5 > 4.5 it stops
+    assert sched.steps == 4 and len(learn.data.train_dl) > 5
+    assert learn.opt.param_groups[0]['lr'] == pytest.approx(4 / 4.5)
+    with pytest.raises(ValueError, match='seconds'): ClockScheduler('lr', lambda p: p, 0)
+    learn, _ = train_gpt(data, s, progress=False, seconds=30.)   # the data run out first
+    assert learn.clock_steps == len(data.train_dl)
