@@ -18,7 +18,8 @@ On a machine without a CUDA GPU it prints one line saying it skipped, and exits 
 A GPU machine may have no network, so `bundle` gathers the rest on a machine that has one, in
 one xz-compressed tar, gpu-bundle.tar.xz (54 MB here; refused over 60 MB): the MNIST and
 Fashion-MNIST data caches, and wheels of the requirements but torch (the GPU machine's own), ruff
-(lint only) and numba (only notebook 01 uses it). The pure-Python wheels are there once, compiled
+(lint only), numba (only notebook 01 uses it), rdata (00a's novels reader) and scipy (a
+test's reference). The pure-Python wheels are there once, compiled
 ones (pyzmq, rpds-py, ...) for each CPython in `PYTHONS`, on x86-64 Linux. 3.10 is left out: pip
 picks the wheels of a dependency needed only below 3.11 (tomli, for pytest) by the Python running
 it, not the target's. numpy, matplotlib and Pillow are not in it either: their wheels for one Python
@@ -63,7 +64,11 @@ BUNDLE = 'gpu-bundle.tar.xz'
 MAX_BUNDLE_MB = 60
 # requirements.txt entries the bundle leaves out, and why
 NOT_BUNDLED = {'torch': "the GPU machine's own CUDA build is used", 'ruff': 'lint only',
-               'numba': 'only notebook 01 uses it, and the check does not run it'}
+               'numba': 'only notebook 01 uses it, and the check does not run it',
+               'rdata': "only 00a's novels reader uses it (it pulls in pandas), and the check "
+                        'does not fetch the novels',
+               'scipy': "tests only (15b's FID against scipy.linalg.sqrtm), not among the "
+                        "check's tests"}
 # left out for their size: the GPU machine must have them (install says so if it has not)
 EXPECTED_THERE = ('numpy', 'matplotlib', 'Pillow')
 PYTHONS = ('3.11', '3.12', '3.13', '3.14')
