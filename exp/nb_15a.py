@@ -63,8 +63,9 @@ def _vae_parts(pred, x, who):
     return logits, mu, logvar
 
 def recon_nats(pred, x):
-    """The Bernoulli negative log-likelihood -log p(x|z) of images `x` (pixels in [0, 1]) under
-    the decoder's logits, summed over the pixels of each image, averaged over the batch."""
+    """The binary cross-entropy of images `x` (pixels in [0, 1]) under the decoder's logits,
+    summed over the pixels of each image, averaged over the batch: -log p(x|z) for Bernoulli
+    pixels when `x` is binary; on grey pixels a cross-entropy, no normalized likelihood."""
     logits = _vae_parts(pred, x, 'recon_nats')[0]
     nll = F.binary_cross_entropy_with_logits(logits, x, reduction='none')
     return nll.flatten(1).sum(1).mean()
@@ -75,8 +76,10 @@ def kl_nats(pred, x):
     return kl_std_normal(mu, logvar).mean()
 
 def vae_loss(pred, x, beta=1.):
-    """recon_nats + beta * kl_nats: with beta = 1 the negative ELBO per image, in nats (an upper
-    bound on -log p(x)); beta weighs the pull of q(z|x) towards the prior."""
+    """recon_nats + beta * kl_nats, in nats per image: a Bernoulli cross-entropy plus beta times
+    the KL. With beta = 1 and binary pixels it is the negative ELBO, an upper bound on -log p(x);
+    on grey pixels it bounds no normalized likelihood (only its excess over the pixels' entropy
+    depends on the model). beta weighs the pull of q(z|x) towards the prior."""
     return recon_nats(pred, x) + beta * kl_nats(pred, x)
 
 
