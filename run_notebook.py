@@ -292,8 +292,8 @@ SECONDS = {
     '09_optimizers': 102, '09b_learner': 48, '09c_progress_bar': 134, '10_augmentation': 60,
     '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 1383,
     '11a_transfer_learning': 186, '12_distributed': 63, '13_text': 19, '13a_rnn_lstm': 236,
-    '13b_ulmfit': 109, '14_attention': 96, '14a_gpt': 383, '15_autoencoder': 117,
-    '15a_vae': 235, '15b_fid': 39,
+    '13b_ulmfit': 109, '14_attention': 85, '14a_gpt': 383, '15_autoencoder': 117,
+    '15a_vae': 150, '15b_fid': 39,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two

@@ -366,7 +366,29 @@ def char_lm_path():
     "Where this chapter's language model is saved: the data cache (00a's `cache_dir`)."
     return cache_dir()/'models'/'13a_char_lm.pth'
 
-def _meta_path(path): return Path(path).with_suffix('.json')
+def meta_path(path):
+    "The JSON saved beside the weights at `path`: what made them, and their sha256."
+    return Path(path).with_suffix('.json')
+
+def save_with_meta(model, path, meta):
+    """Save `model`'s weights at `path` (11a's save_model, replacing any) and, beside them
+    (`meta_path`), the dict `meta` and the weights' sha256 as JSON; returns the weights' path."""
+    path = save_model(model, path, overwrite=True)
+    nbio.atomic_write(meta_path(path), json.dumps({**meta, 'sha256': sha256_of(path)}, indent=1))
+    return path
+
+def read_checked_meta(path, who):
+    """The JSON `save_with_meta` wrote beside the weights at `path`, once the weights are checked
+    against its sha256; a ValueError naming `who` if the JSON cannot be read or the weights are
+    missing, damaged or replaced."""
+    path, json_path = Path(path), meta_path(path)
+    try: meta = json.loads(json_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f'{who}: cannot read {json_path} ({e})') from None
+    if not path.exists() or sha256_of(path) != meta.get('sha256'):
+        raise ValueError(f'{who}: {path} is missing or does not match the sha256 in {json_path}: '
+                         'a damaged or replaced file; delete both to train anew')
+    return meta
 
 def text_sha256(text):
     "Hex SHA-256 of `text` in UTF-8: which training text a saved model was trained on."
@@ -393,25 +415,16 @@ def save_char_lm(model, vocab, settings=CHAR_LM, path=None, results=None, *, tra
     vocabulary, the sha256 of `train_text` and of the weights, `results`, and `where` the model
     (just trained) sits: `run_where`, so that its curve's seconds are compared only with runs made
     alike; returns the weights' path."""
-    where = run_where(model_device(model))
-    path = save_model(model, char_lm_path() if path is None else path, overwrite=True)
     meta = dict(settings=settings, vocab=vocab.itos, train_sha256=text_sha256(train_text),
-                sha256=sha256_of(path), results=results or {}, where=where)
-    nbio.atomic_write(_meta_path(path), json.dumps(meta, indent=1))
-    return path
+                results=results or {}, where=run_where(model_device(model)))
+    return save_with_meta(model, char_lm_path() if path is None else path, meta)
 
 def load_char_lm(vocab, settings=CHAR_LM, path=None, *, train_text):
     """The model saved at `path` (default `char_lm_path()`), with its JSON: (model, meta). The
     weights must match their checksum, and the settings, vocabulary and training text those asked
     for."""
     path = Path(char_lm_path() if path is None else path)
-    meta_path = _meta_path(path)
-    try: meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f'load_char_lm: cannot read {meta_path} ({e})') from None
-    if sha256_of(path) != meta.get('sha256'):
-        raise ValueError(f'load_char_lm: {path} does not match the sha256 in {meta_path}: a '
-                         'damaged or replaced file; delete both to train anew')
+    meta = read_checked_meta(path, 'load_char_lm')
     for what, want, got in [('settings', settings, meta.get('settings')),
                             ('vocabulary', vocab.itos, meta.get('vocab')),
                             ('training text', text_sha256(train_text), meta.get('train_sha256'))]:
@@ -425,7 +438,7 @@ def char_lm(settings=CHAR_LM, path=None, progress=True):
     split = split_novels()
     data, vocab = char_lm_data(settings, split)
     path = Path(char_lm_path() if path is None else path)
-    if path.exists() and _meta_path(path).exists():
+    if path.exists() and meta_path(path).exists():
         try:
             model, meta = load_char_lm(vocab, settings, path, train_text=split.train_text)
             return model, vocab, meta
@@ -450,7 +463,8 @@ __all__ = _all_nb_13 + [
     'RNNDropout', 'WeightDropout', 'EmbeddingDropout', 'to_detach', 'AWD_LSTM', 'LinearDecoder',
     'SequentialRNN', 'get_language_model', 'RNNTrainer', 'GradientClipping', 'CHAR_LM',
     'VALID_EVERY', 'char_lm_data', 'char_lm_model', 'char_lm_learner', 'train_char_lm',
-    'ValidCurve', 'spread_sample', 'generate', 'char_lm_path', 'text_sha256', 'cpu_model',
-    'run_where', 'save_char_lm', 'load_char_lm', 'char_lm'
+    'ValidCurve', 'spread_sample', 'generate', 'char_lm_path', 'meta_path', 'save_with_meta',
+    'read_checked_meta', 'text_sha256', 'cpu_model', 'run_where', 'save_char_lm',
+    'load_char_lm', 'char_lm'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

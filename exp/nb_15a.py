@@ -4,7 +4,6 @@
 
 from exp.nb_15 import *
 import json
-import nbio
 
 
 def reparameterize(mu, logvar, eps=None):
@@ -112,29 +111,17 @@ def vae_path():
     "Where 15a's VAE is saved: the data cache (00a's `cache_dir`), beside 13a's language model."
     return cache_dir()/'models'/'15a_vae.pth'
 
-def vae_meta_path(path):
-    "The JSON beside the weights at `path`: settings, the weights' sha256, results."
-    return Path(path).with_suffix('.json')
-
 def save_vae(model, settings=VAE_SETTINGS, path=None, results=None):
     """Save `model`'s weights (11a's save_model, replacing any) and a JSON beside them with
     `settings`, the weights' sha256 and `results`; returns the weights' path."""
-    path = save_model(model, vae_path() if path is None else path, overwrite=True)
-    meta = dict(settings=settings, sha256=sha256_of(path), results=results or {})
-    nbio.atomic_write(vae_meta_path(path), json.dumps(meta, indent=1))
-    return path
+    meta = dict(settings=settings, results=results or {})
+    return save_with_meta(model, vae_path() if path is None else path, meta)   # 13a's
 
 def load_vae(settings=VAE_SETTINGS, path=None):
     """(model, meta): the VAE saved at `path` (default `vae_path()`), on the CPU, in eval mode.
     The weights must match their checksum and the JSON's settings those asked for."""
     path = Path(vae_path() if path is None else path)
-    meta_path = vae_meta_path(path)
-    try: meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f'load_vae: cannot read {meta_path} ({e})') from None
-    if not path.exists() or sha256_of(path) != meta.get('sha256'):
-        raise ValueError(f'load_vae: {path} is missing or does not match the sha256 in '
-                         f'{meta_path}: delete both to train anew')
+    meta = read_checked_meta(path, 'load_vae')   # 13a's: the JSON, the weights' checksum
     want = json.loads(json.dumps(settings))   # as JSON keeps them: tuples become lists
     if meta.get('settings') != want:
         raise ValueError(f'load_vae: {path} was made with settings {meta.get("settings")}, '
@@ -148,7 +135,7 @@ def vae_model(settings=VAE_SETTINGS, path=None, progress=True):
     else one trained as 15a does (`train_vae`), saved there with its validation figures, and
     loaded back as a later call will load it (on the CPU, eval mode)."""
     path = Path(vae_path() if path is None else path)
-    if path.exists() and vae_meta_path(path).exists():
+    if path.exists() and meta_path(path).exists():
         try: return load_vae(settings, path)
         except ValueError as e: print(f'vae_model: {e}; training it again')
     learn, secs = train_vae(settings, progress=progress)
@@ -163,7 +150,7 @@ def vae_model(settings=VAE_SETTINGS, path=None, progress=True):
 from exp.nb_15 import __all__ as _all_nb_15
 __all__ = _all_nb_15 + [
     'reparameterize', 'kl_std_normal', 'VAE', 'vae', 'vae_samples', 'recon_nats', 'kl_nats',
-    'vae_loss', 'vae_learner', 'VAE_SETTINGS', 'train_vae', 'vae_path', 'vae_meta_path',
-    'save_vae', 'load_vae', 'vae_model'
+    'vae_loss', 'vae_learner', 'VAE_SETTINGS', 'train_vae', 'vae_path', 'save_vae', 'load_vae',
+    'vae_model'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

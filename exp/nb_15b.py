@@ -3,8 +3,7 @@
 
 
 from exp.nb_15a import *
-import json, time
-import nbio
+import time
 
 
 FID_CLASSIFIER = dict(nfs=[16, 32, 64], epochs=4, lr=1e-2, bs=256, seed=0)
@@ -30,10 +29,6 @@ def fid_classifier_path():
     "Where 15b's classifier is saved: the data cache (00a's `cache_dir`)."
     return cache_dir()/'models'/'15b_fid_classifier.pth'
 
-def fid_meta_path(path):
-    "The JSON of settings, checksum and results saved beside the weights at `path`."
-    return Path(path).with_suffix('.json')
-
 def fid_cnn_from(settings):
     "An untrained `fid_cnn` with the architecture `settings` names."
     return fid_cnn(nfs=settings['nfs'])
@@ -41,22 +36,14 @@ def fid_cnn_from(settings):
 def save_fid_classifier(model, settings=FID_CLASSIFIER, path=None, results=None):
     """Save `model`'s weights (11a's `save_model`, replacing any) and a JSON beside them with
     `settings`, the weights' sha256 and `results`; returns the weights' path."""
-    path = save_model(model, fid_classifier_path() if path is None else path, overwrite=True)
-    meta = dict(settings=settings, sha256=sha256_of(path), results=results or {})
-    nbio.atomic_write(fid_meta_path(path), json.dumps(meta, indent=1))
-    return path
+    meta = dict(settings=settings, results=results or {})
+    return save_with_meta(model, fid_classifier_path() if path is None else path, meta)   # 13a's
 
 def load_fid_classifier(settings=FID_CLASSIFIER, path=None):
     """(model, meta): the classifier saved at `path` (default `fid_classifier_path()`), in eval
     mode on the CPU. The weights must match their checksum and the settings those asked for."""
     path = Path(fid_classifier_path() if path is None else path)
-    meta_path = fid_meta_path(path)
-    try: meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f'load_fid_classifier: cannot read {meta_path} ({e})') from None
-    if sha256_of(path) != meta.get('sha256'):
-        raise ValueError(f'load_fid_classifier: {path} does not match the sha256 in {meta_path}: '
-                         'a damaged or replaced file; delete both to train anew')
+    meta = read_checked_meta(path, 'load_fid_classifier')   # 13a's: the JSON, the checksum
     if meta.get('settings') != settings:
         raise ValueError(f'load_fid_classifier: {path} was made with settings '
                          f'{meta.get("settings")}, not {settings}')
@@ -86,7 +73,7 @@ def fid_classifier(settings=FID_CLASSIFIER, path=None, progress=True):
     was made with `settings`, else one trained as 15b does (`train_fid_classifier`) and saved
     there. The model comes back in eval mode on the CPU, as a later call would load it."""
     path = Path(fid_classifier_path() if path is None else path)
-    if path.exists() and fid_meta_path(path).exists():
+    if path.exists() and meta_path(path).exists():
         try: return load_fid_classifier(settings, path)
         except ValueError as e: print(f'fid_classifier: {e}; training it again')
     model, results = train_fid_classifier(settings, progress)
@@ -197,10 +184,10 @@ class ImageEval:
 # a name bound only in a branch not taken is left out).
 from exp.nb_15a import __all__ as _all_nb_15a
 __all__ = _all_nb_15a + [
-    'FID_CLASSIFIER', 'fid_cnn', 'fid_features', 'fid_classifier_path', 'fid_meta_path',
-    'fid_cnn_from', 'save_fid_classifier', 'load_fid_classifier', 'train_fid_classifier',
-    'fid_classifier', 'check_features', 'check_pair', 'feature_stats', 'sqrtm_psd',
-    'trace_sqrt_product', 'fid_terms', 'fid_from_stats', 'fid', 'poly_kernel', 'mmd2_unbiased',
-    'kid', 'FID_N', 'fid_split', 'ImageEval'
+    'FID_CLASSIFIER', 'fid_cnn', 'fid_features', 'fid_classifier_path', 'fid_cnn_from',
+    'save_fid_classifier', 'load_fid_classifier', 'train_fid_classifier', 'fid_classifier',
+    'check_features', 'check_pair', 'feature_stats', 'sqrtm_psd', 'trace_sqrt_product',
+    'fid_terms', 'fid_from_stats', 'fid', 'poly_kernel', 'mmd2_unbiased', 'kid', 'FID_N',
+    'fid_split', 'ImageEval'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -341,3 +341,20 @@ def test_gradient_clipping_keeps_each_fits_norms_as_tensors():
         [p.grad.flatten() for p in model.parameters()]).norm() <= 0.1 + 1e-6
     clipper.begin_fit()
     assert clipper.norms == []
+
+
+def test_read_checked_meta_refuses_an_unreadable_json_and_changed_or_missing_weights(tmp_path):
+    from exp.nb_13a import meta_path, read_checked_meta, save_with_meta
+    path = save_with_meta(nn.Linear(2, 3), tmp_path / 'm.pth', dict(settings=dict(a=1)))
+    meta = read_checked_meta(path, 'who')
+    assert meta['settings'] == dict(a=1) and len(meta['sha256']) == 64
+    assert json.loads(meta_path(path).read_text()) == meta
+    path.write_bytes(path.read_bytes() + b'x')
+    with pytest.raises(ValueError, match=r'^who: .* does not match the sha256 in .*m\.json'):
+        read_checked_meta(path, 'who')
+    path.unlink()
+    with pytest.raises(ValueError, match=r'^who: .* is missing'):
+        read_checked_meta(path, 'who')
+    meta_path(path).write_text('{not json')
+    with pytest.raises(ValueError, match=r'^who: cannot read .*m\.json'):
+        read_checked_meta(path, 'who')
