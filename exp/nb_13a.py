@@ -395,12 +395,10 @@ def text_sha256(text):
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 def cpu_model():
-    "The processor's name: /proc/cpuinfo's model name where there is one, else platform's."
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown'
+    "The processor's name: 01's `read_cpuinfo`'s model name where there is one, else platform's."
+    try: name = read_cpuinfo().get('model name')
+    except OSError: name = None
+    return name or platform.processor() or 'unknown'
 
 def run_where(device):
     """Where a run on `device` is timed: device type (and GPU name), torch threads, CPU, torch
