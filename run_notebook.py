@@ -10,10 +10,10 @@ notebook, and only when every cell ran cleanly and the file was not changed whil
 edits win: nothing is written). The exit status is 1 if any notebook failed, 2 for a command line
 that makes no sense (nothing runs then).
 
-`--jobs 2` runs two notebooks at a time, longest first. Those in RUN_ALONE (they use both cores)
-run with nothing beside them, and so do those in TIMES_THINGS when their outputs are saved. Every
-other kernel runs on one thread, so running two at once changes no figure. The lines come as the
-notebooks finish.
+`--jobs 2` runs two notebooks at a time, the longest chain first (a notebook and those in NEEDS
+that wait for it). Those in RUN_ALONE (they use both cores) run with nothing beside them, and so
+do those in TIMES_THINGS when their outputs are saved. Every other kernel runs on one thread, so
+running two at once changes no figure. The lines come as the notebooks finish.
 
 Ctrl-C (SIGINT) stops everything: the running cell is interrupted, the kernel shut down, nothing
 saved, and one line names the notebook and cell; exit status 130. A second Ctrl-C kills the kernel
@@ -283,7 +283,7 @@ def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
 
 # Seconds each notebook took in a quiet `run_notebook.py --all --save --jobs 2` (two at a time as
 # scheduled here, those in TIMES_THINGS alone; a test run prints the same line), on the 2-core
-# AVX2 machine of 2026-12-07. Only their order matters: the schedule starts the longest first.
+# AVX2 machine of 2026-12-07. Only their order matters: the schedule starts the longest chain first.
 # A notebook not listed counts as the longest.
 SECONDS = {
     '00_exports': 3, '00a_data': 6, '01_matmul': 41, '02_fully_connected': 17,
@@ -335,12 +335,18 @@ def runs_alone(save):
 
 def schedule(paths, alone):
     """The order (indices into `paths`) to start notebooks in under --jobs: those named in `alone`
-    first, then the others, each group longest first. On a fresh machine two notebooks may then
+    first, then the others, each group longest chain first: a notebook's own seconds plus the
+    longest chain of those that wait for it (NEEDS), so 15a, which three chapters wait for, starts
+    before a longer notebook that nothing waits for. On a fresh machine two notebooks may then
     fetch or build the same data set at once: wasted work, not wrong, since each build is written
     to a temporary folder and renamed into the cache whole (00a)."""
+    names = {Path(p).stem for p in paths}
+    def chain(name):
+        after = [n for n, need in NEEDS.items() if need == name and n in names]
+        return SECONDS.get(name, math.inf) + max(map(chain, after), default=0)
     def key(i):
         name = Path(paths[i]).stem
-        return (name not in alone, -SECONDS.get(name, math.inf), i)
+        return (name not in alone, -chain(name), i)
     return sorted(range(len(paths)), key=key)
 
 

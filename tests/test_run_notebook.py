@@ -306,6 +306,18 @@ def test_schedule_starts_alone_notebooks_first_then_longest_first(monkeypatch):
     assert order == ['05_e', '04_d', '06_new', '02_b', '03_c', '01_a']  # unmeasured: longest
 
 
+def test_schedule_starts_the_longest_chain_of_needs_first(monkeypatch):
+    # 02_b is short, but 03_c (the longest) waits for it: 02_b starts before 01_a
+    monkeypatch.setattr(rn, 'SECONDS', {'01_a': 40, '02_b': 10, '03_c': 50, '04_d': 20})
+    monkeypatch.setattr(rn, 'NEEDS', {'03_c': '02_b'})
+    paths = [Path(f'nbs/{n}.ipynb') for n in ['01_a', '02_b', '03_c', '04_d']]
+    order = [paths[i].stem for i in rn.schedule(paths, alone=set())]
+    assert order == ['02_b', '03_c', '01_a', '04_d']
+    # a chain counts only the notebooks in this run: without 03_c, 02_b is just short
+    some = paths[:2] + paths[3:]
+    assert [some[i].stem for i in rn.schedule(some, alone=set())] == ['01_a', '04_d', '02_b']
+
+
 def test_timing_notebooks_run_alone_only_when_saved():
     assert rn.runs_alone(save=False) == set(rn.RUN_ALONE) == {'11_xresnet', '12_distributed'}
     assert rn.runs_alone(save=True) == set(rn.RUN_ALONE) | set(rn.TIMES_THINGS)
