@@ -12,7 +12,7 @@ Runs (`--run`), each with the notebook's own settings (tests/test_bench_seed_spr
 that they still match the notebook's cell):
   nb07          07's "99% on MNIST in 3 epochs" (validation accuracy, 10,000 images): 30 s per
                 seed on one thread of a quiet 2-core machine, up to 4 min beside other work.
-  nb11_mnist    11's five-epoch XResNet on all 60,000 labelled MNIST images, test accuracy:
+  nb11_mnist    11's three-epoch XResNet on all 60,000 labelled MNIST images, test accuracy:
                 about 6 to 9 min per seed on two threads, 11's own count (9.3 in its last run).
   nb11_fashion  the same for Fashion-MNIST (flips): about 10 min per seed on two threads.
 Notebook 11's two asserted runs take about 20 minutes per seed together, so 5 seeds of both are
@@ -33,8 +33,8 @@ from timing import check_counts, clock, set_threads
 # 07's cell "99% on MNIST in 3 epochs": nfs_big, lr_big, epochs_big, its SGD, and cell 6's batch
 NB07 = dict(nfs=[16, 32, 64, 64, 64], lr=1.5, epochs=3, momentum=0.9, weight_decay=5e-4, bs=512)
 # 11's MNIST_RUN and FASHION_RUN, and the augmentation each is trained with
-NB11 = {'nb11_mnist': dict(width=24, stem_strides=(1, 2, 1), bs=256, lr=1e-2, wd=0.05, epochs=5),
-        'nb11_fashion': dict(width=16, stem_strides=(1, 1, 1), bs=256, lr=1e-2, wd=0.05, epochs=5)}
+NB11 = {'nb11_mnist': dict(width=24, stem_strides=(1, 2, 1), bs=256, lr=1e-2, wd=0.05, epochs=3),
+        'nb11_fashion': dict(width=16, stem_strides=(1, 1, 1), bs=256, lr=1e-2, wd=0.05, epochs=3)}
 NB11_TFMS = {'nb11_mnist': 'shifts', 'nb11_fashion': 'flip_batch'}
 THREADS = {'nb07': 1, 'nb11_mnist': 2, 'nb11_fashion': 2}
 
@@ -56,7 +56,7 @@ def nb07_run(data, seed):
 
 
 def nb11_run(name, splits, seed):
-    "11's five-epoch run `name` on all labelled images from `seed`: its test accuracy."
+    "11's three-epoch run `name` on all labelled images from `seed`: its test accuracy."
     from exp import nb_11
     learn, norm, _ = nb_11.fit_xresnet(splits, [getattr(nb_11, NB11_TFMS[name])], seed=seed,
                                        **NB11[name])
