@@ -7,6 +7,7 @@ LAB_STAMP := $(VENV)/.lab-installed
 LAB_ARGS ?=
 
 .PHONY: test run export check prose lint bench lab clean-venv gpu-check gpu-bundle
+.PHONY: book serve-book book-test
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,3 +77,39 @@ gpu-check:
 # gpu-bundle.tar.xz (pip downloads the wheels: run it where PyPI can be reached).
 gpu-bundle: $(STAMP)
 	$(PY) gpu_check.py bundle
+
+# The book (book/, see the README's "The book"): the committed notebooks as a static website that
+# reads offline, built into book/_build (not tracked). Its tools have their own venv, .venv/book
+# (book/requirements.txt; MathJax from npm, book/package.json), so that they never change the
+# versions `make test` runs with. make_pages.py runs on .venv (it imports exp/ for the name index).
+BOOK_VENV := $(VENV)/book
+BOOK_PY := $(BOOK_VENV)/bin/python
+BOOK_STAMP := $(VENV)/.book-installed
+BOOK_BUILD := book/_build
+MATHJAX := $(BOOK_VENV)/npm/node_modules/mathjax/es5
+PORT ?= 8000
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(BOOK_STAMP): book/requirements.txt book/package.json
+	test -x $(BOOK_PY) || $(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_PY) -m pip install --quiet -r book/requirements.txt
+	mkdir -p $(BOOK_VENV)/npm && cp book/package.json $(BOOK_VENV)/npm/package.json
+	npm install --prefix $(BOOK_VENV)/npm --no-audit --no-fund --silent
+	touch $(BOOK_STAMP)
+
+# Nothing is executed: the pages show the committed outputs. Sphinx rebuilds only changed pages.
+book: $(STAMP) $(BOOK_STAMP)
+	$(PY) book/make_pages.py --mathjax $(MATHJAX)
+	$(BOOK_PY) -m sphinx -b html -q -W --keep-going -c book $(BOOK_BUILD)/src $(BOOK_BUILD)/html
+
+# http://localhost:$(PORT)/ (make serve-book PORT=8080 for another port).
+serve-book:
+	test -f $(BOOK_BUILD)/html/index.html || $(MAKE) book
+	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory $(BOOK_BUILD)/html
+
+# The browser test (book/test_book.py; never collected by `make test`, whose pytest reads tests/):
+# Debian's Chromium and chromedriver, installed here when missing, driven by Selenium.
+book-test: book
+	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }
+	$(BOOK_PY) -m pytest book/test_book.py -p no:cacheprovider
