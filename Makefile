@@ -97,10 +97,12 @@ $(BOOK_STAMP): book/requirements.txt book/package.json
 	npm install --prefix $(BOOK_VENV)/npm --no-audit --no-fund --silent
 	touch $(BOOK_STAMP)
 
-# Nothing is executed: the pages show the committed outputs. Sphinx rebuilds only changed pages.
+# Nothing is executed: the pages show the committed outputs. Sphinx rebuilds only changed pages;
+# a warning fails the build (-W), and then its saved state goes, so a rerun warns again.
 book: $(STAMP) $(BOOK_STAMP)
 	$(PY) book/make_pages.py --mathjax $(MATHJAX)
-	$(BOOK_PY) -m sphinx -b html -q -W --keep-going -c book $(BOOK_BUILD)/src $(BOOK_BUILD)/html
+	$(BOOK_PY) -m sphinx -b html -q -W --keep-going -c book $(BOOK_BUILD)/src $(BOOK_BUILD)/html \
+		|| { rm -rf $(BOOK_BUILD)/html/.doctrees; exit 1; }
 
 # http://localhost:$(PORT)/ (make serve-book PORT=8080 for another port).
 serve-book:

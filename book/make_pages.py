@@ -155,7 +155,7 @@ def names_page(module, names, left_out, built, mentions):
             'notebook builds, each linked to that cell. Where several cells build a name, each is '
             'listed in the order of the road, and the last is the one `exp` holds. The tests that '
             'mention a name are the files in `tests/` that use it.\n\n'
-            f'Left out, since no notebook builds them: {shown}.\n')
+            f'Left out, as modules or names a notebook imports and does not build: {shown}.\n')
     parts = [head]
     for letter, lines in rows.items():
         parts.append(f'## {letter}\n\n| name | built in | tests that mention it |\n'

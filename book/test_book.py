@@ -143,14 +143,19 @@ def test_every_page_loads_clean(server, browser):
 
 
 class Anchors(HTMLParser):
-    """The hrefs of a page's <a> elements and every id (and a name=) it holds."""
+    """The hrefs of a page's <a> elements, every id (and a name=) it holds, and the addresses of
+    what it loads (scripts, stylesheets, icons, images, frames)."""
 
     def __init__(self):
         super().__init__()
-        self.hrefs, self.ids = [], set()
+        self.hrefs, self.ids, self.loads = [], set(), []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if tag in ('script', 'img', 'iframe', 'source', 'embed') and attrs.get('src'):
+            self.loads.append(attrs['src'])
+        if tag == 'link' and attrs.get('href'):
+            self.loads.append(attrs['href'])
         if attrs.get('id'):
             self.ids.add(attrs['id'])
         if tag == 'a' and attrs.get('name'):
@@ -196,6 +201,13 @@ def test_every_internal_link_resolves(server):
     print(f'{len(followed)} internal targets followed')
     assert len(followed) > 30
     assert not problems, '\n'.join(problems[:50]) + f'\n({len(problems)} in all)'
+
+
+def test_no_page_names_a_resource_elsewhere(server):
+    """No script, stylesheet, font preload, icon or image comes from a CDN or any other host."""
+    outside = [f'{name}: {url}' for name in pages() for url in parsed(server.base + name)[1].loads
+               if url.startswith(('http:', 'https:', '//'))]
+    assert not outside, '\n'.join(outside)
 
 
 def test_backward_pass_math_is_typeset(server, browser):
