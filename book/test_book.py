@@ -4,13 +4,15 @@ Selenium through Debian's chromedriver, the pages served by a local http server 
     make book-test   # installs Chromium and the book's tools when missing, builds, runs this
 
 It lives in book/, not tests/, so `make test` never collects it (pytest.ini: testpaths = tests).
-Checks: every page loads with no console error and no failed or outside request; every internal
-link answers 200 and its #fragment exists; 02's backward pass has its math typeset by MathJax;
-06's figures are images with a size; the name index links `conv2d` to the cell of 06 that builds
-it; searching "BatchNorm" finds 07. Two screenshots are saved under book/_build/screenshots.
+Checks: every page loads with no console error and no failed or outside request; every internal link
+answers 200 and its #fragment exists; the sidebar and previous/next links follow the path; 02's
+backward pass has its math typeset by MathJax; 06's figures are images with a size; the name index
+links `conv2d` to the cell of 06 that builds it; searching "BatchNorm" finds 07. Two screenshots are
+saved under book/_build/screenshots.
 """
 import functools
 import http.server
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -148,7 +150,7 @@ class Anchors(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.hrefs, self.ids, self.loads = [], set(), []
+        self.hrefs, self.ids, self.loads, self.prev_next = [], set(), [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -156,6 +158,8 @@ class Anchors(HTMLParser):
             self.loads.append(attrs['src'])
         if tag == 'link' and attrs.get('href'):
             self.loads.append(attrs['href'])
+        if tag == 'a' and attrs.get('class') in ('left-prev', 'right-next'):
+            self.prev_next.append(attrs.get('href'))
         if attrs.get('id'):
             self.ids.add(attrs['id'])
         if tag == 'a' and attrs.get('name'):
@@ -208,6 +212,28 @@ def test_no_page_names_a_resource_elsewhere(server):
     outside = [f'{name}: {url}' for name in pages() for url in parsed(server.base + name)[1].loads
                if url.startswith(('http:', 'https:', '//'))]
     assert not outside, '\n'.join(outside)
+
+
+def road():
+    """The notebooks' pages in the order of the README's path table (those built only)."""
+    readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text(encoding='utf-8')
+    stems = re.findall(r'^\|\s*`(\w+)`\s*\|', readme.split('## The path', 1)[1], re.M)
+    return [f'{s}.html' for s in stems if (HTML / f'{s}.html').is_file()]
+
+
+def test_sidebar_and_prev_next_follow_the_road(server, browser):
+    """The sidebar lists the notebooks in the path table's order, and each notebook's page links
+    back to the one before it and on to the one after."""
+    order = road()
+    assert len(order) >= 29, order
+    open_page(browser, server.base + 'index.html')
+    links = [urlsplit(a.get_attribute('href')).path.lstrip('/') for a in
+             browser.find_elements(By.CSS_SELECTOR, 'nav.bd-docs-nav a.reference.internal')]
+    listed = [page for page in links if page in order]
+    assert listed == order, f'sidebar order {listed}'
+    for before, page, after in zip(order, order[1:], order[2:]):
+        _, parsed_page = parsed(server.base + page)
+        assert parsed_page.prev_next == [before, after], (page, parsed_page.prev_next)
 
 
 def test_backward_pass_math_is_typeset(server, browser):
