@@ -87,8 +87,8 @@ def landing_page(title, opening, section, order):
         return f'| [`{m.group(1)}`]({m.group(1)}.ipynb) |{m.group(2)}|'
 
     body = '\n'.join(link(line) for line in section).strip()
-    left_out = [p.stem for p in order if p.stem not in {m.group(1) for m in map(PATH_ROW.match,
-                                                                               section) if m}]
+    in_table = {m.group(1) for m in map(PATH_ROW.match, section) if m}
+    left_out = [p.stem for p in order if p.stem not in in_table]
     extra = ''
     if left_out:
         extra = ('\n\nNot in the table yet: ' + ', '.join(f'[`{s}`]({s}.ipynb)' for s in left_out)
@@ -135,7 +135,8 @@ def built_here(obj):
 
 
 def mentioned_in_tests(names, tests):
-    """{name: [test files whose code uses the name, not as an attribute]}."""
+    """{name: [tests/ files that mention the name]}: as a word, not as an attribute (`learn.fit`
+    is not the function `fit`), in code, comments or strings alike."""
     texts = {p.name: p.read_text(encoding='utf-8') for p in sorted(tests.glob('*.py'))}
     return {n: [f for f, t in texts.items() if re.search(rf'(?<![\w.]){re.escape(n)}(?!\w)', t)]
             for n in names}
