@@ -1,8 +1,9 @@
 """Every notebook in nbs/ runs top to bottom in a fresh kernel without an error, and was saved so.
 
 The notebooks run once per session, in a session fixture, as `run_notebook.py --all --jobs 2` runs
-them: two at a time, longest first, the ones in run_notebook.RUN_ALONE with nothing beside them
-(the timings that run_notebook.TIMES_THINGS print are not kept here, so those share a core).
+them: two at a time, the longest chain first, those in run_notebook.RUN_ALONE with nothing
+beside them (the timings that run_notebook.TIMES_THINGS print are not kept here, so those share a
+core).
 
 Each notebook still has its own test and its own failure message, and only the notebooks selected
 for the session run (`-k 05b` runs one). No other test runs a notebook: the suite's time is the
@@ -21,7 +22,19 @@ from nbio import notebooks
 from run_notebook import run_notebooks
 
 NOTEBOOKS = notebooks()
-JOBS = min(2, os.cpu_count() or 1)
+
+
+def notebook_jobs():
+    """How many notebooks run at once: NOTEBOOK_JOBS if it is set (1 runs them one at a time, the
+    baseline that the schedule's gain is measured against), else 2 where there are 2 cores."""
+    value = os.environ.get('NOTEBOOK_JOBS')
+    if value is None: return min(2, os.cpu_count() or 1)
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f'NOTEBOOK_JOBS must be a whole number >= 1, got {value!r}')
+    return int(value)
+
+
+JOBS = notebook_jobs()
 
 
 @pytest.fixture(scope='session')
@@ -68,3 +81,14 @@ if NOTEBOOKS:  # an empty parametrize would still collect one skipped test
         errors = [i for i, c in enumerate(nb.cells) for o in c.get('outputs', [])
                   if o.output_type == 'error']
         assert not errors, f'{path.name}: cells {errors} were saved with an error output'
+
+
+def test_notebook_jobs_reads_notebook_jobs_and_refuses_nonsense(monkeypatch):
+    monkeypatch.delenv('NOTEBOOK_JOBS', raising=False)
+    assert notebook_jobs() == min(2, os.cpu_count() or 1)
+    monkeypatch.setenv('NOTEBOOK_JOBS', '1')
+    assert notebook_jobs() == 1
+    for bad in ['0', 'two', '-1', '']:
+        monkeypatch.setenv('NOTEBOOK_JOBS', bad)
+        with pytest.raises(ValueError, match='NOTEBOOK_JOBS must be a whole number'):
+            notebook_jobs()
