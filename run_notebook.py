@@ -293,7 +293,7 @@ SECONDS = {
     '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 1103,
     '11a_transfer_learning': 186, '12_distributed': 63, '13_text': 19, '13a_rnn_lstm': 236,
     '13b_ulmfit': 109, '14_attention': 85, '14a_gpt': 383, '15_autoencoder': 117,
-    '15a_vae': 150, '15b_fid': 39,
+    '15a_vae': 150, '15b_fid': 39, '15c_ddpm': 660,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two
@@ -316,6 +316,7 @@ TIMES_THINGS = {
     '08_data_block': 'times loaders with 0, 1 and 2 worker processes',
     '10_augmentation': 'times per-image against whole-batch augmentation',
     '10c_mixed_precision': 'times a pass in each dtype',
+    '15c_ddpm': "times the U-Net's calls at three widths to size it",
 }
 
 
@@ -325,6 +326,7 @@ NEEDS = {
     '13b_ulmfit': '13a_rnn_lstm',   # loads the character language model 13a trains and saves
     '14a_gpt': '13a_rnn_lstm',   # reads the validation curve 13a saves with that model
     '15b_fid': '15a_vae',   # scores the VAE 15a trains and saves
+    '15c_ddpm': '15b_fid',   # loads 15b's classifier (and 15a's VAE, which 15b waits for)
 }
 
 

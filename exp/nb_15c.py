@@ -120,7 +120,7 @@ class TimeEmbedding(nn.Module):
 
 class EmbResBlock(nn.Module):
     """GroupNorm, SiLU, 3x3 conv; plus a per-channel shift from the time embedding; GroupNorm,
-    SiLU, 3x3 conv (zero at the start, so the block starts as the identity); plus the input
+    SiLU, 3x3 conv (zero at the start, so the block starts as its skip path); plus the input
     (through a 1x1 conv when the channel count changes)."""
     def __init__(self, ni, nf, n_emb, groups=4):
         super().__init__()
@@ -325,7 +325,8 @@ def ddim_step(sched, x, t, t_prev, eps_hat, eta=0., z=None, clip=False):
                          f'got {t_prev!r}')
     tt = torch.full((len(x),), t, device=x.device)
     ab = sched.at('abar', tt, x)
-    ab_prev = sched.at('abar', tt * 0 + t_prev, x) if t_prev >= 0 else torch.ones_like(ab)
+    ab_prev = (sched.at('abar', torch.full_like(tt, t_prev), x) if t_prev >= 0
+               else torch.ones_like(ab))
     x0 = x0_from_eps(sched, x, tt, eps_hat)
     if clip:
         x0 = x0.clamp(-1, 1)

@@ -2,7 +2,6 @@
 step, the sampler's update against Ho et al.'s equations and against the posterior of the joint
 Gaussian, DDIM's two limits (eta = 1 over every step is DDPM with the posterior's variance; eta =
 0 is deterministic), the U-Net's shapes and time embedding, the EMA, and clear errors."""
-import math
 from types import SimpleNamespace
 
 import pytest
@@ -50,8 +49,8 @@ def test_closed_form_forward_process_matches_noising_step_by_step():
         direct = q_sample(s, x0.expand(n, 4), torch.full((n,), t),
                           torch.randn(n, 4, generator=g, dtype=torch.float64))
         mean, var = s.abar[t].sqrt() * x0, 1 - s.abar[t]
-        for draws in (x, direct):   # sd of a mean of n draws: sqrt(var/n) < 0.0023
-            assert torch.allclose(draws.mean(0), mean, atol=0.01, rtol=0)
+        for draws in (x, direct):   # within 5 standard errors of a mean of n draws
+            assert ((draws.mean(0) - mean).abs() <= 5 * (var / n).sqrt()).all(), t
             assert torch.allclose(draws.var(0), var.expand(4), rtol=0.02, atol=0)
 
 
@@ -197,4 +196,3 @@ def test_saved_unet_round_trip_and_settings_check(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match='load_ddpm: .* was made with settings'):
         load_ddpm(dict(DDPM_SETTINGS, T=50), path)
-    assert not math.isnan(meta['settings']['lr'])
