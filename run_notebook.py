@@ -290,7 +290,7 @@ SECONDS = {
     '03_minibatch_training': 23, '04_callbacks': 11, '05_anneal': 31, '05b_early_stopping': 9,
     '06_cnn_hooks_init': 83, '07_batchnorm': 98, '07a_lsuv': 52, '08_data_block': 74,
     '09_optimizers': 102, '09b_learner': 48, '09c_progress_bar': 134, '10_augmentation': 60,
-    '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 1103,
+    '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 885,
     '11a_transfer_learning': 186, '12_distributed': 63, '13_text': 19, '13a_rnn_lstm': 236,
     '13b_ulmfit': 109, '14_attention': 85, '14a_gpt': 383, '15_autoencoder': 117,
     '15a_vae': 150, '15b_fid': 39, '15c_ddpm': 660,
