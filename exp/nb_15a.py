@@ -117,15 +117,20 @@ def save_vae(model, settings=VAE_SETTINGS, path=None, results=None):
     meta = dict(settings=settings, results=results or {})
     return save_with_meta(model, vae_path() if path is None else path, meta)   # 13a's
 
+def check_saved_settings(meta, settings, path, who):
+    """Refuse, naming `who` and `path`, a saved model whose JSON `meta` holds other settings than
+    `settings`, compared as JSON keeps them (tuples become lists)."""
+    want = json.loads(json.dumps(settings))
+    if meta.get('settings') != want:
+        raise ValueError(f'{who}: {path} was made with settings {meta.get("settings")}, '
+                         f'not {want}')
+
 def load_vae(settings=VAE_SETTINGS, path=None):
     """(model, meta): the VAE saved at `path` (default `vae_path()`), on the CPU, in eval mode.
     The weights must match their checksum and the JSON's settings those asked for."""
     path = Path(vae_path() if path is None else path)
     meta = read_checked_meta(path, 'load_vae')   # 13a's: the JSON, the weights' checksum
-    want = json.loads(json.dumps(settings))   # as JSON keeps them: tuples become lists
-    if meta.get('settings') != want:
-        raise ValueError(f'load_vae: {path} was made with settings {meta.get("settings")}, '
-                         f'not {want}')
+    check_saved_settings(meta, settings, path, 'load_vae')
     model = vae(settings['n_latent'], tuple(settings['nfs']))
     return load_model(model, path).eval(), meta
 
@@ -150,7 +155,7 @@ def vae_model(settings=VAE_SETTINGS, path=None, progress=True):
 from exp.nb_15 import __all__ as _all_nb_15
 __all__ = _all_nb_15 + [
     'reparameterize', 'kl_std_normal', 'VAE', 'vae', 'vae_samples', 'recon_nats', 'kl_nats',
-    'vae_loss', 'vae_learner', 'VAE_SETTINGS', 'train_vae', 'vae_path', 'save_vae', 'load_vae',
-    'vae_model'
+    'vae_loss', 'vae_learner', 'VAE_SETTINGS', 'train_vae', 'vae_path', 'save_vae',
+    'check_saved_settings', 'load_vae', 'vae_model'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -44,9 +44,7 @@ def load_fid_classifier(settings=FID_CLASSIFIER, path=None):
     mode on the CPU. The weights must match their checksum and the settings those asked for."""
     path = Path(fid_classifier_path() if path is None else path)
     meta = read_checked_meta(path, 'load_fid_classifier')   # 13a's: the JSON, the checksum
-    if meta.get('settings') != settings:
-        raise ValueError(f'load_fid_classifier: {path} was made with settings '
-                         f'{meta.get("settings")}, not {settings}')
+    check_saved_settings(meta, settings, path, 'load_fid_classifier')   # 15a's
     return load_model(fid_cnn_from(settings), path).eval(), meta
 
 

@@ -222,9 +222,7 @@ def load_ddpm(settings=DDPM_SETTINGS, path=None):
     the weights must match their checksum and the JSON's settings those asked for."""
     path = Path(ddpm_path() if path is None else path)
     meta = read_checked_meta(path, 'load_ddpm')   # 13a's: the JSON, the weights' checksum
-    if meta.get('settings') != settings:
-        raise ValueError(f'load_ddpm: {path} was made with settings {meta.get("settings")}, '
-                         f'not {settings}')
+    check_saved_settings(meta, settings, path, 'load_ddpm')   # 15a's
     return load_model(ddpm_unet_from(settings), path).eval(), meta
 
 def ddpm_unet(settings=DDPM_SETTINGS, path=None, progress=True):

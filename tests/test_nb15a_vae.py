@@ -160,3 +160,11 @@ def test_vae_model_trains_and_saves_when_the_saved_settings_differ(tmp_path, mon
     assert meta['settings'] == small and set(meta['results']) == {
         'valid_loss', 'valid_recon_nats', 'valid_kl_nats', 'seconds'}
     assert load_vae(small, path)[1] == meta and not model.training
+
+
+def test_check_saved_settings_compares_as_json_keeps_them_and_names_the_caller():
+    from exp.nb_15a import check_saved_settings
+    meta = {'settings': {'nfs': [8, 16], 'lr': 0.01}}
+    check_saved_settings(meta, {'nfs': (8, 16), 'lr': 0.01}, 'm.pth', 'load_x')  # tuple == list
+    with pytest.raises(ValueError, match=r'load_x: m\.pth was made with settings'):
+        check_saved_settings(meta, {'nfs': [8, 32], 'lr': 0.01}, 'm.pth', 'load_x')
