@@ -4,6 +4,7 @@
 
 from exp.nb_15b import *
 import copy
+import math
 
 
 class NoiseSchedule:
@@ -29,6 +30,17 @@ class NoiseSchedule:
         if int(T) != T or T < 2:
             raise ValueError(f'NoiseSchedule.linear: T must be an integer >= 2, got {T}')
         return cls(torch.linspace(beta_1, beta_T, int(T), dtype=torch.float64))
+
+    @classmethod
+    def cosine(cls, T, s=0.008, max_beta=0.999):
+        """Nichol & Dhariwal's schedule: abar_t = f(t) / f(0) for t = 1..T, with
+        f(t) = cos^2((t/T + s) / (1 + s) pi/2); beta_t = 1 - abar_t / abar_{t-1}, capped at
+        `max_beta`."""
+        if int(T) != T or T < 2:
+            raise ValueError(f'NoiseSchedule.cosine: T must be an integer >= 2, got {T}')
+        f = torch.cos((torch.arange(int(T) + 1, dtype=torch.float64) / T + s) / (1 + s)
+                      * math.pi / 2) ** 2
+        return cls((1 - f[1:] / f[:-1]).clamp(max=max_beta))
 
     @classmethod
     def scaled(cls, T):
@@ -70,25 +82,48 @@ def to_unit(x):
     return ((x + 1) / 2).clamp(0, 1)
 
 
+def v_target(sched, x0, t, eps):
+    "Salimans & Ho's v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0, at step indices `t` (N,)."
+    ab = sched.at('abar', t, x0)
+    return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+
 class NoisePrediction(nn.Module):
     """What the Learner trains: for a batch of clean images x0 (in [-1, 1]) it draws a step index
     t ~ U{0..T-1} and noise eps ~ N(0, I) per image (on x0's device), makes x_t with `q_sample` and
-    returns (unet(x_t, t), eps), the prediction and its target."""
-    def __init__(self, unet, sched):
+    returns (unet(x_t, t), target): the noise eps (`target`='eps', Ho et al.) or `v_target`
+    ('v', Salimans & Ho)."""
+    def __init__(self, unet, sched, target='eps'):
         super().__init__()
         if unet.T != sched.T:
             raise ValueError(f'NoisePrediction: the U-Net takes T = {unet.T} steps, the schedule '
                              f'has {sched.T}')
-        self.unet, self.sched = unet, sched
+        if target not in ('eps', 'v'):
+            raise ValueError(f"NoisePrediction: target must be 'eps' or 'v', got {target!r}")
+        self.unet, self.sched, self.target = unet, sched, target
     def forward(self, x0):
         t = torch.randint(0, self.sched.T, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
-        return self.unet(q_sample(self.sched, x0, t, eps), t), eps
+        pred = self.unet(q_sample(self.sched, x0, t, eps), t)
+        return pred, (eps if self.target == 'eps' else v_target(self.sched, x0, t, eps))
+
+class EpsFromV(nn.Module):
+    """A noise predictor made of a U-Net that predicts v: eps = sqrt(1 - abar_t) x_t +
+    sqrt(abar_t) v, so the samplers, written for a noise prediction, take it as it is."""
+    def __init__(self, unet, sched):
+        super().__init__()
+        if unet.T != sched.T:
+            raise ValueError(f'EpsFromV: the U-Net takes T = {unet.T} steps, the schedule '
+                             f'has {sched.T}')
+        self.unet, self.sched, self.T, self.c_in = unet, sched, unet.T, unet.c_in
+    def forward(self, x, t):
+        ab = self.sched.at('abar', t, x)
+        return (1 - ab).sqrt() * x + ab.sqrt() * self.unet(x, t)
 
 def eps_mse(pred, yb):
-    "Ho et al.'s L_simple: the mean squared error between the predicted and the true noise."
+    """The mean squared error between a prediction and its target, as `NoisePrediction` returns
+    them: Ho et al.'s L_simple for the noise, Salimans & Ho's loss for v."""
     if not (isinstance(pred, (tuple, list)) and len(pred) == 2):
-        raise ValueError('eps_mse: expects the (predicted noise, noise) pair NoisePrediction '
+        raise ValueError('eps_mse: expects the (prediction, target) pair NoisePrediction '
                          f'returns, got {type(pred).__name__}')
     return F.mse_loss(*pred)
 
@@ -146,13 +181,13 @@ class SelfAttention2d(nn.Module):
 
 
 class UNet(nn.Module):
-    """A U-Net predicting the noise in x_t from (x_t, t): a 3x3 conv to nfs[0] channels; going down,
-    one `EmbResBlock` per entry of `nfs` (its output kept for the skip connection), halving the
-    side between levels (stride-2 conv); at the lowest side, block, `SelfAttention2d`, block;
-    going up, one block per level on the concatenation of the path and its skip, doubling the side
-    between levels (nearest, then a conv); GroupNorm, SiLU and a 3x3 conv (zero at the start) back
-    to `c_in` channels. `T`: how many steps the t it is given may index."""
-    def __init__(self, nfs=(8, 16, 32), c_in=1, n_emb=64, n_heads=4, groups=4, T=100):
+    """A U-Net predicting the noise in x_t, or v (as trained), from (x_t, t): a 3x3 conv to
+    nfs[0] channels; going down, one `EmbResBlock` per entry of `nfs` (its output kept for the skip
+    connection), halving the side between levels (stride-2 conv); at the lowest side, block,
+    `SelfAttention2d`, block; going up, one block per level on the concatenation of the path and its
+    skip, doubling the side between levels (nearest, then a conv); GroupNorm, SiLU and a 3x3 conv
+    (zero at the start) back to `c_in` channels. `T`: how many steps the t it is given may index."""
+    def __init__(self, nfs=(8, 16, 32), c_in=1, n_emb=64, n_heads=4, groups=4, T=200):
         super().__init__()
         self.nfs, self.c_in, self.T = tuple(nfs), c_in, T
         self.emb = TimeEmbedding(n_emb)
@@ -191,8 +226,16 @@ class UNet(nn.Module):
         return self.out(h)
 
 
-DDPM_SETTINGS = dict(nfs=[8, 16, 32], n_emb=64, n_heads=4, groups=4, T=100, epochs=3, lr=5e-3,
-                     bs=64, ema=0.99, seed=0)
+DDPM_SETTINGS = dict(nfs=[8, 16, 32], n_emb=64, n_heads=4, groups=4, T=200, schedule='cosine',
+                     target='v', epochs=3, lr=5e-3, bs=64, ema=0.99, seed=0)
+
+def ddpm_schedule(settings):
+    "The `NoiseSchedule` `settings` names: 'cosine' or 'scaled' (linear), over T steps."
+    kinds = {'cosine': NoiseSchedule.cosine, 'scaled': NoiseSchedule.scaled}
+    if settings['schedule'] not in kinds:
+        raise ValueError(f"ddpm_schedule: schedule must be 'cosine' or 'scaled', got "
+                         f"{settings['schedule']!r}")
+    return kinds[settings['schedule']](settings['T'])
 
 def ddpm_unet_from(settings):
     "An untrained `UNet` with the architecture `settings` names."
@@ -201,12 +244,13 @@ def ddpm_unet_from(settings):
 
 def train_ddpm(settings=DDPM_SETTINGS, progress=True):
     """(learner, EMACallback, seconds): `ddpm_unet_from(settings)` (after manual_seed(seed)) trained
-    as `NoisePrediction` on Fashion-MNIST's 50,000 training images in [-1, 1] (15's `ae_learner`
-    and `fit_ae`: 09's Adam, 11's one-cycle to `lr`), its weights averaged by an `EMACallback`."""
+    as `NoisePrediction` (with the settings' schedule and target) on Fashion-MNIST's 50,000
+    training images in [-1, 1] (15's `ae_learner` and `fit_ae`: 09's Adam, 11's one-cycle to
+    `lr`), its weights averaged by an `EMACallback`."""
     x_tr, _, x_va, _, _, _ = fashion_splits()
     data = ae_databunch(to_pm1(x_tr), to_pm1(x_va), bs=settings['bs'])
     torch.manual_seed(settings['seed'])
-    model = NoisePrediction(ddpm_unet_from(settings), NoiseSchedule.scaled(settings['T']))
+    model = NoisePrediction(ddpm_unet_from(settings), ddpm_schedule(settings), settings['target'])
     ema = EMACallback(settings['ema'])
     learn = ae_learner(data, model, lr=settings['lr'], progress=progress, cbs=[ema])
     learn.loss_func = eps_mse
@@ -353,10 +397,10 @@ def ddim_sample(unet, sched, n, n_steps, eta=0., seed=0, clip=True, bs=1000, kee
 # a name bound only in a branch not taken is left out).
 from exp.nb_15b import __all__ as _all_nb_15b
 __all__ = _all_nb_15b + [
-    'NoiseSchedule', 'check_steps', 'q_sample', 'to_pm1', 'to_unit', 'NoisePrediction',
-    'eps_mse', 'EMACallback', 'TimeEmbedding', 'EmbResBlock', 'SelfAttention2d', 'UNet',
-    'DDPM_SETTINGS', 'ddpm_unet_from', 'train_ddpm', 'ddpm_path', 'load_ddpm', 'ddpm_unet',
-    'x0_from_eps', 'posterior_mean', 'check_step', 'ddpm_step', 'sample_loop', 'ddpm_sample',
-    'ddim_step', 'ddim_steps', 'ddim_sample'
+    'math', 'NoiseSchedule', 'check_steps', 'q_sample', 'to_pm1', 'to_unit', 'v_target',
+    'NoisePrediction', 'EpsFromV', 'eps_mse', 'EMACallback', 'TimeEmbedding', 'EmbResBlock',
+    'SelfAttention2d', 'UNet', 'DDPM_SETTINGS', 'ddpm_schedule', 'ddpm_unet_from', 'train_ddpm',
+    'ddpm_path', 'load_ddpm', 'ddpm_unet', 'x0_from_eps', 'posterior_mean', 'check_step',
+    'ddpm_step', 'sample_loop', 'ddpm_sample', 'ddim_step', 'ddim_steps', 'ddim_sample'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -1,16 +1,19 @@
-"""DDPM and DDIM from nbs/15c_ddpm.ipynb: the closed-form forward process against noising step by
-step, the sampler's update against Ho et al.'s equations and against the posterior of the joint
-Gaussian, DDIM's two limits (eta = 1 over every step is DDPM with the posterior's variance; eta =
-0 is deterministic), the U-Net's shapes and time embedding, the EMA, and clear errors."""
+"""DDPM and DDIM from nbs/15c_ddpm.ipynb: the cosine schedule against its definition,
+v-prediction's identities (x0 and eps back from v, its loss weight), the closed-form forward
+process against noising step by step, the sampler's update against Ho et al.'s equations and
+against the posterior of the joint Gaussian, DDIM's two limits (eta = 1 over every step is DDPM
+with the posterior's variance; eta = 0 is deterministic), the U-Net's shapes and time embedding,
+the EMA, and clear errors."""
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from exp.nb_15c import (DDPM_SETTINGS, EMACallback, NoisePrediction, NoiseSchedule, UNet,
-                        ddim_sample, ddim_step, ddim_steps, ddpm_sample, ddpm_step,
-                        ddpm_unet_from, eps_mse, load_ddpm, posterior_mean, q_sample,
-                        save_with_meta, to_pm1, to_unit, x0_from_eps)
+from exp.nb_15c import (DDPM_SETTINGS, EMACallback, EpsFromV, NoisePrediction, NoiseSchedule,
+                        UNet, ddim_sample, ddim_step, ddim_steps, ddpm_sample, ddpm_schedule,
+                        ddpm_step, ddpm_unet_from, eps_mse, load_ddpm, posterior_mean, q_sample,
+                        save_with_meta, to_pm1, to_unit, v_target, x0_from_eps)
 
 
 def _gen(seed): return torch.Generator().manual_seed(seed)
@@ -33,6 +36,62 @@ def test_schedule_matches_its_definition():
     sc = NoiseSchedule.scaled(100)
     assert sc.beta.sum().item() == pytest.approx(NoiseSchedule.linear(1000).beta.sum().item(),
                                                   rel=1e-12)
+
+
+def test_cosine_schedule_matches_nichol_and_dhariwal():
+    # abar_t = f(t) / f(0), f(t) = cos^2((t/T + s) / (1 + s) pi/2); beta_t = 1 - abar_t/abar_{t-1}
+    # capped at 0.999, computed here one step at a time with math.cos
+    T, s = 40, 0.008
+    c = NoiseSchedule.cosine(T)
+    f = [math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2 for t in range(T + 1)]
+    beta = [min(1 - f[t] / f[t - 1], 0.999) for t in range(1, T + 1)]
+    assert torch.allclose(c.beta, torch.tensor(beta, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert c.beta[-1].item() == 0.999 and (c.beta[:-1] < 0.999).all()   # only the last is capped
+    # below the cap, abar_t is f(t) / f(0) itself
+    assert torch.allclose(c.abar[:-1], torch.tensor(f[1:T], dtype=torch.float64) / f[0],
+                          rtol=1e-12, atol=0)
+    assert (c.beta[1:] > c.beta[:-1]).all()
+    assert torch.equal(ddpm_schedule(dict(schedule='cosine', T=T)).beta, c.beta)
+    assert torch.equal(ddpm_schedule(dict(schedule='scaled', T=T)).beta,
+                       NoiseSchedule.scaled(T).beta)
+
+
+def test_v_prediction_recovers_x0_and_eps():
+    # v = sqrt(abar) eps - sqrt(1 - abar) x0; x0 = sqrt(abar) x_t - sqrt(1 - abar) v,
+    # eps = sqrt(1 - abar) x_t + sqrt(abar) v; and |v - v_hat|^2 = (1 + SNR) |x0 - x0_hat|^2
+    s, g = NoiseSchedule.cosine(50), _gen(0)
+    x0 = torch.rand(4, 1, 6, 6, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 17, 33, 49])
+    xt, v = q_sample(s, x0, t, eps), v_target(s, x0, t, eps)
+    ab = s.abar[t].view(-1, 1, 1, 1)
+    assert torch.allclose(ab.sqrt() * xt - (1 - ab).sqrt() * v, x0, atol=1e-12, rtol=0)
+
+    class Oracle(torch.nn.Module):   # "predicts" the v it is given
+        T, c_in = 50, 1
+        def __init__(self, out): super().__init__(); self.out = out
+        def forward(self, x, t): return self.out
+    assert torch.allclose(EpsFromV(Oracle(v), s)(xt, t), eps, atol=1e-12, rtol=0)
+    v_hat = v + 0.1 * torch.randn(v.shape, generator=g, dtype=torch.float64)
+    eps_hat = EpsFromV(Oracle(v_hat), s)(xt, t)
+    x0_hat = x0_from_eps(s, xt, t, eps_hat)
+    err_v = (v_hat - v).square().flatten(1).sum(1)
+    err_x0 = (x0_hat - x0).square().flatten(1).sum(1)
+    assert torch.allclose(err_v, err_x0 / (1 - s.abar[t]), rtol=1e-9, atol=0)
+
+
+def test_noise_prediction_returns_the_target_it_was_asked_for():
+    unet, s = _tiny_unet(T=10), NoiseSchedule.linear(10, 0.01, 0.3)
+    x0 = torch.rand(5, 1, 8, 8, generator=_gen(0)) * 2 - 1
+    for target in ('eps', 'v'):
+        torch.manual_seed(7)
+        pred, got = NoisePrediction(unet, s, target)(x0)
+        torch.manual_seed(7)   # the same draws, made again by hand
+        t = torch.randint(0, 10, (5,))
+        eps = torch.randn_like(x0)
+        want = eps if target == 'eps' else v_target(s, x0, t, eps)
+        assert torch.equal(got, want), target
+        assert torch.allclose(pred, unet(q_sample(s, x0, t, eps), t), atol=1e-6)
 
 
 def test_closed_form_forward_process_matches_noising_step_by_step():
@@ -179,6 +238,10 @@ def test_bad_input_gets_clear_errors():
         (lambda: ddim_sample(unet, NoiseSchedule.linear(20), 2, 2), 'the schedule has 20'),
         (lambda: NoiseSchedule.linear(1), 'T must be an integer >= 2'),
         (lambda: NoiseSchedule.linear(2.5), 'T must be an integer >= 2'),
+        (lambda: NoiseSchedule.cosine(1), r'cosine: T must be an integer >= 2'),
+        (lambda: NoisePrediction(unet, s, 'x0'), "target must be 'eps' or 'v', got 'x0'"),
+        (lambda: EpsFromV(unet, NoiseSchedule.linear(20)), 'EpsFromV: the U-Net takes T = 10'),
+        (lambda: ddpm_schedule(dict(schedule='sigmoid', T=10)), "schedule must be 'cosine' or"),
         (lambda: NoiseSchedule([0.1]), r'1-d with T >= 2 steps, got shape \(1,\)'),
         (lambda: NoiseSchedule.linear(10, 0.1, 1.5), r'every beta must be in \(0, 1\)'),
         (lambda: EMACallback(1.), r'decay must be in \[0, 1\)'),
