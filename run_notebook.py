@@ -293,7 +293,7 @@ SECONDS = {
     '10b_mixup_label_smoothing': 84, '10c_mixed_precision': 196, '11_xresnet': 885,
     '11a_transfer_learning': 186, '12_distributed': 63, '13_text': 19, '13a_rnn_lstm': 236,
     '13b_ulmfit': 109, '14_attention': 85, '14a_gpt': 383, '15_autoencoder': 117,
-    '15a_vae': 150, '15b_fid': 39, '15c_ddpm': 800,
+    '15a_vae': 150, '15b_fid': 39, '15c_ddpm': 817,
 }
 
 # Every kernel has one thread (kernel_env) unless the notebook sets another count itself, so two

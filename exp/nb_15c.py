@@ -272,7 +272,8 @@ def load_ddpm(settings=DDPM_SETTINGS, path=None):
 def ddpm_unet(settings=DDPM_SETTINGS, path=None, progress=True):
     """(unet, meta): the U-Net from `path` (default `ddpm_path()`) if it was saved with `settings`,
     else one trained by `train_ddpm`, whose weight average is saved there (13a's `save_with_meta`,
-    with the seconds, device, threads and validation losses) and loaded back."""
+    with the seconds, device, threads and validation losses) and loaded back. The U-Net predicts
+    what `settings['target']` names: for 'v', the samplers need it wrapped in `EpsFromV`."""
     path = Path(ddpm_path() if path is None else path)
     if path.exists() and meta_path(path).exists():
         try: return load_ddpm(settings, path)
