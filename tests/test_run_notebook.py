@@ -319,7 +319,8 @@ def test_schedule_starts_the_longest_chain_of_needs_first(monkeypatch):
 
 
 def test_timing_notebooks_run_alone_only_when_saved():
-    assert rn.runs_alone(save=False) == set(rn.RUN_ALONE) == {'11_xresnet', '12_distributed'}
+    assert rn.runs_alone(save=False) == set(rn.RUN_ALONE) == {'11_xresnet', '12_distributed',
+                                                           '15c_ddpm'}
     assert rn.runs_alone(save=True) == set(rn.RUN_ALONE) | set(rn.TIMES_THINGS)
     assert {'01_matmul', '10c_mixed_precision'} <= set(rn.TIMES_THINGS)
     assert set(rn.SECONDS) == {p.stem for p in nbio.notebooks()}  # every notebook measured
