@@ -283,7 +283,8 @@ def run_notebooks(paths, timeout=1200, save=False, echo=True, jobs=1):
 
 # Seconds each notebook took in a quiet `run_notebook.py --all --save --jobs 2` (two at a time as
 # scheduled here, those in TIMES_THINGS alone; a test run prints the same line), on the 2-core
-# AVX2 machine of 2026-12-07. Only their order matters: the schedule starts the longest chain first.
+# AVX2 machine of 2026-12-07 (15c's: alone, from an empty model cache). Only their order matters:
+# the schedule starts the longest chain first.
 # A notebook not listed counts as the longest.
 SECONDS = {
     '00_exports': 3, '00a_data': 6, '01_matmul': 41, '02_fully_connected': 17,

@@ -27,8 +27,7 @@ class NoiseSchedule:
     @classmethod
     def linear(cls, T=1000, beta_1=1e-4, beta_T=0.02):
         "Ho et al.'s schedule: beta_t linear from `beta_1` to `beta_T` over `T` steps."
-        if int(T) != T or T < 2:
-            raise ValueError(f'NoiseSchedule.linear: T must be an integer >= 2, got {T}')
+        check_num_steps(T, 'NoiseSchedule.linear')
         return cls(torch.linspace(beta_1, beta_T, int(T), dtype=torch.float64))
 
     @classmethod
@@ -36,8 +35,7 @@ class NoiseSchedule:
         """Nichol & Dhariwal's schedule: abar_t = f(t) / f(0) for t = 1..T, with
         f(t) = cos^2((t/T + s) / (1 + s) pi/2); beta_t = 1 - abar_t / abar_{t-1}, capped at
         `max_beta`."""
-        if int(T) != T or T < 2:
-            raise ValueError(f'NoiseSchedule.cosine: T must be an integer >= 2, got {T}')
+        check_num_steps(T, 'NoiseSchedule.cosine')
         f = torch.cos((torch.arange(int(T) + 1, dtype=torch.float64) / T + s) / (1 + s)
                       * math.pi / 2) ** 2
         return cls((1 - f[1:] / f[:-1]).clamp(max=max_beta))
@@ -51,6 +49,16 @@ class NoiseSchedule:
         """The schedule's `name` ('beta', 'alpha', 'abar', 'abar_prev') at step indices `t` (N,),
         shaped (N, 1, ...) to broadcast over a batch like `x`, on x's device and in x's dtype."""
         return getattr(self, name).to(x.device)[t].to(x.dtype).view(-1, *[1] * (x.dim() - 1))
+
+def check_num_steps(T, who):
+    "Refuse a number of steps `T` that is not a whole number >= 2."
+    if int(T) != T or T < 2:
+        raise ValueError(f'{who}: T must be an integer >= 2, got {T}')
+
+def check_same_T(unet, sched, who):
+    "Refuse a network and a schedule whose numbers of steps differ."
+    if unet.T != sched.T:
+        raise ValueError(f'{who}: the U-Net takes T = {unet.T} steps, the schedule has {sched.T}')
 
 def check_steps(t, n, T, who):
     "Refuse `t` unless it is an integer tensor of `n` step indices in 0..T-1."
@@ -90,31 +98,28 @@ def v_target(sched, x0, t, eps):
 class NoisePrediction(nn.Module):
     """What the Learner trains: for a batch of clean images x0 (in [-1, 1]) it draws a step index
     t ~ U{0..T-1} and noise eps ~ N(0, I) per image (on x0's device), makes x_t with `q_sample` and
-    returns (unet(x_t, t), target): the noise eps (`target`='eps', Ho et al.) or `v_target`
-    ('v', Salimans & Ho)."""
-    def __init__(self, unet, sched, target='eps'):
+    returns (unet(x_t, t), target), the target being what the network says it predicts,
+    `unet.target`: the noise eps ('eps', Ho et al.) or `v_target` ('v', Salimans & Ho)."""
+    def __init__(self, unet, sched):
         super().__init__()
-        if unet.T != sched.T:
-            raise ValueError(f'NoisePrediction: the U-Net takes T = {unet.T} steps, the schedule '
-                             f'has {sched.T}')
-        if target not in ('eps', 'v'):
-            raise ValueError(f"NoisePrediction: target must be 'eps' or 'v', got {target!r}")
-        self.unet, self.sched, self.target = unet, sched, target
+        check_same_T(unet, sched, 'NoisePrediction')
+        self.unet, self.sched = unet, sched
     def forward(self, x0):
         t = torch.randint(0, self.sched.T, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
         pred = self.unet(q_sample(self.sched, x0, t, eps), t)
-        return pred, (eps if self.target == 'eps' else v_target(self.sched, x0, t, eps))
+        return pred, (eps if self.unet.target == 'eps' else v_target(self.sched, x0, t, eps))
 
 class EpsFromV(nn.Module):
-    """A noise predictor made of a U-Net that predicts v: eps = sqrt(1 - abar_t) x_t +
-    sqrt(abar_t) v, so the samplers, written for a noise prediction, take it as it is."""
+    """A noise predictor (`target` 'eps') made of a U-Net that predicts v: eps = sqrt(1 - abar_t)
+    x_t + sqrt(abar_t) v, so the samplers, written for a noise prediction, take it as it is."""
     def __init__(self, unet, sched):
         super().__init__()
-        if unet.T != sched.T:
-            raise ValueError(f'EpsFromV: the U-Net takes T = {unet.T} steps, the schedule '
-                             f'has {sched.T}')
+        check_same_T(unet, sched, 'EpsFromV')
+        if unet.target != 'v':
+            raise ValueError(f"EpsFromV: the U-Net must predict v, it predicts {unet.target!r}")
         self.unet, self.sched, self.T, self.c_in = unet, sched, unet.T, unet.c_in
+        self.target = 'eps'
     def forward(self, x, t):
         ab = self.sched.at('abar', t, x)
         return (1 - ab).sqrt() * x + ab.sqrt() * self.unet(x, t)
@@ -181,15 +186,19 @@ class SelfAttention2d(nn.Module):
 
 
 class UNet(nn.Module):
-    """A U-Net predicting the noise in x_t, or v (as trained), from (x_t, t): a 3x3 conv to
+    """A U-Net predicting `target` from (x_t, t), the noise in x_t ('eps') or v: a 3x3 conv to
     nfs[0] channels; going down, one `EmbResBlock` per entry of `nfs` (its output kept for the skip
     connection), halving the side between levels (stride-2 conv); at the lowest side, block,
     `SelfAttention2d`, block; going up, one block per level on the concatenation of the path and its
     skip, doubling the side between levels (nearest, then a conv); GroupNorm, SiLU and a 3x3 conv
-    (zero at the start) back to `c_in` channels. `T`: how many steps the t it is given may index."""
-    def __init__(self, nfs=(8, 16, 32), c_in=1, n_emb=64, n_heads=4, groups=4, T=200):
+    (zero at the start) back to `c_in` channels. `T`: how many steps the t it is given may index;
+    `target` is what training (`NoisePrediction`) fits it to, and what the samplers check."""
+    def __init__(self, nfs=(8, 16, 32), c_in=1, n_emb=64, n_heads=4, groups=4, T=200,
+                 target='eps'):
         super().__init__()
-        self.nfs, self.c_in, self.T = tuple(nfs), c_in, T
+        if target not in ('eps', 'v'):
+            raise ValueError(f"UNet: target must be 'eps' or 'v', got {target!r}")
+        self.nfs, self.c_in, self.T, self.target = tuple(nfs), c_in, T, target
         self.emb = TimeEmbedding(n_emb)
         self.conv_in = conv(c_in, nfs[0], bias=True)
         block = partial(EmbResBlock, n_emb=n_emb, groups=groups)
@@ -238,19 +247,19 @@ def ddpm_schedule(settings):
     return kinds[settings['schedule']](settings['T'])
 
 def ddpm_unet_from(settings):
-    "An untrained `UNet` with the architecture `settings` names."
+    "An untrained `UNet` with the architecture and the target `settings` name."
     return UNet(settings['nfs'], n_emb=settings['n_emb'], n_heads=settings['n_heads'],
-                groups=settings['groups'], T=settings['T'])
+                groups=settings['groups'], T=settings['T'], target=settings['target'])
 
 def train_ddpm(settings=DDPM_SETTINGS, progress=True):
     """(learner, EMACallback, seconds): `ddpm_unet_from(settings)` (after manual_seed(seed)) trained
-    as `NoisePrediction` (with the settings' schedule and target) on Fashion-MNIST's 50,000
+    as `NoisePrediction` (with the settings' schedule) on Fashion-MNIST's 50,000
     training images in [-1, 1] (15's `ae_learner` and `fit_ae`: 09's Adam, 11's one-cycle to
     `lr`), its weights averaged by an `EMACallback`."""
     x_tr, _, x_va, _, _, _ = fashion_splits()
     data = ae_databunch(to_pm1(x_tr), to_pm1(x_va), bs=settings['bs'])
     torch.manual_seed(settings['seed'])
-    model = NoisePrediction(ddpm_unet_from(settings), ddpm_schedule(settings), settings['target'])
+    model = NoisePrediction(ddpm_unet_from(settings), ddpm_schedule(settings))
     ema = EMACallback(settings['ema'])
     learn = ae_learner(data, model, lr=settings['lr'], progress=progress, cbs=[ema])
     learn.loss_func = eps_mse
@@ -273,7 +282,8 @@ def ddpm_unet(settings=DDPM_SETTINGS, path=None, progress=True):
     """(unet, meta): the U-Net from `path` (default `ddpm_path()`) if it was saved with `settings`,
     else one trained by `train_ddpm`, whose weight average is saved there (13a's `save_with_meta`,
     with the seconds, device, threads and validation losses) and loaded back. The U-Net predicts
-    what `settings['target']` names: for 'v', the samplers need it wrapped in `EpsFromV`."""
+    what `settings['target']` names: the samplers refuse one that predicts v until it is wrapped
+    in `EpsFromV`."""
     path = Path(ddpm_path() if path is None else path)
     if path.exists() and meta_path(path).exists():
         try: return load_ddpm(settings, path)
@@ -325,10 +335,12 @@ def sample_loop(unet, sched, steps, update, n, seed=0, bs=1000, keep=(), n_keep=
     g)` along the step indices `steps` (decreasing; after the last comes x_0), one network call per
     step and image, in batches of `bs` on the U-Net's device, the noise from one generator there
     seeded with `seed`. Returns (the images in [-1, 1] on the CPU, {t: (x_t, the x_0 it implies)}
-    for the first `n_keep` images at the step indices in `keep`)."""
-    if unet.T != sched.T:
-        raise ValueError(f'sample_loop: the U-Net takes T = {unet.T} steps, the schedule has '
-                         f'{sched.T}')
+    for the first `n_keep` images at the step indices in `keep`). `unet` must predict the noise
+    (`target` 'eps'): wrap one that predicts v in `EpsFromV`."""
+    check_same_T(unet, sched, 'sample_loop')
+    if unet.target != 'eps':
+        raise ValueError(f'sample_loop: the network predicts {unet.target!r}, the samplers need '
+                         f'the noise: sample from EpsFromV(unet, sched)')
     dev, was_training = model_device(unet), unet.training
     g, out, kept = torch.Generator(device=dev).manual_seed(seed), [], {}
     unet.eval()
@@ -398,10 +410,11 @@ def ddim_sample(unet, sched, n, n_steps, eta=0., seed=0, clip=True, bs=1000, kee
 # a name bound only in a branch not taken is left out).
 from exp.nb_15b import __all__ as _all_nb_15b
 __all__ = _all_nb_15b + [
-    'math', 'NoiseSchedule', 'check_steps', 'q_sample', 'to_pm1', 'to_unit', 'v_target',
-    'NoisePrediction', 'EpsFromV', 'eps_mse', 'EMACallback', 'TimeEmbedding', 'EmbResBlock',
-    'SelfAttention2d', 'UNet', 'DDPM_SETTINGS', 'ddpm_schedule', 'ddpm_unet_from', 'train_ddpm',
-    'ddpm_path', 'load_ddpm', 'ddpm_unet', 'x0_from_eps', 'posterior_mean', 'check_step',
-    'ddpm_step', 'sample_loop', 'ddpm_sample', 'ddim_step', 'ddim_steps', 'ddim_sample'
+    'math', 'NoiseSchedule', 'check_num_steps', 'check_same_T', 'check_steps', 'q_sample',
+    'to_pm1', 'to_unit', 'v_target', 'NoisePrediction', 'EpsFromV', 'eps_mse', 'EMACallback',
+    'TimeEmbedding', 'EmbResBlock', 'SelfAttention2d', 'UNet', 'DDPM_SETTINGS', 'ddpm_schedule',
+    'ddpm_unet_from', 'train_ddpm', 'ddpm_path', 'load_ddpm', 'ddpm_unet', 'x0_from_eps',
+    'posterior_mean', 'check_step', 'ddpm_step', 'sample_loop', 'ddpm_sample', 'ddim_step',
+    'ddim_steps', 'ddim_sample'
 ]
 __all__ = [_name for _name in dict.fromkeys(__all__) if _name in globals()]

@@ -19,9 +19,9 @@ from exp.nb_15c import (DDPM_SETTINGS, EMACallback, EpsFromV, NoisePrediction, N
 def _gen(seed): return torch.Generator().manual_seed(seed)
 
 
-def _tiny_unet(T=10, seed=0):
+def _tiny_unet(T=10, seed=0, target='eps'):
     torch.manual_seed(seed)
-    unet = UNet((4, 8), n_emb=8, n_heads=2, groups=2, T=T)
+    unet = UNet((4, 8), n_emb=8, n_heads=2, groups=2, T=T, target=target)
     for p in unet.parameters():   # away from the zero start, so every path carries signal
         p.data.add_(0.1 * torch.randn(p.shape, generator=_gen(seed + 1)))
     return unet
@@ -68,7 +68,7 @@ def test_v_prediction_recovers_x0_and_eps():
     assert torch.allclose(ab.sqrt() * xt - (1 - ab).sqrt() * v, x0, atol=1e-12, rtol=0)
 
     class Oracle(torch.nn.Module):   # "predicts" the v it is given
-        T, c_in = 50, 1
+        T, c_in, target = 50, 1, 'v'
         def __init__(self, out): super().__init__(); self.out = out
         def forward(self, x, t): return self.out
     assert torch.allclose(EpsFromV(Oracle(v), s)(xt, t), eps, atol=1e-12, rtol=0)
@@ -80,18 +80,22 @@ def test_v_prediction_recovers_x0_and_eps():
     assert torch.allclose(err_v, err_x0 / (1 - s.abar[t]), rtol=1e-9, atol=0)
 
 
-def test_noise_prediction_returns_the_target_it_was_asked_for():
-    unet, s = _tiny_unet(T=10), NoiseSchedule.linear(10, 0.01, 0.3)
+def test_noise_prediction_returns_the_target_the_network_predicts():
+    s = NoiseSchedule.linear(10, 0.01, 0.3)
     x0 = torch.rand(5, 1, 8, 8, generator=_gen(0)) * 2 - 1
     for target in ('eps', 'v'):
+        unet = _tiny_unet(T=10, target=target)
         torch.manual_seed(7)
-        pred, got = NoisePrediction(unet, s, target)(x0)
+        pred, got = NoisePrediction(unet, s)(x0)
         torch.manual_seed(7)   # the same draws, made again by hand
         t = torch.randint(0, 10, (5,))
         eps = torch.randn_like(x0)
         want = eps if target == 'eps' else v_target(s, x0, t, eps)
         assert torch.equal(got, want), target
         assert torch.allclose(pred, unet(q_sample(s, x0, t, eps), t), atol=1e-6)
+    # the samplers take a v-predicting network once EpsFromV turns it into a noise predictor
+    wrapped = EpsFromV(_tiny_unet(T=10, target='v'), s)
+    assert ddim_sample(wrapped, s, 3, 2, size=8)[0].shape == (3, 1, 8, 8)
 
 
 def test_closed_form_forward_process_matches_noising_step_by_step():
@@ -220,6 +224,7 @@ def test_training_pieces_loss_and_ema():
 
 def test_bad_input_gets_clear_errors():
     unet, s = _tiny_unet(T=10), NoiseSchedule.linear(10, 0.01, 0.3)
+    v_unet = _tiny_unet(T=10, target='v')
     x, ts = torch.randn(2, 1, 8, 8), torch.tensor([1, 2])
     cases = [
         (lambda: unet(x, torch.tensor([3, 10])), r'UNet: step indices must be in 0\.\.9'),
@@ -239,8 +244,11 @@ def test_bad_input_gets_clear_errors():
         (lambda: NoiseSchedule.linear(1), 'T must be an integer >= 2'),
         (lambda: NoiseSchedule.linear(2.5), 'T must be an integer >= 2'),
         (lambda: NoiseSchedule.cosine(1), r'cosine: T must be an integer >= 2'),
-        (lambda: NoisePrediction(unet, s, 'x0'), "target must be 'eps' or 'v', got 'x0'"),
-        (lambda: EpsFromV(unet, NoiseSchedule.linear(20)), 'EpsFromV: the U-Net takes T = 10'),
+        (lambda: UNet((4, 8), groups=2, target='x0'), "UNet: target must be 'eps' or 'v', got"),
+        (lambda: EpsFromV(unet, s), "EpsFromV: the U-Net must predict v, it predicts 'eps'"),
+        (lambda: ddpm_sample(v_unet, s, 2), r"sample_loop: the network predicts 'v'.*EpsFromV"),
+        (lambda: ddim_sample(v_unet, s, 2, 2), r"sample_loop: the network predicts 'v'"),
+        (lambda: EpsFromV(v_unet, NoiseSchedule.linear(20)), 'EpsFromV: the U-Net takes T = 10'),
         (lambda: ddpm_schedule(dict(schedule='sigmoid', T=10)), "schedule must be 'cosine' or"),
         (lambda: NoiseSchedule([0.1]), r'1-d with T >= 2 steps, got shape \(1,\)'),
         (lambda: NoiseSchedule.linear(10, 0.1, 1.5), r'every beta must be in \(0, 1\)'),
